@@ -1,0 +1,46 @@
+import { z } from "zod";
+import { roles } from "../store/types.ts";
+import { alertKinds } from "./model.ts";
+
+export const escalationLevelSchema = z.strictObject({
+  notify: z.array(z.enum(roles)).min(1, "a level must notify at least one role"),
+  /** Seconds the level has to accept before the next level is notified. */
+  acceptWithinSec: z.number().int().positive(),
+});
+
+export const escalationPolicySchema = z.strictObject({
+  levels: z.array(escalationLevelSchema).min(1, "a policy needs at least one level"),
+  /** After the last level: notify it again every `acceptWithinSec` until accepted, or stop. */
+  repeatLast: z.boolean(),
+});
+export type EscalationPolicy = z.infer<typeof escalationPolicySchema>;
+
+export const escalationPoliciesSchema = z.record(z.enum(alertKinds), escalationPolicySchema);
+export type EscalationPolicies = Record<(typeof alertKinds)[number], EscalationPolicy>;
+
+const level = (notify: EscalationPolicy["levels"][number]["notify"], acceptWithinSec: number) => ({
+  notify,
+  acceptWithinSec,
+});
+
+/** Defaults; a policy file given in configuration replaces them kind by kind. */
+export const defaultPolicies: EscalationPolicies = {
+  call: {
+    levels: [level(["doctor"], 60), level(["family"], 120), level(["grid-worker", "staff"], 300)],
+    repeatLast: true,
+  },
+  fall: {
+    levels: [level(["doctor", "family"], 60), level(["grid-worker", "staff"], 300)],
+    repeatLast: true,
+  },
+  sos: {
+    levels: [level(["family", "grid-worker"], 60), level(["staff"], 300)],
+    repeatLast: true,
+  },
+  "geofence-exit": {
+    levels: [level(["family", "grid-worker"], 120), level(["staff"], 600)],
+    repeatLast: true,
+  },
+  "device-offline": { levels: [level(["grid-worker", "staff"], 3600)], repeatLast: false },
+  "low-battery": { levels: [level(["family", "grid-worker"], 3600)], repeatLast: false },
+};

@@ -1,0 +1,19 @@
+import type { FastifyPluginAsync } from "fastify";
+import type { ApiDeps } from "./index.ts";
+
+/** Liveness, readiness (the database answers, the broker listens) and Prometheus metrics. */
+export const healthRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, metrics, isReady }) => {
+  app.get("/healthz", { schema: { tags: ["operations"] } }, async () => ({ status: "ok" }));
+  app.get("/readyz", { schema: { tags: ["operations"] } }, async (_req, reply) => {
+    try {
+      await store.ping();
+    } catch (err) {
+      return reply.code(503).send({ status: "unready", reason: `database: ${(err as Error).message}` });
+    }
+    if (!isReady()) return reply.code(503).send({ status: "unready", reason: "starting or stopping" });
+    return { status: "ready" };
+  });
+  app.get("/metrics", { schema: { tags: ["operations"] } }, async (_req, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+};

@@ -1,0 +1,78 @@
+import fastifySwagger from "@fastify/swagger";
+import fastifySwaggerUi from "@fastify/swagger-ui";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+} from "fastify-type-provider-zod";
+import type { Logger } from "pino";
+import type { AlertService } from "../alerts/service.ts";
+import type { Clock } from "../clock/index.ts";
+import { GatewayError } from "../errors.ts";
+import type { Metrics } from "../metrics.ts";
+import type { AlertStream } from "../notify/stream.ts";
+import type { Store } from "../store/types.ts";
+import { alertRoutes } from "./alerts.ts";
+import { healthRoutes } from "./health.ts";
+import { registryRoutes } from "./registry.ts";
+
+export interface ApiDeps {
+  store: Store;
+  alerts: AlertService;
+  stream: AlertStream;
+  metrics: Metrics;
+  clock: Clock;
+  log: Logger;
+  isConnected: (deviceId: string) => boolean;
+  isReady: () => boolean;
+}
+
+/** Builds the HTTP API (not listening). Every error leaves as `{ error: { code, message } }`. */
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log.child({ module: "api" }) as FastifyBaseLogger,
+    disableRequestLogging: true,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof GatewayError) {
+      return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
+    }
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const message = err.validation
+        .map((v) => `${err.validationContext}${v.instancePath.replaceAll("/", ".")}: ${v.message}`)
+        .join("; ");
+      return reply.code(400).send({ error: { code: "invalid_request", message } });
+    }
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    if (status < 500) {
+      return reply.code(status).send({ error: { code: "invalid_request", message: (err as Error).message } });
+    }
+    req.log.error({ err }, "request failed");
+    return reply
+      .code(500)
+      .send({ error: { code: "internal", message: "internal error; see the gateway log" } });
+  });
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url}` } }),
+  );
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: "Community safety gateway",
+        description: "Call buttons and locator tags: registry, alerts, escalation, live stream",
+        version: "1",
+      },
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
+  await app.register(healthRoutes, deps);
+  await app.register(registryRoutes, deps);
+  await app.register(alertRoutes, deps);
+  return app;
+}

@@ -1,0 +1,107 @@
+import { readFile } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
+import pino, { type Logger } from "pino";
+import { AlertService } from "./alerts/service.ts";
+import { buildApi } from "./api/index.ts";
+import { Broker } from "./broker/index.ts";
+import { EventBus } from "./bus/index.ts";
+import { type Clock, systemClock } from "./clock/index.ts";
+import type { Config } from "./config/index.ts";
+import { Ingest } from "./ingest/index.ts";
+import { createMetrics } from "./metrics.ts";
+import { DeviceCommandNotifier } from "./notify/device-command.ts";
+import { AlertStream } from "./notify/stream.ts";
+import { WebhookNotifier } from "./notify/webhook.ts";
+import { openSqliteStore } from "./store/sqlite.ts";
+
+const placeholderPage = fileURLToPath(new URL("../dashboard/index.html", import.meta.url));
+
+export interface GatewayDeps {
+  clock?: Clock;
+  log?: Logger;
+}
+
+export type Gateway = Awaited<ReturnType<typeof buildGateway>>;
+
+/** The composition root: wires every part; nothing listens until `start()`. */
+export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
+  const clock = deps.clock ?? systemClock;
+  const log =
+    deps.log ??
+    pino({
+      level: config.LOG_LEVEL,
+      redact: { paths: ["password", "secret", "*.secret", "*.password"], censor: "[redacted]" },
+    });
+  const store = openSqliteStore(config.DATA_DIR);
+  const bus = new EventBus(log);
+  const metrics = createMetrics(() => store.alerts.countByState());
+  const ingest = new Ingest(
+    { store, bus, clock, metrics, log },
+    { maxPayloadBytes: config.MAX_PAYLOAD_BYTES, maxClockSkewMs: config.MAX_CLOCK_SKEW_MS },
+  );
+  const broker = new Broker({ store, bus, ingest, metrics, log });
+  const alerts = new AlertService({ store, bus, clock, policies: config.policies, log });
+  const stream = new AlertStream({ store, bus, metrics, log });
+  const webhooks = new WebhookNotifier(
+    { store, bus, clock, metrics, log },
+    {
+      secret: config.WEBHOOK_SECRET,
+      timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+      retryDelaysMs: config.WEBHOOK_RETRY_DELAYS_MS,
+    },
+  );
+  const commands = new DeviceCommandNotifier({ store, bus, broker, clock, metrics, log });
+  let ready = false;
+  const api = await buildApi({
+    store,
+    alerts,
+    stream,
+    metrics,
+    clock,
+    log,
+    isConnected: (id) => broker.isConnected(id),
+    isReady: () => ready,
+  });
+  api.get("/", { schema: { hide: true } }, async (_req, reply) =>
+    reply.type("text/html; charset=utf-8").send(await readFile(placeholderPage)),
+  );
+
+  return {
+    store,
+    bus,
+    api,
+    broker,
+    metrics,
+    log,
+    /** Ports actually bound (useful when configured as 0). */
+    ports: { http: 0, mqtt: 0 },
+
+    async start() {
+      stream.start();
+      webhooks.start();
+      commands.start();
+      await alerts.start();
+      await broker.start(config.MQTT_PORT, config.HOST);
+      await api.listen({ port: config.PORT, host: config.HOST });
+      broker.attachWebSocket(api.server);
+      this.ports.http = (api.server.address() as AddressInfo).port;
+      this.ports.mqtt = broker.port;
+      ready = true;
+      log.info({ http: this.ports.http, mqtt: this.ports.mqtt }, "gateway started");
+    },
+
+    /** Graceful stop: refuse new work, finish what is in flight, close the database last. */
+    async stop() {
+      ready = false;
+      stream.stop();
+      await broker.stop();
+      await api.close();
+      await alerts.stop();
+      await webhooks.stop();
+      commands.stop();
+      await store.close();
+      log.info("gateway stopped");
+    },
+  };
+}

@@ -1,0 +1,67 @@
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { defaultPolicies, type EscalationPolicies, escalationPoliciesSchema } from "../alerts/policy.ts";
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+
+/** Every setting, its environment variable and its default, in one place. */
+export const configSchema = z.object({
+  PORT: port.default(8080),
+  MQTT_PORT: port.default(1883),
+  HOST: z.string().default("0.0.0.0"),
+  DATA_DIR: z.string().default("./data"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  WEBHOOK_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  WEBHOOK_TIMEOUT_MS: positiveInt.default(5000),
+  WEBHOOK_RETRY_DELAYS_MS: z
+    .string()
+    .default("1000,5000,30000")
+    .transform((s, ctx) => {
+      const delays = s.split(",").map((x) => Number(x.trim()));
+      if (delays.some((d) => !Number.isInteger(d) || d < 0)) {
+        ctx.addIssue({ code: "custom", message: "must be comma-separated whole milliseconds" });
+      }
+      return delays;
+    }),
+  ESCALATION_POLICY_FILE: z.string().optional(),
+  MAX_PAYLOAD_BYTES: positiveInt.default(1024),
+  MAX_CLOCK_SKEW_MS: positiveInt.default(5 * 60_000),
+});
+
+export type Config = Omit<z.infer<typeof configSchema>, "ESCALATION_POLICY_FILE" | "WEBHOOK_SECRET"> & {
+  WEBHOOK_SECRET: string;
+  policies: EscalationPolicies;
+};
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const describe = (issues: z.core.$ZodIssue[], prefix = "") =>
+  issues.map((i) => `${prefix}${i.path.join(".") || "(root)"}: ${i.message}`).join("\n");
+
+/** Reads and checks configuration; throws a ConfigError listing every `path: problem`. */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = configSchema.safeParse(env);
+  if (!parsed.success) throw new ConfigError(describe(parsed.error.issues));
+  const { ESCALATION_POLICY_FILE, WEBHOOK_SECRET, ...rest } = parsed.data;
+  return {
+    ...rest,
+    WEBHOOK_SECRET: WEBHOOK_SECRET ?? "development-only-webhook-secret",
+    policies: ESCALATION_POLICY_FILE ? loadPolicies(ESCALATION_POLICY_FILE) : defaultPolicies,
+  };
+}
+
+/** A policy file overrides the defaults kind by kind. */
+export function loadPolicies(file: string): EscalationPolicies {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new ConfigError(`ESCALATION_POLICY_FILE: cannot read ${file}: ${(err as Error).message}`);
+  }
+  const parsed = escalationPoliciesSchema.safeParse(json);
+  if (!parsed.success) throw new ConfigError(describe(parsed.error.issues, `${file}: `));
+  return { ...defaultPolicies, ...parsed.data };
+}

@@ -1,0 +1,28 @@
+/** The one catalogue of errors the gateway reports: a stable code, a message, an HTTP status. */
+export class GatewayError extends Error {
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "GatewayError";
+  }
+}
+
+export const Errors = {
+  notFound: (what: string, id: string) =>
+    new GatewayError("not_found", 404, `${what} '${id}' does not exist`),
+  alreadyExists: (what: string, id: string) =>
+    new GatewayError("already_exists", 409, `${what} '${id}' already exists`),
+  inUse: (what: string, id: string, by: string) =>
+    new GatewayError("in_use", 409, `${what} '${id}' is still referenced by ${by}`),
+  invalid: (message: string) => new GatewayError("invalid_request", 400, message),
+  alertClosed: (id: string, state: string) =>
+    new GatewayError("alert_closed", 409, `alert '${id}' is already ${state}`),
+  alreadyAccepted: (id: string, by: string) =>
+    new GatewayError("alert_already_accepted", 409, `alert '${id}' was already accepted by '${by}'`),
+  wrongRole: (personId: string, expected: string) =>
+    new GatewayError("wrong_role", 400, `person '${personId}' is not a ${expected}`),
+  notReady: (why: string) => new GatewayError("not_ready", 503, why),
+} as const;

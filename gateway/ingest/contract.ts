@@ -1,0 +1,97 @@
+import { z } from "zod";
+
+/** Device contract v1. The one place that says which topics exist and what their payloads are. */
+
+/** Earliest believable device time: anything before is a device with an unset clock. */
+const EARLIEST_TS = Date.UTC(2020, 0, 1);
+const timestamp = z.number().int().min(EARLIEST_TS, "ts is before 2020: device clock not set");
+const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+export const deviceEventSchema = z.strictObject({
+  type: z.enum(["press", "cancel", "sos", "fall"]),
+  ts: timestamp,
+  seq,
+});
+export type DeviceEvent = z.infer<typeof deviceEventSchema>;
+
+export const heartbeatSchema = z.strictObject({
+  ts: timestamp,
+  seq,
+  battery: z.number().min(0).max(100),
+  lat: z.number().min(-90).max(90).optional(),
+  lon: z.number().min(-180).max(180).optional(),
+  accuracy: z.number().min(0).optional(),
+  source: z.enum(["gps", "lbs", "wifi"]).optional(),
+});
+export type Heartbeat = z.infer<typeof heartbeatSchema>;
+
+export const deviceCommandSchema = z.strictObject({
+  type: z.enum(["received", "accepted", "resolved"]),
+  alertId: z.string(),
+  message: z.string().optional(),
+});
+export type DeviceCommand = z.infer<typeof deviceCommandSchema>;
+
+/** Topics a device publishes to, under `devices/<its id>/`. */
+export const deviceTopics = {
+  event: deviceEventSchema,
+  heartbeat: heartbeatSchema,
+} as const;
+export type DeviceChannel = keyof typeof deviceTopics;
+
+export type DeviceMessage =
+  | { channel: "event"; message: DeviceEvent }
+  | { channel: "heartbeat"; message: Heartbeat };
+
+export const topicFor = (deviceId: string, channel: DeviceChannel | "command") =>
+  `devices/${deviceId}/${channel}`;
+
+/** The only subscription a device may hold. */
+export const commandTopic = (deviceId: string) => topicFor(deviceId, "command");
+
+export type RefusalReason = "acl" | "oversized" | "bad-json" | "schema" | "timestamp";
+
+export type Parsed =
+  | { ok: true; value: DeviceMessage }
+  | { ok: false; reason: RefusalReason; detail: string };
+
+export interface ParseLimits {
+  maxPayloadBytes: number;
+  /** How far ahead of the gateway's clock a device timestamp may be. */
+  maxClockSkewMs: number;
+}
+
+/** Checks one publish against the contract: topic ownership, size, JSON, schema, timestamp. */
+export function parseDeviceMessage(
+  deviceId: string,
+  topic: string,
+  payload: Buffer,
+  now: number,
+  limits: ParseLimits,
+): Parsed {
+  const prefix = `devices/${deviceId}/`;
+  const channel = topic.startsWith(prefix) ? topic.slice(prefix.length) : undefined;
+  if (channel !== "event" && channel !== "heartbeat") {
+    return { ok: false, reason: "acl", detail: `device may not publish to '${topic}'` };
+  }
+  if (payload.length > limits.maxPayloadBytes) {
+    return { ok: false, reason: "oversized", detail: `${payload.length} bytes > ${limits.maxPayloadBytes}` };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString("utf8"));
+  } catch {
+    return { ok: false, reason: "bad-json", detail: "payload is not JSON" };
+  }
+  const result = deviceTopics[channel].safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const path = issue?.path.join(".") || "(payload)";
+    const reason = issue?.path[0] === "ts" && issue.code === "too_small" ? "timestamp" : "schema";
+    return { ok: false, reason, detail: `${path}: ${issue?.message}` };
+  }
+  if (result.data.ts > now + limits.maxClockSkewMs) {
+    return { ok: false, reason: "timestamp", detail: `ts is ${result.data.ts - now} ms in the future` };
+  }
+  return { ok: true, value: { channel, message: result.data } as DeviceMessage };
+}

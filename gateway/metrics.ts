@@ -1,0 +1,67 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { AlertState } from "./alerts/model.ts";
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** The gateway's Prometheus metrics, in a registry of its own (several gateways can share a process in tests). */
+export function createMetrics(alertCounts: () => Promise<Record<AlertState, number>>) {
+  const registry = new Registry();
+  const metrics = {
+    registry,
+    devicesConnected: new Gauge({
+      name: "gateway_devices_connected",
+      help: "Devices with an open MQTT connection",
+      registers: [registry],
+    }),
+    messagesIn: new Counter({
+      name: "gateway_messages_in_total",
+      help: "Device messages accepted, by channel",
+      labelNames: ["channel"] as const,
+      registers: [registry],
+    }),
+    messagesRefused: new Counter({
+      name: "gateway_messages_refused_total",
+      help: "Device messages, connections and subscriptions refused, by reason",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
+    duplicates: new Counter({
+      name: "gateway_duplicate_events_total",
+      help: "Device events dropped as re-deliveries of a stored (device, seq, ts)",
+      registers: [registry],
+    }),
+    notifications: new Counter({
+      name: "gateway_notification_attempts_total",
+      help: "Notification attempts, by channel and result",
+      labelNames: ["channel", "result"] as const,
+      registers: [registry],
+    }),
+    pressToNotify: new Histogram({
+      name: "gateway_press_to_notify_seconds",
+      help: "From a press arriving at the broker to its first notification, by channel",
+      labelNames: ["channel"] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    alerts: new Gauge({
+      name: "gateway_alerts",
+      help: "Alerts by state",
+      labelNames: ["state"] as const,
+      registers: [registry],
+      async collect() {
+        for (const [state, n] of Object.entries(await alertCounts())) this.set({ state }, n);
+      },
+    }),
+  };
+  return metrics;
+}
+
+/** Records press-to-notify latency for one channel, when the notification traces back to a press. */
+export function observePressLatency(
+  metrics: Metrics,
+  channel: string,
+  pressReceivedHr: number | undefined,
+): void {
+  if (pressReceivedHr === undefined) return;
+  metrics.pressToNotify.observe({ channel }, (performance.now() - pressReceivedHr) / 1000);
+}

@@ -1,0 +1,103 @@
+/**
+ * Schema migrations, applied in order and recorded in `schema_migrations`. Never edit a shipped
+ * migration: add a new one. Plain SQL kept to what SQLite and PostgreSQL both accept.
+ */
+export const migrations: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: "registry, device events, alerts, audit trail, notification attempts",
+    sql: `
+CREATE TABLE communities (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE grids (
+  id TEXT PRIMARY KEY,
+  community_id TEXT NOT NULL REFERENCES communities(id),
+  name TEXT NOT NULL
+);
+CREATE TABLE people (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('resident','doctor','family','grid-worker','staff')),
+  community_id TEXT NOT NULL REFERENCES communities(id),
+  grid_id TEXT REFERENCES grids(id),
+  phone TEXT,
+  address TEXT
+);
+CREATE TABLE contacts (
+  person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+  kind TEXT NOT NULL CHECK (kind IN ('webhook')),
+  address TEXT NOT NULL
+);
+CREATE INDEX contacts_person ON contacts(person_id);
+CREATE TABLE devices (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL CHECK (kind IN ('call-button','locator-tag')),
+  owner_id TEXT NOT NULL REFERENCES people(id),
+  secret_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE assignments (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  resident_id TEXT NOT NULL REFERENCES people(id),
+  person_id TEXT NOT NULL REFERENCES people(id),
+  relation TEXT NOT NULL CHECK (relation IN ('doctor','family')),
+  UNIQUE (resident_id, person_id, relation)
+);
+CREATE TABLE device_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  device_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  received_at INTEGER NOT NULL,
+  handled INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (device_id, seq, ts)
+);
+CREATE INDEX device_events_unhandled ON device_events(handled) WHERE handled = 0;
+CREATE TABLE alerts (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  subject_id TEXT NOT NULL,
+  state TEXT NOT NULL,
+  level INTEGER NOT NULL,
+  presses INTEGER NOT NULL,
+  opened_at INTEGER NOT NULL,
+  accepted_by TEXT,
+  accepted_at INTEGER,
+  closed_by TEXT,
+  closed_at INTEGER,
+  outcome TEXT,
+  deadline_at INTEGER
+);
+CREATE INDEX alerts_active ON alerts(device_id, kind) WHERE state IN ('open','accepted');
+CREATE INDEX alerts_state ON alerts(state, opened_at);
+CREATE INDEX alerts_deadline ON alerts(deadline_at) WHERE deadline_at IS NOT NULL;
+CREATE TABLE alert_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  alert_id TEXT NOT NULL REFERENCES alerts(id),
+  at INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  actor TEXT,
+  data TEXT NOT NULL
+);
+CREATE INDEX alert_events_alert ON alert_events(alert_id, id);
+CREATE TRIGGER alert_events_append_only_update BEFORE UPDATE ON alert_events
+  BEGIN SELECT RAISE(ABORT, 'alert_events is append-only'); END;
+CREATE TRIGGER alert_events_append_only_delete BEFORE DELETE ON alert_events
+  BEGIN SELECT RAISE(ABORT, 'alert_events is append-only'); END;
+CREATE TABLE notification_attempts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  alert_id TEXT NOT NULL REFERENCES alerts(id),
+  level INTEGER NOT NULL,
+  person_id TEXT,
+  channel TEXT NOT NULL,
+  address TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  detail TEXT
+);
+CREATE INDEX notification_attempts_alert ON notification_attempts(alert_id, id);
+`,
+  },
+];

@@ -1,0 +1,374 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import type { Alert, AlertEvent, AlertState } from "../alerts/model.ts";
+import { alertStates } from "../alerts/model.ts";
+import { Errors } from "../errors.ts";
+import type { DeviceEvent } from "../ingest/contract.ts";
+import { migrations } from "./migrations.ts";
+import type {
+  AlertRepository,
+  Assignment,
+  AttemptRepository,
+  Community,
+  Contact,
+  Device,
+  DeviceEventRepository,
+  Grid,
+  NotificationAttempt,
+  Person,
+  RegistryRepository,
+  Role,
+  Store,
+} from "./types.ts";
+
+type Row = Record<string, unknown>;
+
+/**
+ * Opens (creating if needed) `<dataDir>/gateway.db`. WAL lets the API read while a write commits;
+ * synchronous=FULL fsyncs every commit, so an acknowledged press survives a power cut, not only a
+ * crashed process. Commits are small and rare (presses, alert transitions), so the fsync is cheap.
+ */
+export function openSqliteStore(dataDir: string): Store {
+  mkdirSync(dataDir, { recursive: true });
+  const db = new Database(join(dataDir, "gateway.db"));
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  migrate(db);
+  return {
+    registry: registry(db),
+    deviceEvents: deviceEvents(db),
+    alerts: alerts(db),
+    attempts: attempts(db),
+    ping: async () => {
+      db.prepare("SELECT 1").get();
+    },
+    close: async () => {
+      db.close();
+    },
+  };
+}
+
+function migrate(db: Database.Database): void {
+  db.exec(
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)",
+  );
+  const applied = new Set(
+    db
+      .prepare("SELECT version FROM schema_migrations")
+      .all()
+      .map((r) => (r as Row).version as number),
+  );
+  for (const m of migrations) {
+    if (applied.has(m.version)) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations VALUES (?, ?, ?)").run(m.version, m.name, Date.now());
+    })();
+  }
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return (
+    (err as { code?: string }).code?.startsWith("SQLITE_CONSTRAINT_PRIMARYKEY") === true ||
+    (err as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE"
+  );
+}
+
+function registry(db: Database.Database): RegistryRepository {
+  const contactsOf = db.prepare("SELECT kind, address FROM contacts WHERE person_id = ? ORDER BY rowid");
+  const toPerson = (r: Row): Person => ({
+    id: r.id as string,
+    name: r.name as string,
+    role: r.role as Role,
+    communityId: r.community_id as string,
+    gridId: (r.grid_id as string | null) ?? null,
+    phone: (r.phone as string | null) ?? null,
+    address: (r.address as string | null) ?? null,
+    contacts: contactsOf.all(r.id) as Contact[],
+  });
+  const toDevice = (r: Row): Device => ({
+    id: r.id as string,
+    kind: r.kind as Device["kind"],
+    ownerId: r.owner_id as string,
+    createdAt: r.created_at as number,
+  });
+  const toAssignment = (r: Row): Assignment => ({
+    id: r.id as number,
+    residentId: r.resident_id as string,
+    personId: r.person_id as string,
+    relation: r.relation as Assignment["relation"],
+  });
+  const writeContacts = (p: Person) => {
+    db.prepare("DELETE FROM contacts WHERE person_id = ?").run(p.id);
+    const insert = db.prepare("INSERT INTO contacts (person_id, kind, address) VALUES (?, ?, ?)");
+    for (const c of p.contacts) insert.run(p.id, c.kind, c.address);
+  };
+  const insertOrConflict = <T>(what: string, id: string, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      if (isUniqueViolation(err)) throw Errors.alreadyExists(what, id);
+      throw err;
+    }
+  };
+
+  return {
+    createCommunity: async (c) =>
+      insertOrConflict("community", c.id, () => {
+        db.prepare("INSERT INTO communities (id, name) VALUES (?, ?)").run(c.id, c.name);
+        return c;
+      }),
+    listCommunities: async () =>
+      db.prepare("SELECT id, name FROM communities ORDER BY id").all() as Community[],
+    createGrid: async (g) =>
+      insertOrConflict("grid", g.id, () => {
+        db.prepare("INSERT INTO grids (id, community_id, name) VALUES (?, ?, ?)").run(
+          g.id,
+          g.communityId,
+          g.name,
+        );
+        return g;
+      }),
+    listGrids: async () =>
+      db.prepare("SELECT id, community_id AS communityId, name FROM grids ORDER BY id").all() as Grid[],
+    createPerson: async (p) =>
+      insertOrConflict("person", p.id, () => {
+        db.transaction(() => {
+          db.prepare(
+            "INSERT INTO people (id, name, role, community_id, grid_id, phone, address) VALUES (?, ?, ?, ?, ?, ?, ?)",
+          ).run(p.id, p.name, p.role, p.communityId, p.gridId, p.phone, p.address);
+          writeContacts(p);
+        })();
+        return p;
+      }),
+    updatePerson: async (p) => {
+      db.transaction(() => {
+        db.prepare(
+          "UPDATE people SET name = ?, role = ?, community_id = ?, grid_id = ?, phone = ?, address = ? WHERE id = ?",
+        ).run(p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.id);
+        writeContacts(p);
+      })();
+      return p;
+    },
+    getPerson: async (id) => {
+      const r = db.prepare("SELECT * FROM people WHERE id = ?").get(id) as Row | undefined;
+      return r && toPerson(r);
+    },
+    listPeople: async (f = {}) => {
+      const rows = db
+        .prepare(
+          `SELECT * FROM people WHERE (@role IS NULL OR role = @role)
+             AND (@communityId IS NULL OR community_id = @communityId)
+             AND (@gridId IS NULL OR grid_id = @gridId) ORDER BY id`,
+        )
+        .all({ role: f.role ?? null, communityId: f.communityId ?? null, gridId: f.gridId ?? null }) as Row[];
+      return rows.map(toPerson);
+    },
+    deletePerson: async (id) => {
+      const device = db.prepare("SELECT id FROM devices WHERE owner_id = ? LIMIT 1").get(id) as
+        | Row
+        | undefined;
+      if (device) throw Errors.inUse("person", id, `device '${device.id}'`);
+      const assigned = db
+        .prepare("SELECT id FROM assignments WHERE resident_id = ? OR person_id = ? LIMIT 1")
+        .get(id, id) as Row | undefined;
+      if (assigned) throw Errors.inUse("person", id, `assignment ${assigned.id}`);
+      db.prepare("DELETE FROM people WHERE id = ?").run(id);
+    },
+    createDevice: async (d, secretHash) =>
+      insertOrConflict("device", d.id, () => {
+        db.prepare(
+          "INSERT INTO devices (id, kind, owner_id, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        ).run(d.id, d.kind, d.ownerId, secretHash, d.createdAt);
+        return d;
+      }),
+    getDevice: async (id) => {
+      const r = db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as Row | undefined;
+      return r && toDevice(r);
+    },
+    getDeviceSecretHash: async (id) =>
+      (db.prepare("SELECT secret_hash FROM devices WHERE id = ?").get(id) as Row | undefined)?.secret_hash as
+        | string
+        | undefined,
+    listDevices: async () => (db.prepare("SELECT * FROM devices ORDER BY id").all() as Row[]).map(toDevice),
+    createAssignment: async (a) => {
+      try {
+        const info = db
+          .prepare("INSERT INTO assignments (resident_id, person_id, relation) VALUES (?, ?, ?)")
+          .run(a.residentId, a.personId, a.relation);
+        return { id: Number(info.lastInsertRowid), ...a };
+      } catch (err) {
+        if (isUniqueViolation(err))
+          throw Errors.alreadyExists("assignment", `${a.residentId} -> ${a.personId}`);
+        throw err;
+      }
+    },
+    listAssignments: async (residentId) =>
+      (
+        db
+          .prepare("SELECT * FROM assignments WHERE (? IS NULL OR resident_id = ?) ORDER BY id")
+          .all(residentId ?? null, residentId ?? null) as Row[]
+      ).map(toAssignment),
+    deleteAssignment: async (id) => {
+      const info = db.prepare("DELETE FROM assignments WHERE id = ?").run(id);
+      if (info.changes === 0) throw Errors.notFound("assignment", String(id));
+    },
+    isEmpty: async () => !db.prepare("SELECT 1 FROM communities LIMIT 1").get(),
+  };
+}
+
+function deviceEvents(db: Database.Database): DeviceEventRepository {
+  const insert = db.prepare(
+    "INSERT INTO device_events (device_id, seq, ts, type, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+  );
+  return {
+    record: async (deviceId, m, receivedAt) => {
+      const info = insert.run(deviceId, m.seq, m.ts, m.type, receivedAt);
+      return info.changes === 0 ? undefined : Number(info.lastInsertRowid);
+    },
+    unhandled: async () =>
+      (db.prepare("SELECT * FROM device_events WHERE handled = 0 ORDER BY id").all() as Row[]).map((r) => ({
+        id: r.id as number,
+        deviceId: r.device_id as string,
+        message: { type: r.type, ts: r.ts, seq: r.seq } as DeviceEvent,
+        receivedAt: r.received_at as number,
+      })),
+    markHandled: async (id) => {
+      db.prepare("UPDATE device_events SET handled = 1 WHERE id = ?").run(id);
+    },
+  };
+}
+
+const toAlert = (r: Row): Alert => ({
+  id: r.id as string,
+  kind: r.kind as Alert["kind"],
+  deviceId: r.device_id as string,
+  subjectId: r.subject_id as string,
+  state: r.state as AlertState,
+  level: r.level as number,
+  presses: r.presses as number,
+  openedAt: r.opened_at as number,
+  acceptedBy: (r.accepted_by as string | null) ?? null,
+  acceptedAt: (r.accepted_at as number | null) ?? null,
+  closedBy: (r.closed_by as string | null) ?? null,
+  closedAt: (r.closed_at as number | null) ?? null,
+  outcome: (r.outcome as string | null) ?? null,
+  deadlineAt: (r.deadline_at as number | null) ?? null,
+});
+
+const toEvent = (r: Row): AlertEvent => ({
+  id: r.id as number,
+  alertId: r.alert_id as string,
+  at: r.at as number,
+  type: r.type as AlertEvent["type"],
+  actor: (r.actor as string | null) ?? null,
+  data: JSON.parse(r.data as string),
+});
+
+function alerts(db: Database.Database): AlertRepository {
+  const upsert = db.prepare(`
+    INSERT INTO alerts (id, kind, device_id, subject_id, state, level, presses, opened_at, accepted_by, accepted_at,
+      closed_by, closed_at, outcome, deadline_at)
+    VALUES (@id, @kind, @deviceId, @subjectId, @state, @level, @presses, @openedAt, @acceptedBy, @acceptedAt,
+      @closedBy, @closedAt, @outcome, @deadlineAt)
+    ON CONFLICT (id) DO UPDATE SET state = excluded.state, level = excluded.level, presses = excluded.presses,
+      accepted_by = excluded.accepted_by, accepted_at = excluded.accepted_at, closed_by = excluded.closed_by,
+      closed_at = excluded.closed_at, outcome = excluded.outcome, deadline_at = excluded.deadline_at`);
+  const insertEvent = db.prepare(
+    "INSERT INTO alert_events (alert_id, at, type, actor, data) VALUES (?, ?, ?, ?, ?)",
+  );
+  const markHandled = db.prepare("UPDATE device_events SET handled = 1 WHERE id = ?");
+  const commit = db.transaction((change: Parameters<AlertRepository["commit"]>[0]): AlertEvent[] => {
+    upsert.run(change.alert);
+    if (change.handledEventId !== undefined) markHandled.run(change.handledEventId);
+    return change.events.map((e) => {
+      const info = insertEvent.run(change.alert.id, e.at, e.type, e.actor, JSON.stringify(e.data));
+      return { ...e, id: Number(info.lastInsertRowid), alertId: change.alert.id };
+    });
+  });
+
+  return {
+    get: async (id) => {
+      const r = db.prepare("SELECT * FROM alerts WHERE id = ?").get(id) as Row | undefined;
+      return r && toAlert(r);
+    },
+    findActive: async (deviceId, kind) => {
+      const r = db
+        .prepare(
+          "SELECT * FROM alerts WHERE device_id = ? AND kind = ? AND state IN ('open','accepted') LIMIT 1",
+        )
+        .get(deviceId, kind) as Row | undefined;
+      return r && toAlert(r);
+    },
+    list: async ({ states, limit }) => {
+      const wanted = states ?? [...alertStates];
+      const rows = db
+        .prepare(
+          `SELECT * FROM alerts WHERE state IN (${wanted.map(() => "?").join(",")}) ORDER BY opened_at DESC LIMIT ?`,
+        )
+        .all(...wanted, limit) as Row[];
+      return rows.map(toAlert);
+    },
+    countByState: async () => {
+      const counts = Object.fromEntries(alertStates.map((s) => [s, 0])) as Record<AlertState, number>;
+      for (const r of db.prepare("SELECT state, COUNT(*) AS n FROM alerts GROUP BY state").all() as Row[]) {
+        counts[r.state as AlertState] = r.n as number;
+      }
+      return counts;
+    },
+    commit: async (change) => commit(change),
+    events: async (alertId) =>
+      (db.prepare("SELECT * FROM alert_events WHERE alert_id = ? ORDER BY id").all(alertId) as Row[]).map(
+        toEvent,
+      ),
+    eventsAfter: async (id, limit) =>
+      (db.prepare("SELECT * FROM alert_events WHERE id > ? ORDER BY id LIMIT ?").all(id, limit) as Row[]).map(
+        toEvent,
+      ),
+    lastEventId: async () =>
+      ((db.prepare("SELECT MAX(id) AS id FROM alert_events").get() as Row).id as number | null) ?? 0,
+    withDeadlines: async () =>
+      (db.prepare("SELECT * FROM alerts WHERE deadline_at IS NOT NULL").all() as Row[]).map(toAlert),
+  };
+}
+
+function attempts(db: Database.Database): AttemptRepository {
+  return {
+    start: async (a) =>
+      Number(
+        db
+          .prepare(
+            `INSERT INTO notification_attempts (alert_id, level, person_id, channel, address, attempt, at, status)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')`,
+          )
+          .run(a.alertId, a.level, a.personId, a.channel, a.address, a.attempt, a.at).lastInsertRowid,
+      ),
+    finish: async (id, status, detail) => {
+      db.prepare("UPDATE notification_attempts SET status = ?, detail = ? WHERE id = ?").run(
+        status,
+        detail,
+        id,
+      );
+    },
+    forAlert: async (alertId) =>
+      (
+        db.prepare("SELECT * FROM notification_attempts WHERE alert_id = ? ORDER BY id").all(alertId) as Row[]
+      ).map(
+        (r): NotificationAttempt => ({
+          id: r.id as number,
+          alertId: r.alert_id as string,
+          level: r.level as number,
+          personId: (r.person_id as string | null) ?? null,
+          channel: r.channel as NotificationAttempt["channel"],
+          address: r.address as string,
+          attempt: r.attempt as number,
+          at: r.at as number,
+          status: r.status as NotificationAttempt["status"],
+          detail: (r.detail as string | null) ?? null,
+        }),
+      ),
+  };
+}

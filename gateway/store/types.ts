@@ -1,0 +1,135 @@
+import type { Alert, AlertEvent, AlertState, NewAlertEvent } from "../alerts/model.ts";
+import type { DeviceEvent } from "../ingest/contract.ts";
+
+export const roles = ["resident", "doctor", "family", "grid-worker", "staff"] as const;
+export type Role = (typeof roles)[number];
+export const deviceKinds = ["call-button", "locator-tag"] as const;
+export type DeviceKind = (typeof deviceKinds)[number];
+export const relations = ["doctor", "family"] as const;
+export type Relation = (typeof relations)[number];
+
+export interface Community {
+  id: string;
+  name: string;
+}
+export interface Grid {
+  id: string;
+  communityId: string;
+  name: string;
+}
+export interface Contact {
+  kind: "webhook";
+  address: string;
+}
+export interface Person {
+  id: string;
+  name: string;
+  role: Role;
+  communityId: string;
+  gridId: string | null;
+  phone: string | null;
+  /** Where the person lives or works, for the responder: "Building 3, Chongsaikang". */
+  address: string | null;
+  contacts: Contact[];
+}
+export interface Device {
+  id: string;
+  kind: DeviceKind;
+  ownerId: string;
+  createdAt: number;
+}
+export interface Assignment {
+  id: number;
+  residentId: string;
+  personId: string;
+  relation: Relation;
+}
+export type AttemptStatus = "pending" | "delivered" | "failed";
+export interface NotificationAttempt {
+  id: number;
+  alertId: string;
+  level: number;
+  personId: string | null;
+  channel: "webhook" | "device";
+  address: string;
+  attempt: number;
+  at: number;
+  status: AttemptStatus;
+  detail: string | null;
+}
+export interface StoredDeviceEvent {
+  id: number;
+  deviceId: string;
+  message: DeviceEvent;
+  receivedAt: number;
+}
+
+/** One atomic change of an alert: its new state, the audit events it adds, its deadline. */
+export interface AlertChange {
+  alert: Alert;
+  events: NewAlertEvent[];
+  /** The device event this change consumed, marked handled in the same transaction. */
+  handledEventId?: number;
+}
+
+/**
+ * The durable state of the gateway. Methods are async so that a PostgreSQL store can implement
+ * the same interface; the SQLite store answers synchronously underneath.
+ */
+export interface Store {
+  readonly registry: RegistryRepository;
+  readonly deviceEvents: DeviceEventRepository;
+  readonly alerts: AlertRepository;
+  readonly attempts: AttemptRepository;
+  /** Cheap query proving the database answers; throws otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface RegistryRepository {
+  createCommunity(c: Community): Promise<Community>;
+  listCommunities(): Promise<Community[]>;
+  createGrid(g: Grid): Promise<Grid>;
+  listGrids(): Promise<Grid[]>;
+  createPerson(p: Person): Promise<Person>;
+  updatePerson(p: Person): Promise<Person>;
+  getPerson(id: string): Promise<Person | undefined>;
+  listPeople(filter?: { role?: Role; communityId?: string; gridId?: string }): Promise<Person[]>;
+  deletePerson(id: string): Promise<void>;
+  createDevice(d: Device, secretHash: string): Promise<Device>;
+  getDevice(id: string): Promise<Device | undefined>;
+  getDeviceSecretHash(id: string): Promise<string | undefined>;
+  listDevices(): Promise<Device[]>;
+  createAssignment(a: Omit<Assignment, "id">): Promise<Assignment>;
+  listAssignments(residentId?: string): Promise<Assignment[]>;
+  deleteAssignment(id: number): Promise<void>;
+  isEmpty(): Promise<boolean>;
+}
+
+export interface DeviceEventRepository {
+  /** Stores the event; returns undefined when the same (device, seq, ts) was stored before. */
+  record(deviceId: string, message: DeviceEvent, receivedAt: number): Promise<number | undefined>;
+  /** Events stored but not yet handled by the rules (the gateway stopped in between). */
+  unhandled(): Promise<StoredDeviceEvent[]>;
+  markHandled(id: number): Promise<void>;
+}
+
+export interface AlertRepository {
+  get(id: string): Promise<Alert | undefined>;
+  /** The open or accepted alert of this kind for this device, if any. */
+  findActive(deviceId: string, kind: Alert["kind"]): Promise<Alert | undefined>;
+  list(filter: { states?: AlertState[]; limit: number }): Promise<Alert[]>;
+  countByState(): Promise<Record<AlertState, number>>;
+  /** Saves the alert, appends its events and marks the consumed device event, in one transaction. */
+  commit(change: AlertChange): Promise<AlertEvent[]>;
+  events(alertId: string): Promise<AlertEvent[]>;
+  eventsAfter(id: number, limit: number): Promise<AlertEvent[]>;
+  lastEventId(): Promise<number>;
+  withDeadlines(): Promise<Alert[]>;
+}
+
+export interface AttemptRepository {
+  start(a: Omit<NotificationAttempt, "id" | "status" | "detail">): Promise<number>;
+  finish(id: number, status: AttemptStatus, detail: string | null): Promise<void>;
+  forAlert(alertId: string): Promise<NotificationAttempt[]>;
+}
