@@ -47,7 +47,9 @@ export class AlertStream {
   stop(): void {
     this.unsubscribe?.();
     clearInterval(this.keepalive);
-    for (const client of this.clients) client.res.end();
+    // End and drop the connections: a page reconnects on its own, and an idle keep-alive
+    // socket would hold the HTTP server's close for seconds.
+    for (const client of this.clients) client.res.destroy();
     this.clients.clear();
   }
 

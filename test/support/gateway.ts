@@ -1,0 +1,127 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+import pino from "pino";
+import { type Gateway, buildGateway } from "../../gateway/app.ts";
+import type { Clock } from "../../gateway/clock/index.ts";
+import { loadConfig } from "../../gateway/config/index.ts";
+import type { DeviceCommand } from "../../gateway/ingest/contract.ts";
+import { waitFor } from "./wait.ts";
+
+export const WEBHOOK_SECRET = "test-webhook-secret-0123456789";
+
+export const tempDataDir = () => mkdtempSync(join(tmpdir(), "gateway-test-"));
+
+/** A real gateway on free ports with its own SQLite file. */
+export async function startGateway(options: { dataDir?: string; clock?: Clock; env?: Record<string, string> } = {}) {
+  const dataDir = options.dataDir ?? tempDataDir();
+  const config = loadConfig({
+    PORT: "0",
+    MQTT_PORT: "0",
+    HOST: "127.0.0.1",
+    DATA_DIR: dataDir,
+    WEBHOOK_SECRET,
+    WEBHOOK_RETRY_DELAYS_MS: "1000,4000",
+    ...options.env,
+  });
+  const gateway = await buildGateway(config, { clock: options.clock, log: pino({ level: process.env.TEST_LOG ?? "silent" }) });
+  await gateway.start();
+  return Object.assign(gateway, { dataDir, http: `http://127.0.0.1:${gateway.ports.http}` });
+}
+export type TestGateway = Awaited<ReturnType<typeof startGateway>>;
+
+/** Calls the HTTP API; returns status and parsed body. */
+export async function call(gw: { http: string }, method: string, path: string, body?: unknown) {
+  const res = await fetch(gw.http + path, {
+    method,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  // biome-ignore lint/suspicious/noExplicitAny: test helper returns whatever the API sent
+  const json: any = text ? JSON.parse(text) : undefined;
+  return { status: res.status, body: json };
+}
+
+/** One community with a resident, their doctor and family, a grid worker and staff, each with a webhook. */
+export async function seedCommunity(gw: { http: string }, webhookUrl: (path: string) => string) {
+  const ok = async (method: string, path: string, body: unknown) => {
+    const res = await call(gw, method, path, body);
+    if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body;
+  };
+  await ok("POST", "/api/communities", { id: "chongsaikang", name: "冲赛康社区 Chongsaikang" });
+  await ok("POST", "/api/grids", { id: "grid-1", communityId: "chongsaikang", name: "第一网格 Grid 1" });
+  const person = (id: string, name: string, role: string) =>
+    ok("POST", "/api/people", {
+      id,
+      name,
+      role,
+      communityId: "chongsaikang",
+      gridId: "grid-1",
+      contacts: role === "resident" ? [] : [{ kind: "webhook", address: webhookUrl(`/${id}`) }],
+    });
+  await person("dondrub", "顿珠 Dondrub", "resident");
+  await person("dr-tsering", "次仁医生 Dr Tsering", "doctor");
+  await person("pema", "白玛 Pema", "family");
+  await person("lhakpa", "拉巴 Lhakpa", "grid-worker");
+  await person("staff-yang", "杨 Yang", "staff");
+  await ok("POST", "/api/assignments", { residentId: "dondrub", personId: "dr-tsering", relation: "doctor" });
+  await ok("POST", "/api/assignments", { residentId: "dondrub", personId: "pema", relation: "family" });
+}
+
+export async function registerDevice(gw: { http: string }, id: string, ownerId = "dondrub", kind = "call-button") {
+  const res = await call(gw, "POST", "/api/devices", { id, kind, ownerId });
+  if (res.status !== 201) throw new Error(`register ${id}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body as { id: string; secret: string };
+}
+
+export interface TestDevice {
+  client: MqttClient;
+  commands: DeviceCommand[];
+  seq: number;
+  event(type: "press" | "cancel" | "sos" | "fall", seq?: number, ts?: number): Promise<void>;
+  publish(topic: string, payload: string | Buffer, qos?: 0 | 1): Promise<void>;
+  waitForCommand(type: DeviceCommand["type"]): Promise<DeviceCommand>;
+  close(): Promise<void>;
+}
+
+/** A device with its real credentials, subscribed to its command topic. */
+export async function connectDevice(gw: { ports: { mqtt: number } }, creds: { id: string; secret: string }) {
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.ports.mqtt}`, {
+    clientId: creds.id,
+    username: creds.id,
+    password: creds.secret,
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+  });
+  const commands: DeviceCommand[] = [];
+  client.on("message", (_topic, payload) => commands.push(JSON.parse(payload.toString())));
+  await client.subscribeAsync(`devices/${creds.id}/command`, { qos: 1 });
+  const device: TestDevice = {
+    client,
+    commands,
+    seq: 0,
+    async event(type, seq, ts) {
+      const payload = { type, ts: ts ?? Date.now(), seq: seq ?? ++device.seq };
+      await client.publishAsync(`devices/${creds.id}/event`, JSON.stringify(payload), { qos: 1 });
+    },
+    async publish(topic, payload, qos = 1) {
+      await client.publishAsync(topic, payload, { qos });
+    },
+    waitForCommand: (type) =>
+      waitFor(() => commands.find((c) => c.type === type), 5000, `command '${type}' on ${creds.id}`),
+    close: () => client.endAsync(),
+  };
+  return device;
+}
+
+/** Reads one sample from the Prometheus text, e.g. `gateway_messages_refused_total{reason="acl"}`. */
+export async function metric(gw: { http: string }, sample: string): Promise<number> {
+  const text = await (await fetch(`${gw.http}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
+export type { Gateway };
