@@ -15,7 +15,8 @@ export const escalationPolicySchema = z.strictObject({
 });
 export type EscalationPolicy = z.infer<typeof escalationPolicySchema>;
 
-export const escalationPoliciesSchema = z.record(z.enum(alertKinds), escalationPolicySchema);
+/** A policy file may name only the kinds it changes; unknown kinds are refused. */
+export const escalationPoliciesSchema = z.partialRecord(z.enum(alertKinds), escalationPolicySchema);
 export type EscalationPolicies = Record<(typeof alertKinds)[number], EscalationPolicy>;
 
 const level = (notify: EscalationPolicy["levels"][number]["notify"], acceptWithinSec: number) => ({

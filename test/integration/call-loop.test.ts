@@ -2,7 +2,6 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { signWebhook } from "../../gateway/notify/webhook.ts";
 import { FakeClock } from "../support/fake-clock.ts";
 import {
-  WEBHOOK_SECRET,
   call,
   connectDevice,
   metric,
@@ -10,6 +9,7 @@ import {
   seedCommunity,
   startGateway,
   type TestGateway,
+  WEBHOOK_SECRET,
 } from "../support/gateway.ts";
 import { openSse } from "../support/sse.ts";
 import { waitFor } from "../support/wait.ts";
@@ -41,18 +41,33 @@ describe("call-button loop", () => {
     // The device hears at once that the call was received.
     const received = await device.waitForCommand("received");
     // Level 1: the assigned doctor's webhook, signed.
-    const toDoctor = await waitFor(() => hooks.received.find((h) => h.path === "/dr-tsering"), 5000, "doctor webhook");
-    expect(toDoctor.json).toMatchObject({ alertId: received.alertId, kind: "call", level: 1, deviceId: "btn-dondrub" });
+    const toDoctor = await waitFor(
+      () => hooks.received.find((h) => h.path === "/dr-tsering"),
+      5000,
+      "doctor webhook",
+    );
+    expect(toDoctor.json).toMatchObject({
+      alertId: received.alertId,
+      kind: "call",
+      level: 1,
+      deviceId: "btn-dondrub",
+    });
     expect(toDoctor.json.subject).toMatchObject({ id: "dondrub", name: "顿珠 Dondrub" });
     const timestamp = String(toDoctor.headers["x-gateway-timestamp"]);
-    expect(toDoctor.headers["x-gateway-signature"]).toBe(signWebhook(WEBHOOK_SECRET, timestamp, toDoctor.body));
+    expect(toDoctor.headers["x-gateway-signature"]).toBe(
+      signWebhook(WEBHOOK_SECRET, timestamp, toDoctor.body),
+    );
     expect(hooks.received.some((h) => h.path === "/pema")).toBe(false);
 
     // Nobody accepts within 60 s: level 2, the family.
     await clock.advance(59_000);
     expect(hooks.received.some((h) => h.path === "/pema")).toBe(false);
     await clock.advance(1_000);
-    const toFamily = await waitFor(() => hooks.received.find((h) => h.path === "/pema"), 5000, "family webhook");
+    const toFamily = await waitFor(
+      () => hooks.received.find((h) => h.path === "/pema"),
+      5000,
+      "family webhook",
+    );
     expect(toFamily.json).toMatchObject({ alertId: received.alertId, level: 2 });
 
     // The doctor accepts after all: the device is told who is coming, escalation stops.
@@ -83,7 +98,9 @@ describe("call-button loop", () => {
     expect(detail.body.attempts.filter((a: { channel: string }) => a.channel === "webhook")).toHaveLength(2);
     expect(detail.body.attempts.every((a: { status: string }) => a.status === "delivered")).toBe(true);
     await waitFor(() => stream.messages.length >= 5, 5000, "stream events");
-    expect(stream.alertEvents().map((m) => m.event.type)).toEqual(detail.body.events.map((e: { type: string }) => e.type));
+    expect(stream.alertEvents().map((m) => m.event.type)).toEqual(
+      detail.body.events.map((e: { type: string }) => e.type),
+    );
     expect(await metric(gw, 'gateway_alerts{state="resolved"}')).toBe(1);
     await stream.close();
     await device.close();
@@ -153,7 +170,12 @@ describe("call-button loop", () => {
   });
 
   it("skips a level nobody holds instead of waiting out its deadline", async () => {
-    await call(gw, "POST", "/api/people", { id: "norbu", name: "Norbu", role: "resident", communityId: "chongsaikang" });
+    await call(gw, "POST", "/api/people", {
+      id: "norbu",
+      name: "Norbu",
+      role: "resident",
+      communityId: "chongsaikang",
+    });
     const device = await connectDevice(gw, await registerDevice(gw, "btn-norbu", "norbu"));
     await device.event("press");
     // No doctor, no family, no grid: level 3 (community staff) is notified at once.

@@ -1,7 +1,14 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, metric, registerDevice, seedCommunity, startGateway, type TestGateway } from "../support/gateway.ts";
+import {
+  call,
+  metric,
+  registerDevice,
+  seedCommunity,
+  startGateway,
+  type TestGateway,
+} from "../support/gateway.ts";
 
 const run = promisify(execFile);
 
@@ -9,7 +16,18 @@ const run = promisify(execFile);
 describe("mosquitto command-line clients", () => {
   let gw: TestGateway;
   let creds: { id: string; secret: string };
-  const auth = () => ["-h", "127.0.0.1", "-p", String(gw.ports.mqtt), "-V", "mqttv311", "-i", creds.id, "-u", creds.id];
+  const auth = () => [
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(gw.ports.mqtt),
+    "-V",
+    "mqttv311",
+    "-i",
+    creds.id,
+    "-u",
+    creds.id,
+  ];
   const press = (seq: number) => JSON.stringify({ type: "press", ts: Date.now(), seq });
 
   beforeAll(async () => {
@@ -22,7 +40,21 @@ describe("mosquitto command-line clients", () => {
   it("publishes a press with mosquitto_rr and receives the 'received' command", async () => {
     const { stdout } = await run(
       "mosquitto_rr",
-      [...auth(), "-P", creds.secret, "-q", "1", "-t", `devices/${creds.id}/event`, "-e", `devices/${creds.id}/command`, "-m", press(1), "-W", "5"],
+      [
+        ...auth(),
+        "-P",
+        creds.secret,
+        "-q",
+        "1",
+        "-t",
+        `devices/${creds.id}/event`,
+        "-e",
+        `devices/${creds.id}/command`,
+        "-m",
+        press(1),
+        "-W",
+        "5",
+      ],
       { timeout: 10_000 },
     );
     const command = JSON.parse(stdout);
@@ -48,9 +80,15 @@ describe("mosquitto command-line clients", () => {
   });
 
   it("is refused with a wrong password", async () => {
-    const result = await run("mosquitto_pub", [...auth(), "-P", "wrong", "-t", `devices/${creds.id}/event`, "-m", press(3)]).catch(
-      (err: { code: number; stderr: string }) => err,
-    );
+    const result = await run("mosquitto_pub", [
+      ...auth(),
+      "-P",
+      "wrong",
+      "-t",
+      `devices/${creds.id}/event`,
+      "-m",
+      press(3),
+    ]).catch((err: { code: number; stderr: string }) => err);
     expect(result).toMatchObject({ code: expect.any(Number) });
     expect((result as { stderr: string }).stderr).toMatch(/bad user name or password/i);
   });

@@ -12,7 +12,8 @@ import {
 } from "../support/gateway.ts";
 import { waitFor } from "../support/wait.ts";
 
-const refused = (gw: TestGateway, reason: string) => metric(gw, `gateway_messages_refused_total{reason="${reason}"}`);
+const refused = (gw: TestGateway, reason: string) =>
+  metric(gw, `gateway_messages_refused_total{reason="${reason}"}`);
 
 function tryConnect(gw: TestGateway, clientId: string, username: string, password: string) {
   return mqtt.connectAsync(`mqtt://127.0.0.1:${gw.ports.mqtt}`, {
@@ -45,8 +46,12 @@ describe("bad input is refused, counted, and leaves other devices alone", () => 
 
   it("refuses a wrong secret, an unknown device and a client id that is not the device id at CONNECT", async () => {
     await expect(tryConnect(gw, "btn-good", "btn-good", "not-the-secret")).rejects.toMatchObject({ code: 4 });
-    await expect(tryConnect(gw, "btn-nobody", "btn-nobody", goodCreds.secret)).rejects.toMatchObject({ code: 4 });
-    await expect(tryConnect(gw, "someone-else", "btn-good", goodCreds.secret)).rejects.toMatchObject({ code: 2 });
+    await expect(tryConnect(gw, "btn-nobody", "btn-nobody", goodCreds.secret)).rejects.toMatchObject({
+      code: 4,
+    });
+    await expect(tryConnect(gw, "someone-else", "btn-good", goodCreds.secret)).rejects.toMatchObject({
+      code: 2,
+    });
     expect(await refused(gw, "connect")).toBe(3);
     // The real btn-good was not kicked out by the impostors.
     expect(good.client.connected).toBe(true);
@@ -83,7 +88,10 @@ describe("bad input is refused, counted, and leaves other devices alone", () => 
     ["schema", JSON.stringify({ type: "press", ts: Date.now(), seq: -1 })],
     ["schema", JSON.stringify({ type: "press", ts: Date.now(), seq: 1, extra: true })],
     ["schema", JSON.stringify([1, 2, 3])],
-    ["oversized", Buffer.from(JSON.stringify({ type: "press", ts: Date.now(), seq: 1, pad: "x".repeat(2000) }))],
+    [
+      "oversized",
+      Buffer.from(JSON.stringify({ type: "press", ts: Date.now(), seq: 1, pad: "x".repeat(2000) })),
+    ],
     ["timestamp", JSON.stringify({ type: "press", ts: Date.now() + 24 * 3600_000, seq: 1 })],
     ["timestamp", JSON.stringify({ type: "press", ts: 1000, seq: 1 })],
   ])("refuses an event payload as %s: %s", async (reason, payload) => {
@@ -96,7 +104,11 @@ describe("bad input is refused, counted, and leaves other devices alone", () => 
 
   it("refuses a heartbeat with an out-of-range battery", async () => {
     const before = await refused(gw, "schema");
-    await bad.publish("devices/btn-bad/heartbeat", JSON.stringify({ ts: Date.now(), seq: 1, battery: 140 }), 0);
+    await bad.publish(
+      "devices/btn-bad/heartbeat",
+      JSON.stringify({ ts: Date.now(), seq: 1, battery: 140 }),
+      0,
+    );
     await waitFor(async () => (await refused(gw, "schema")) === before + 1);
   });
 

@@ -70,7 +70,11 @@ describe("durability across restarts", () => {
       communityId: "chongsaikang",
       gridId: "grid-1",
     });
-    await call(gw, "POST", "/api/assignments", { residentId: "norbu", personId: "dr-tsering", relation: "doctor" });
+    await call(gw, "POST", "/api/assignments", {
+      residentId: "norbu",
+      personId: "dr-tsering",
+      relation: "doctor",
+    });
     await call(gw, "POST", "/api/assignments", { residentId: "norbu", personId: "pema", relation: "family" });
     const first = await connectDevice(gw, await registerDevice(gw, "btn-dondrub"));
     await first.event("press");

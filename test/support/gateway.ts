@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import pino from "pino";
-import { type Gateway, buildGateway } from "../../gateway/app.ts";
+import { buildGateway, type Gateway } from "../../gateway/app.ts";
 import type { Clock } from "../../gateway/clock/index.ts";
 import { loadConfig } from "../../gateway/config/index.ts";
 import type { DeviceCommand } from "../../gateway/ingest/contract.ts";
@@ -14,7 +14,9 @@ export const WEBHOOK_SECRET = "test-webhook-secret-0123456789";
 export const tempDataDir = () => mkdtempSync(join(tmpdir(), "gateway-test-"));
 
 /** A real gateway on free ports with its own SQLite file. */
-export async function startGateway(options: { dataDir?: string; clock?: Clock; env?: Record<string, string> } = {}) {
+export async function startGateway(
+  options: { dataDir?: string; clock?: Clock; env?: Record<string, string> } = {},
+) {
   const dataDir = options.dataDir ?? tempDataDir();
   const config = loadConfig({
     PORT: "0",
@@ -25,7 +27,10 @@ export async function startGateway(options: { dataDir?: string; clock?: Clock; e
     WEBHOOK_RETRY_DELAYS_MS: "1000,4000",
     ...options.env,
   });
-  const gateway = await buildGateway(config, { clock: options.clock, log: pino({ level: process.env.TEST_LOG ?? "silent" }) });
+  const gateway = await buildGateway(config, {
+    clock: options.clock,
+    log: pino({ level: process.env.TEST_LOG ?? "silent" }),
+  });
   await gateway.start();
   return Object.assign(gateway, { dataDir, http: `http://127.0.0.1:${gateway.ports.http}` });
 }
@@ -71,7 +76,12 @@ export async function seedCommunity(gw: { http: string }, webhookUrl: (path: str
   await ok("POST", "/api/assignments", { residentId: "dondrub", personId: "pema", relation: "family" });
 }
 
-export async function registerDevice(gw: { http: string }, id: string, ownerId = "dondrub", kind = "call-button") {
+export async function registerDevice(
+  gw: { http: string },
+  id: string,
+  ownerId = "dondrub",
+  kind = "call-button",
+) {
   const res = await call(gw, "POST", "/api/devices", { id, kind, ownerId });
   if (res.status !== 201) throw new Error(`register ${id}: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body as { id: string; secret: string };

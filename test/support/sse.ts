@@ -9,7 +9,10 @@ export function openSse(url: string, headers: Record<string, string> = {}) {
   const messages: SseMessage[] = [];
   const controller = new AbortController();
   const done = (async () => {
-    const res = await fetch(url, { headers: { accept: "text/event-stream", ...headers }, signal: controller.signal });
+    const res = await fetch(url, {
+      headers: { accept: "text/event-stream", ...headers },
+      signal: controller.signal,
+    });
     if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
     const decoder = new TextDecoder();
     let buffer = "";

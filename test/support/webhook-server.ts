@@ -1,4 +1,4 @@
-import { type IncomingHttpHeaders, createServer } from "node:http";
+import { createServer, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 
 export interface ReceivedWebhook {
@@ -19,7 +19,13 @@ export async function startWebhookServer() {
       body += chunk;
     });
     req.on("end", () => {
-      received.push({ path: req.url ?? "", headers: req.headers, body, json: JSON.parse(body), at: performance.now() });
+      received.push({
+        path: req.url ?? "",
+        headers: req.headers,
+        body,
+        json: JSON.parse(body),
+        at: performance.now(),
+      });
       res.writeHead(state.status).end();
     });
   });

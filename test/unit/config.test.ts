@@ -1,0 +1,61 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { defaultPolicies } from "../../gateway/alerts/policy.ts";
+import { ConfigError, loadConfig } from "../../gateway/config/index.ts";
+import { tempDataDir } from "../support/gateway.ts";
+
+describe("configuration", () => {
+  it("has defaults for everything", () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      PORT: 8080,
+      MQTT_PORT: 1883,
+      DATA_DIR: "./data",
+      MAX_PAYLOAD_BYTES: 1024,
+    });
+    expect(config.WEBHOOK_RETRY_DELAYS_MS).toEqual([1000, 5000, 30000]);
+    expect(config.policies).toEqual(defaultPolicies);
+  });
+
+  it("lists every problem as 'path: what is wrong'", () => {
+    expect(() => loadConfig({ PORT: "eighty", MQTT_PORT: "70000", WEBHOOK_SECRET: "short" })).toThrow(
+      ConfigError,
+    );
+    try {
+      loadConfig({ PORT: "eighty", MQTT_PORT: "70000", WEBHOOK_SECRET: "short" });
+    } catch (err) {
+      const lines = (err as Error).message.split("\n");
+      expect(lines).toHaveLength(3);
+      expect(lines[0]).toMatch(/^PORT: /);
+      expect(lines[1]).toMatch(/^MQTT_PORT: /);
+      expect(lines[2]).toBe("WEBHOOK_SECRET: must be at least 16 characters");
+    }
+  });
+
+  it("reads an escalation policy file, overriding the defaults kind by kind", () => {
+    const file = join(tempDataDir(), "policies.json");
+    writeFileSync(
+      file,
+      JSON.stringify({ call: { levels: [{ notify: ["staff"], acceptWithinSec: 30 }], repeatLast: false } }),
+    );
+    const { policies } = loadConfig({ ESCALATION_POLICY_FILE: file });
+    expect(policies.call).toEqual({
+      levels: [{ notify: ["staff"], acceptWithinSec: 30 }],
+      repeatLast: false,
+    });
+    expect(policies.sos).toEqual(defaultPolicies.sos);
+  });
+
+  it("refuses a policy file that would not work, saying where", () => {
+    const file = join(tempDataDir(), "policies.json");
+    writeFileSync(
+      file,
+      JSON.stringify({ call: { levels: [{ notify: ["mayor"], acceptWithinSec: 0 }], repeatLast: true } }),
+    );
+    expect(() => loadConfig({ ESCALATION_POLICY_FILE: file })).toThrow(
+      /call\.levels\.0\.notify\.0: .*\n.*call\.levels\.0\.acceptWithinSec/,
+    );
+    expect(() => loadConfig({ ESCALATION_POLICY_FILE: "/nonexistent.json" })).toThrow(/cannot read/);
+  });
+});
