@@ -1,0 +1,49 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { loadScenario } from "../device-sim/scenario.ts";
+import { readDeviceFile, runSimulation } from "../device-sim/simulator.ts";
+import { seedDemo } from "./demo-seed.ts";
+import { main } from "./main.ts";
+
+/**
+ * `npm start`: the gateway on the embedded store, a demo district seeded on first run, and
+ * simulated devices pressing now and then. No services needed.
+ */
+const env = process.env;
+const gateway = await main(env);
+const dataDir = env.DATA_DIR ?? "./data";
+const devicesFile = join(dataDir, "demo-devices.json");
+if (await gateway.store.registry.isEmpty()) {
+  await seedDemo(gateway.store, dataDir, { buttons: 50, tags: 20 }, Date.now());
+  gateway.log.info({ devicesFile }, "seeded the demo district");
+}
+
+const host = env.HOST && env.HOST !== "0.0.0.0" ? env.HOST : "localhost";
+if (existsSync(devicesFile)) {
+  const sim = await runSimulation({
+    url: `mqtt://127.0.0.1:${gateway.ports.mqtt}`,
+    devices: readDeviceFile(devicesFile),
+    buttons: Number.POSITIVE_INFINITY,
+    tags: Number.POSITIVE_INFINITY,
+    pressesPerMinute: Number(env.DEMO_PRESSES_PER_MINUTE ?? 1),
+    buttonHeartbeatMs: 300_000,
+    tagHeartbeatMs: 30_000,
+    seed: 1,
+    scenario: env.DEMO_SCENARIO ? loadScenario(env.DEMO_SCENARIO) : undefined,
+    log: (line) => gateway.log.info({ sim: true }, line),
+  });
+  process.once("SIGINT", () => void sim.stop());
+  process.once("SIGTERM", () => void sim.stop());
+} else {
+  gateway.log.warn({ devicesFile }, "no demo device credentials: the simulator is not started");
+}
+
+console.log(`
+  Community safety gateway is running.
+    Dashboard     http://${host}:${gateway.ports.http}/
+    API docs      http://${host}:${gateway.ports.http}/docs
+    Live stream   http://${host}:${gateway.ports.http}/api/stream
+    Metrics       http://${host}:${gateway.ports.http}/metrics
+    MQTT          mqtt://${host}:${gateway.ports.mqtt}  and  ws://${host}:${gateway.ports.http}/mqtt
+  Simulated devices: ${devicesFile}. Stop with Ctrl-C.
+`);

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests drive, when they are missing:
+#   mosquitto-clients  mosquitto_pub / mosquitto_sub / mosquitto_rr, a device client that is not MQTT.js
+set -euo pipefail
+need=()
+command -v mosquitto_rr >/dev/null 2>&1 || need+=(mosquitto-clients)
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "Installing Debian packages for the tests: ${need[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}"
