@@ -50,7 +50,9 @@ let devices: ReturnType<typeof readDeviceFile>;
 try {
   devices = readDeviceFile(values.devices);
 } catch (err) {
-  console.error(`--devices: cannot read ${values.devices}: ${(err as Error).message}\nRun 'npm start' once to seed the demo.`);
+  console.error(
+    `--devices: cannot read ${values.devices}: ${(err as Error).message}\nRun 'npm start' once to seed the demo.`,
+  );
   process.exit(2);
 }
 

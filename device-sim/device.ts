@@ -122,13 +122,19 @@ export class SimulatedDevice {
     } else if (command.type === "resolved") {
       this.state = "idle";
     }
-    this.options.log(`${this.creds.id} <- ${command.type} ${command.alertId ?? ""} ${command.message ?? ""}`.trim());
+    this.options.log(
+      `${this.creds.id} <- ${command.type} ${command.alertId ?? ""} ${command.message ?? ""}`.trim(),
+    );
   }
 
   private heartbeat(): void {
     const { random } = this.options;
     this.battery = Math.max(0, this.battery - random() * 0.05);
-    const message: Record<string, unknown> = { ts: Date.now(), seq: ++this.seq, battery: Math.round(this.battery) };
+    const message: Record<string, unknown> = {
+      ts: Date.now(),
+      seq: ++this.seq,
+      battery: Math.round(this.battery),
+    };
     if (this.position) {
       // A slow random walk, about a metre a second.
       this.position.lat += (random() - 0.5) * 0.0002;

@@ -27,7 +27,8 @@ export function readDeviceFile(file: string): DeviceCredentials[] {
 /** Connects the chosen devices and runs random presses and/or a scenario until `stop()`. */
 export async function runSimulation(o: SimulationOptions) {
   const random = seededRandom(o.seed);
-  const pick = (kind: DeviceCredentials["kind"], n: number) => o.devices.filter((d) => d.kind === kind).slice(0, n);
+  const pick = (kind: DeviceCredentials["kind"], n: number) =>
+    o.devices.filter((d) => d.kind === kind).slice(0, n);
   const chosen = [...pick("call-button", o.buttons), ...pick("locator-tag", o.tags)];
   const devices = new Map<string, SimulatedDevice>();
   for (const creds of chosen) {
@@ -56,11 +57,14 @@ export async function runSimulation(o: SimulationOptions) {
   if (o.pressesPerMinute > 0 && buttons.length > 0) {
     const schedule = () => {
       timers.push(
-        setTimeout(() => {
-          const device = buttons[Math.floor(random() * buttons.length)];
-          device?.event("press");
-          schedule();
-        }, nextArrivalMs(random, o.pressesPerMinute)),
+        setTimeout(
+          () => {
+            const device = buttons[Math.floor(random() * buttons.length)];
+            device?.event("press");
+            schedule();
+          },
+          nextArrivalMs(random, o.pressesPerMinute),
+        ),
       );
     };
     schedule();

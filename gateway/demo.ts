@@ -7,7 +7,8 @@ import { main } from "./main.ts";
 
 /**
  * `npm start`: the gateway on the embedded store, a demo district seeded on first run, and
- * simulated devices pressing now and then. No services needed.
+ * simulated devices pressing now and then. No services needed. `DEMO_SIMULATOR=off` seeds and
+ * serves without the in-process simulator (docker-compose runs it as its own service).
  */
 const env = process.env;
 const gateway = await main(env);
@@ -19,7 +20,9 @@ if (await gateway.store.registry.isEmpty()) {
 }
 
 const host = env.HOST && env.HOST !== "0.0.0.0" ? env.HOST : "localhost";
-if (existsSync(devicesFile)) {
+if (env.DEMO_SIMULATOR === "off") {
+  gateway.log.info("demo simulator off");
+} else if (existsSync(devicesFile)) {
   const sim = await runSimulation({
     url: `mqtt://127.0.0.1:${gateway.ports.mqtt}`,
     devices: readDeviceFile(devicesFile),

@@ -58,18 +58,35 @@ async function main() {
   const hookUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/doctor`;
 
   const gateway = spawn(process.execPath, ["--import", "tsx", "gateway/main.ts"], {
-    env: { ...process.env, PORT: String(httpPort), MQTT_PORT: String(mqttPort), HOST: "127.0.0.1", DATA_DIR: dataDir, LOG_LEVEL: "error" },
+    env: {
+      ...process.env,
+      PORT: String(httpPort),
+      MQTT_PORT: String(mqttPort),
+      HOST: "127.0.0.1",
+      DATA_DIR: dataDir,
+      LOG_LEVEL: "error",
+    },
     stdio: ["ignore", "inherit", "inherit"],
   });
   try {
     await waitUntil(async () => (await fetch(`${base}/readyz`).catch(() => undefined))?.ok === true);
     const post = async (path: string, body: unknown) => {
-      const res = await fetch(base + path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      const res = await fetch(base + path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
       if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
       return res.json();
     };
     await post("/api/communities", { id: "c", name: "Bench community" });
-    await post("/api/people", { id: "doctor", name: "Dr Bench", role: "doctor", communityId: "c", contacts: [{ kind: "webhook", address: hookUrl }] });
+    await post("/api/people", {
+      id: "doctor",
+      name: "Dr Bench",
+      role: "doctor",
+      communityId: "c",
+      contacts: [{ kind: "webhook", address: hookUrl }],
+    });
     await post("/api/people", { id: "resident", name: "Resident", role: "resident", communityId: "c" });
     await post("/api/assignments", { residentId: "resident", personId: "doctor", relation: "doctor" });
     const creds: { id: string; secret: string }[] = [];
@@ -87,7 +104,13 @@ async function main() {
       clients.push(
         ...(await Promise.all(
           creds.slice(i, i + 50).map((c) =>
-            mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { clientId: c.id, username: c.id, password: c.secret, protocolVersion: 4, reconnectPeriod: 0 }),
+            mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+              clientId: c.id,
+              username: c.id,
+              password: c.secret,
+              protocolVersion: 4,
+              reconnectPeriod: 0,
+            }),
           ),
         )),
       );
@@ -96,8 +119,14 @@ async function main() {
     let seq = 0;
     clients.forEach((client, i) => {
       const beat = () =>
-        client.publish(`devices/${creds[i]?.id}/heartbeat`, JSON.stringify({ ts: Date.now(), seq: ++seq, battery: 80 }), { qos: 0 });
-      timers.push(setTimeout(() => timers.push(setInterval(beat, HEARTBEAT_MS)), Math.random() * HEARTBEAT_MS));
+        client.publish(
+          `devices/${creds[i]?.id}/heartbeat`,
+          JSON.stringify({ ts: Date.now(), seq: ++seq, battery: 80 }),
+          { qos: 0 },
+        );
+      timers.push(
+        setTimeout(() => timers.push(setInterval(beat, HEARTBEAT_MS)), Math.random() * HEARTBEAT_MS),
+      );
     });
 
     // The dashboard's stream: first 'opened' event per device.
@@ -111,11 +140,15 @@ async function main() {
         buffer += decoder.decode(chunk, { stream: true });
         let end = buffer.indexOf("\n\n");
         while (end >= 0) {
-          const data = buffer.slice(0, end).split("\n").find((l) => l.startsWith("data: "));
+          const data = buffer
+            .slice(0, end)
+            .split("\n")
+            .find((l) => l.startsWith("data: "));
           buffer = buffer.slice(end + 2);
           if (data) {
             const { alert, event } = JSON.parse(data.slice(6));
-            if (event.type === "opened" && !streamAt.has(alert.deviceId)) streamAt.set(alert.deviceId, performance.now());
+            if (event.type === "opened" && !streamAt.has(alert.deviceId))
+              streamAt.set(alert.deviceId, performance.now());
           }
           end = buffer.indexOf("\n\n");
         }
@@ -127,10 +160,16 @@ async function main() {
     for (let i = 0; i < PRESSES; i++) {
       const id = creds[i]?.id ?? "";
       pressedAt.set(id, performance.now());
-      clients[i]?.publish(`devices/${id}/event`, JSON.stringify({ type: "press", ts: Date.now(), seq: ++seq }), { qos: 1 });
+      clients[i]?.publish(
+        `devices/${id}/event`,
+        JSON.stringify({ type: "press", ts: Date.now(), seq: ++seq }),
+        { qos: 1 },
+      );
       await sleep(20);
     }
-    await waitUntil(async () => streamAt.size >= PRESSES && webhookAt.size >= PRESSES, 15_000).catch(() => undefined);
+    await waitUntil(async () => streamAt.size >= PRESSES && webhookAt.size >= PRESSES, 15_000).catch(
+      () => undefined,
+    );
 
     const latencies = (arrived: Map<string, number>) =>
       [...pressedAt].flatMap(([id, t0]) => (arrived.has(id) ? [(arrived.get(id) ?? 0) - t0] : []));
@@ -139,12 +178,18 @@ async function main() {
       ["press -> level-1 webhook", summarise(latencies(webhookAt), PRESSES)],
     ];
     const fmt = (n: number) => n.toFixed(2).padStart(8);
-    console.log(`\n${new Date().toISOString()}  ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`);
-    console.log(`${DEVICES} devices connected in ${(connectMs / 1000).toFixed(1)} s, heartbeating every ${HEARTBEAT_MS / 1000} s (${((DEVICES / HEARTBEAT_MS) * 1000).toFixed(0)} msg/s); ${PRESSES} presses, 20 ms apart\n`);
+    console.log(
+      `\n${new Date().toISOString()}  ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
+    );
+    console.log(
+      `${DEVICES} devices connected in ${(connectMs / 1000).toFixed(1)} s, heartbeating every ${HEARTBEAT_MS / 1000} s (${((DEVICES / HEARTBEAT_MS) * 1000).toFixed(0)} msg/s); ${PRESSES} presses, 20 ms apart\n`,
+    );
     console.log("| path                     |  p50 ms  |  p99 ms  |  max ms  | arrived | lost |");
     console.log("| ------------------------ | -------- | -------- | -------- | ------- | ---- |");
     for (const [name, s] of results) {
-      console.log(`| ${name.padEnd(24)} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${fmt(s.max)} | ${String(s.count).padStart(7)} | ${String(s.lost).padStart(4)} |`);
+      console.log(
+        `| ${name.padEnd(24)} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${fmt(s.max)} | ${String(s.count).padStart(7)} | ${String(s.lost).padStart(4)} |`,
+      );
     }
     controller.abort();
     for (const t of timers) clearInterval(t);

@@ -1,0 +1,10 @@
+# The gateway and the simulator share this image (see docker-compose.yml).
+FROM node:20-bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY . .
+ENV DATA_DIR=/data HOST=0.0.0.0 PORT=8080 MQTT_PORT=1883
+EXPOSE 8080 1883
+CMD ["npx", "tsx", "gateway/main.ts"]
