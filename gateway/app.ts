@@ -14,6 +14,9 @@ import { DeviceCommandNotifier } from "./notify/device-command.ts";
 import { AlertStream } from "./notify/stream.ts";
 import { WebhookNotifier } from "./notify/webhook.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
+import { TelemetryWriter } from "./store/telemetry.ts";
+import { influxTelemetry } from "./store/telemetry-influx.ts";
+import { Tracker } from "./tracking/index.ts";
 
 const placeholderPage = fileURLToPath(new URL("../dashboard/index.html", import.meta.url));
 
@@ -41,7 +44,53 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { maxPayloadBytes: config.MAX_PAYLOAD_BYTES, maxClockSkewMs: config.MAX_CLOCK_SKEW_MS },
   );
   const broker = new Broker({ store, bus, ingest, metrics, log });
-  const alerts = new AlertService({ store, bus, clock, policies: config.policies, log });
+  const influx = config.INFLUX_URL
+    ? influxTelemetry({
+        url: config.INFLUX_URL,
+        database: config.INFLUX_DB,
+        token: config.INFLUX_TOKEN,
+        username: config.INFLUX_USERNAME,
+        password: config.INFLUX_PASSWORD,
+        timeoutMs: 10_000,
+      })
+    : undefined;
+  const telemetryStore = influx ?? store.telemetry;
+  const telemetry = new TelemetryWriter(
+    { store: telemetryStore, spool: store.spool, clock, metrics, log },
+    {
+      batchSize: config.TELEMETRY_BATCH_SIZE,
+      flushMs: config.TELEMETRY_FLUSH_MS,
+      maxBuffered: config.TELEMETRY_MAX_BUFFERED,
+    },
+  );
+  const tracker = new Tracker(
+    { store, bus, clock, telemetry, log },
+    {
+      heartbeatIntervalMs: {
+        "call-button": config.HEARTBEAT_SEC_CALL_BUTTON * 1000,
+        "locator-tag": config.HEARTBEAT_SEC_LOCATOR_TAG * 1000,
+      },
+      offlineAfterMissed: config.OFFLINE_AFTER_MISSED,
+      battery: { lowPercent: config.LOW_BATTERY_PERCENT, recoveredPercent: config.BATTERY_RECOVERED_PERCENT },
+      zones: {
+        maxAccuracyM: config.GEOFENCE_MAX_ACCURACY_M,
+        marginM: config.GEOFENCE_MARGIN_M,
+        exitFixes: config.GEOFENCE_EXIT_FIXES,
+        returnFixes: config.GEOFENCE_RETURN_FIXES,
+      },
+      maxFixAccuracyM: config.MAX_FIX_ACCURACY_M,
+      stalePositionMs: config.STALE_POSITION_SEC * 1000,
+      flushMs: 1000,
+    },
+  );
+  const alerts = new AlertService({
+    store,
+    bus,
+    clock,
+    policies: config.policies,
+    log,
+    alarmContext: (deviceId, message) => tracker.alarmContext(deviceId, message),
+  });
   const stream = new AlertStream({ store, bus, metrics, log });
   const webhooks = new WebhookNotifier(
     { store, bus, clock, metrics, log },
@@ -53,6 +102,13 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
   );
   const commands = new DeviceCommandNotifier({ store, bus, broker, clock, metrics, log });
   let ready = false;
+  let pruneTimer: ReturnType<Clock["setTimer"]> | undefined;
+  /** Embedded telemetry is trimmed to its retention period once an hour (InfluxDB keeps its own policy). */
+  const pruneTelemetry = () => {
+    const removed = store.telemetry.prune(clock.now() - config.TELEMETRY_RETENTION_DAYS * 86_400_000);
+    if (removed > 0) log.info({ removed }, "pruned telemetry past its retention");
+    pruneTimer = clock.setTimer(pruneTelemetry, 3600_000);
+  };
   const api = await buildApi({
     store,
     alerts,
@@ -60,6 +116,9 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     metrics,
     clock,
     log,
+    bus,
+    tracker,
+    telemetry: telemetryStore,
     isConnected: (id) => broker.isConnected(id),
     isReady: () => ready,
   });
@@ -74,10 +133,19 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     broker,
     metrics,
     log,
+    telemetry,
+    tracker,
     /** Ports actually bound (useful when configured as 0). */
     ports: { http: 0, mqtt: 0 },
 
     async start() {
+      if (influx) {
+        // The gateway starts without InfluxDB too: points wait in the buffer until it answers.
+        await influx.ensureDatabase().catch((err) => log.warn({ err: err.message }, "InfluxDB not reachable yet"));
+      }
+      await telemetry.start();
+      await tracker.start();
+      if (!influx) pruneTelemetry();
       stream.start();
       webhooks.start();
       commands.start();
@@ -94,12 +162,15 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     /** Graceful stop: refuse new work, finish what is in flight, close the database last. */
     async stop() {
       ready = false;
+      if (pruneTimer) clock.clearTimer(pruneTimer);
       stream.stop();
       await broker.stop();
       await api.close();
       await alerts.stop();
       await webhooks.stop();
       commands.stop();
+      await tracker.stop();
+      await telemetry.stop();
       await store.close();
       log.info("gateway stopped");
     },

@@ -11,13 +11,13 @@ import { main } from "./main.ts";
  * serves without the in-process simulator (docker-compose runs it as its own service).
  */
 const env = process.env;
-const gateway = await main(env);
 const dataDir = env.DATA_DIR ?? "./data";
 const devicesFile = join(dataDir, "demo-devices.json");
-if (await gateway.store.registry.isEmpty()) {
-  await seedDemo(gateway.store, dataDir, { buttons: 50, tags: 20 }, Date.now());
-  gateway.log.info({ devicesFile }, "seeded the demo district");
-}
+const gateway = await main(env, async (gw) => {
+  if (!(await gw.store.registry.isEmpty())) return;
+  await seedDemo(gw.store, dataDir, { buttons: 50, tags: 20 }, Date.now());
+  gw.log.info({ devicesFile }, "seeded the demo district");
+});
 
 const host = env.HOST && env.HOST !== "0.0.0.0" ? env.HOST : "localhost";
 if (env.DEMO_SIMULATOR === "off") {

@@ -1,8 +1,8 @@
-import { buildGateway } from "./app.ts";
+import { buildGateway, type Gateway } from "./app.ts";
 import { ConfigError, loadConfig } from "./config/index.ts";
 
 /** Entry point: the only place that reads the environment, opens ports and handles signals. */
-export async function main(env = process.env) {
+export async function main(env = process.env, prepare?: (gateway: Gateway) => Promise<void>) {
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig(env);
@@ -16,6 +16,7 @@ export async function main(env = process.env) {
   const gateway = await buildGateway(config);
   if (!env.WEBHOOK_SECRET)
     gateway.log.warn("WEBHOOK_SECRET is not set: webhooks are signed with a development secret");
+  await prepare?.(gateway);
   await gateway.start();
   let stopping = false;
   const stop = async (signal: string) => {

@@ -43,6 +43,26 @@ export function createMetrics(alertCounts: () => Promise<Record<AlertState, numb
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),
+    telemetryWritten: new Counter({
+      name: "gateway_telemetry_points_written_total",
+      help: "Telemetry points written to the telemetry store",
+      registers: [registry],
+    }),
+    telemetryWriteFailures: new Counter({
+      name: "gateway_telemetry_write_failures_total",
+      help: "Failed telemetry batch writes (the points are kept and retried)",
+      registers: [registry],
+    }),
+    telemetryBuffered: new Gauge({
+      name: "gateway_telemetry_buffered_points",
+      help: "Telemetry points accepted but not yet in the telemetry store (memory and spool)",
+      registers: [registry],
+    }),
+    telemetryLag: new Gauge({
+      name: "gateway_telemetry_lag_seconds",
+      help: "Age of the oldest telemetry point in memory not yet written",
+      registers: [registry],
+    }),
     alerts: new Gauge({
       name: "gateway_alerts",
       help: "Alerts by state",

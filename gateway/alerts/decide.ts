@@ -7,7 +7,16 @@ import type { EscalationPolicy } from "./policy.ts";
 /** What can happen to an alert. */
 export type AlertInput =
   /** A press, SOS or fall: opens an alert, or joins the one already open. */
-  | { type: "trigger"; alertId: string; kind: AlertKind; deviceId: string; subjectId: string; seq?: number }
+  | {
+      type: "trigger";
+      alertId: string;
+      kind: AlertKind;
+      deviceId: string;
+      subjectId: string;
+      seq?: number;
+      /** What the alert should carry: last position, the zone left, battery level... */
+      data?: Record<string, unknown>;
+    }
   /** The current level's time to accept ran out. */
   | { type: "deadline" }
   /** The current level had nobody to notify: go on at once instead of waiting. */
@@ -92,7 +101,7 @@ function open(
   return {
     next,
     events: [
-      { at: now, type: "opened", actor: input.deviceId, data: { kind: input.kind, seq: input.seq } },
+      { at: now, type: "opened", actor: input.deviceId, data: { kind: input.kind, seq: input.seq, ...input.data } },
       { at: now, type: "notified", actor: null, data: { level: 1, roles: first.notify } },
     ],
     effects: [

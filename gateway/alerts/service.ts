@@ -23,7 +23,12 @@ export interface AlertServiceDeps {
   clock: Clock;
   policies: EscalationPolicies;
   log: Logger;
+  /** What an alarm from this device should record (last position, lateness); locator tags only. */
+  alarmContext?: (deviceId: string, message: DeviceEvent) => Record<string, unknown>;
 }
+
+/** The gateway itself, as the actor of alerts it resolves (a tag came back, heartbeats resumed). */
+export const GATEWAY_ACTOR = "gateway";
 
 /**
  * Runs the alert life cycle: turns stored device events and responder actions into decisions,
@@ -33,7 +38,7 @@ export interface AlertServiceDeps {
 export class AlertService {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly scheduler: DeadlineScheduler;
-  private unsubscribe: (() => void) | undefined;
+  private unsubscribe: (() => void)[] = [];
 
   constructor(private readonly deps: AlertServiceDeps) {
     this.scheduler = new DeadlineScheduler(deps.clock, (alertId) => {
@@ -45,11 +50,12 @@ export class AlertService {
 
   async start(): Promise<void> {
     const { store, bus, log } = this.deps;
-    this.unsubscribe = bus.on("device.event", (e) => {
-      void this.onDeviceEvent(e).catch((err) =>
-        log.error({ err, deviceId: e.deviceId }, "device event failed"),
-      );
-    });
+    const failed = (deviceId: string) => (err: unknown) => log.error({ err, deviceId }, "alert rule failed");
+    this.unsubscribe = [
+      bus.on("device.event", (e) => void this.onDeviceEvent(e).catch(failed(e.deviceId))),
+      bus.on("alert.raise", (r) => void this.raise(r).catch(failed(r.deviceId))),
+      bus.on("alert.clear", (c) => void this.clear(c).catch(failed(c.deviceId))),
+    ];
     for (const alert of await store.alerts.withDeadlines()) this.scheduler.set(alert.id, alert.deadlineAt);
     // Events stored (and acknowledged to the device) but not handled before the last stop.
     for (const e of await store.deviceEvents.unhandled()) {
@@ -62,7 +68,7 @@ export class AlertService {
   }
 
   async stop(): Promise<void> {
-    this.unsubscribe?.();
+    for (const off of this.unsubscribe.splice(0)) off();
     this.scheduler.stop();
     await this.queue.catch(() => undefined);
   }
@@ -112,8 +118,27 @@ export class AlertService {
         deviceId: e.deviceId,
         subjectId: device.ownerId,
         seq: e.message.seq,
+        data: device.kind === "locator-tag" ? this.deps.alarmContext?.(e.deviceId, e.message) : undefined,
       };
       return this.apply(existing, input, trace);
+    });
+  }
+
+  private raise({ kind, deviceId, data }: EventMap["alert.raise"]): Promise<unknown> {
+    return this.serially(async () => {
+      const { store } = this.deps;
+      if (await store.alerts.findActive(deviceId, kind)) return;
+      const device = await store.registry.getDevice(deviceId);
+      if (!device) return;
+      const input: AlertInput = { type: "trigger", alertId: randomUUID(), kind, deviceId, subjectId: device.ownerId, data };
+      return this.apply(undefined, input);
+    });
+  }
+
+  private clear({ kind, deviceId, note }: EventMap["alert.clear"]): Promise<unknown> {
+    return this.serially(async () => {
+      const active = await this.deps.store.alerts.findActive(deviceId, kind);
+      if (active) return this.apply(active, { type: "resolve", by: GATEWAY_ACTOR, note });
     });
   }
 

@@ -13,10 +13,14 @@ import type { Clock } from "../clock/index.ts";
 import { GatewayError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import type { AlertStream } from "../notify/stream.ts";
+import type { EventBus } from "../bus/index.ts";
+import type { TelemetryStore } from "../store/telemetry.ts";
 import type { Store } from "../store/types.ts";
+import type { Tracker } from "../tracking/index.ts";
 import { alertRoutes } from "./alerts.ts";
 import { healthRoutes } from "./health.ts";
 import { registryRoutes } from "./registry.ts";
+import { trackingRoutes } from "./tracking.ts";
 
 export interface ApiDeps {
   store: Store;
@@ -25,6 +29,9 @@ export interface ApiDeps {
   metrics: Metrics;
   clock: Clock;
   log: Logger;
+  bus: EventBus;
+  tracker: Tracker;
+  telemetry: TelemetryStore;
   isConnected: (deviceId: string) => boolean;
   isReady: () => boolean;
 }
@@ -76,5 +83,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, deps);
   await app.register(registryRoutes, deps);
   await app.register(alertRoutes, deps);
+  await app.register(trackingRoutes, deps);
   return app;
 }

@@ -3,13 +3,16 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { hashSecret, newDeviceSecret } from "../broker/secrets.ts";
 import { Errors } from "../errors.ts";
-import type { Person, Role } from "../store/types.ts";
-import { roles } from "../store/types.ts";
+import type { Device, Person, Role } from "../store/types.ts";
+import { deviceKinds, roles } from "../store/types.ts";
 import type { ApiDeps } from "./index.ts";
 import * as s from "./schemas.ts";
 
 /** Communities, grids, people, assignments and devices. */
-export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store, isConnected, clock }) => {
+export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
+  fastify,
+  { store, isConnected, clock, bus, tracker },
+) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const { registry } = store;
 
@@ -150,18 +153,28 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { sto
       await mustExist("person", req.body.ownerId, registry.getPerson);
       const secret = newDeviceSecret();
       await registry.createDevice({ ...req.body, createdAt: clock.now() }, await hashSecret(secret));
+      bus.emit("device.registered", { deviceId: req.body.id, kind: req.body.kind });
       return reply.code(201).send({ id: req.body.id, secret });
     },
   );
-  app.get("/api/devices", { schema: { tags: ["devices"], response: { 200: z.array(s.device) } } }, async () =>
-    (await registry.listDevices()).map((d) => ({ ...d, connected: isConnected(d.id) })),
+  const withState = (d: Device) => ({ ...d, connected: isConnected(d.id), state: tracker.state(d.id) ?? null });
+  app.get(
+    "/api/devices",
+    {
+      schema: {
+        tags: ["devices"],
+        querystring: z.object({ kind: z.enum(deviceKinds).optional() }),
+        response: { 200: z.array(s.device) },
+      },
+    },
+    async (req) =>
+      (await registry.listDevices()).filter((d) => !req.query.kind || d.kind === req.query.kind).map(withState),
   );
   app.get(
     "/api/devices/:id",
     { schema: { tags: ["devices"], params: z.object({ id: s.id }), response: { 200: s.device } } },
     async (req) => {
-      const d = await mustExist("device", req.params.id, registry.getDevice);
-      return { ...d, connected: isConnected(d.id) };
+      return withState(await mustExist("device", req.params.id, registry.getDevice));
     },
   );
 };

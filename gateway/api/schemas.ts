@@ -33,7 +33,26 @@ export const person = personInput.required();
 export const personPatch = personInput.omit({ id: true }).partial();
 
 export const deviceInput = z.object({ id, kind: z.enum(deviceKinds), ownerId: id });
-export const device = deviceInput.extend({ createdAt: z.number(), connected: z.boolean() });
+export const position = z.object({
+  lat: z.number(),
+  lon: z.number(),
+  accuracy: z.number(),
+  source: z.string().nullable(),
+  ts: z.number(),
+});
+export const deviceState = z.object({
+  lastSeenAt: z.number().describe("Gateway time of the last message"),
+  lastTs: z.number().describe("Device time of the newest heartbeat"),
+  battery: z.number().nullable(),
+  batteryLow: z.boolean(),
+  online: z.boolean().describe("false once heartbeats stopped for longer than allowed"),
+  position: position.nullable().describe("Last trusted fix"),
+});
+export const device = deviceInput.extend({
+  createdAt: z.number(),
+  connected: z.boolean().describe("An MQTT connection is open now"),
+  state: deviceState.nullable(),
+});
 export const deviceRegistered = z.object({
   id,
   secret: z.string().describe("Shown once; only its hash is stored"),

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
-import type { Alert, AlertEvent } from "../alerts/model.ts";
+import type { Alert, AlertEvent, AlertKind } from "../alerts/model.ts";
 import type { DeviceCommand, DeviceEvent, Heartbeat } from "../ingest/contract.ts";
-import type { Person } from "../store/types.ts";
+import type { DeviceKind, Person } from "../store/types.ts";
 
 /** Every event that crosses module boundaries, with its payload. */
 export interface EventMap {
@@ -20,6 +20,12 @@ export interface EventMap {
   "alert.changed": { alert: Alert; events: AlertEvent[]; pressReceivedHr?: number };
   /** Escalation reached a level: notify these people. */
   "alert.notify": { alert: Alert; level: number; recipients: Person[]; pressReceivedHr?: number };
+  "device.registered": { deviceId: string; kind: DeviceKind };
+  /** A rule found a condition: open an alert of this kind for the device, unless one is open. */
+  "alert.raise": { kind: AlertKind; deviceId: string; data: Record<string, unknown> };
+  /** The condition is over: resolve the device's open alert of this kind, as the gateway. */
+  "alert.clear": { kind: AlertKind; deviceId: string; note: string };
+  "geofences.changed": Record<string, never>;
   "device.command": { deviceId: string; command: DeviceCommand; pressReceivedHr?: number };
 }
 

@@ -27,6 +27,31 @@ export const configSchema = z.object({
   ESCALATION_POLICY_FILE: z.string().optional(),
   MAX_PAYLOAD_BYTES: positiveInt.default(1024),
   MAX_CLOCK_SKEW_MS: positiveInt.default(5 * 60_000),
+
+  INFLUX_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  INFLUX_DB: z.string().min(1).default("gateway"),
+  INFLUX_TOKEN: z.string().optional(),
+  INFLUX_USERNAME: z.string().optional(),
+  INFLUX_PASSWORD: z.string().optional(),
+  TELEMETRY_RETENTION_DAYS: positiveInt.default(30),
+  TELEMETRY_BATCH_SIZE: positiveInt.default(5000),
+  TELEMETRY_FLUSH_MS: positiveInt.default(1000),
+  TELEMETRY_MAX_BUFFERED: positiveInt.default(100_000),
+
+  HEARTBEAT_SEC_CALL_BUTTON: positiveInt.default(300),
+  HEARTBEAT_SEC_LOCATOR_TAG: positiveInt.default(60),
+  OFFLINE_AFTER_MISSED: positiveInt.default(3),
+  LOW_BATTERY_PERCENT: z.coerce.number().min(0).max(100).default(20),
+  BATTERY_RECOVERED_PERCENT: z.coerce.number().min(0).max(100).default(30),
+  MAX_FIX_ACCURACY_M: positiveInt.default(500),
+  STALE_POSITION_SEC: positiveInt.default(300),
+  GEOFENCE_MAX_ACCURACY_M: positiveInt.default(100),
+  GEOFENCE_MARGIN_M: z.coerce.number().min(0).default(20),
+  GEOFENCE_EXIT_FIXES: positiveInt.default(3),
+  GEOFENCE_RETURN_FIXES: positiveInt.default(2),
+}).refine((c) => c.BATTERY_RECOVERED_PERCENT > c.LOW_BATTERY_PERCENT, {
+  path: ["BATTERY_RECOVERED_PERCENT"],
+  message: "must be above LOW_BATTERY_PERCENT, or low-battery alerts would flap",
 });
 
 export type Config = Omit<z.infer<typeof configSchema>, "ESCALATION_POLICY_FILE" | "WEBHOOK_SECRET"> & {

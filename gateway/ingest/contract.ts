@@ -14,12 +14,16 @@ export const deviceEventSchema = z.strictObject({
 });
 export type DeviceEvent = z.infer<typeof deviceEventSchema>;
 
+/**
+ * A heartbeat with an impossible position is still a heartbeat (the device is alive, its battery
+ * is known): the fix itself is judged, and stored as rejected, by the position rules.
+ */
 export const heartbeatSchema = z.strictObject({
   ts: timestamp,
   seq,
   battery: z.number().min(0).max(100),
-  lat: z.number().min(-90).max(90).optional(),
-  lon: z.number().min(-180).max(180).optional(),
+  lat: z.number().optional(),
+  lon: z.number().optional(),
   accuracy: z.number().min(0).optional(),
   source: z.enum(["gps", "lbs", "wifi"]).optional(),
 });

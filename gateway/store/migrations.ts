@@ -101,3 +101,43 @@ CREATE INDEX notification_attempts_alert ON notification_attempts(alert_id, id);
 `,
   },
 ];
+
+migrations.push({
+  version: 2,
+  name: "locator tags: device state, zone tracks, geofences, embedded telemetry and its spool",
+  sql: `
+CREATE TABLE device_state (
+  device_id TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+  state TEXT NOT NULL
+);
+CREATE TABLE zone_tracks (
+  device_id TEXT NOT NULL,
+  geofence_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  streak INTEGER NOT NULL,
+  last_ts INTEGER NOT NULL,
+  PRIMARY KEY (device_id, geofence_id)
+);
+CREATE TABLE geofences (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  shape TEXT NOT NULL,
+  schedule TEXT,
+  device_ids TEXT NOT NULL
+);
+CREATE TABLE telemetry (
+  device_id TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  battery REAL NOT NULL,
+  lat REAL,
+  lon REAL,
+  accuracy REAL,
+  source TEXT,
+  fix TEXT NOT NULL
+);
+CREATE INDEX telemetry_device_ts ON telemetry(device_id, ts);
+CREATE INDEX telemetry_received ON telemetry(received_at);
+CREATE TABLE telemetry_spool (id INTEGER PRIMARY KEY AUTOINCREMENT, point TEXT NOT NULL);
+`,
+});

@@ -6,6 +6,7 @@ import { alertStates } from "../alerts/model.ts";
 import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import { migrations } from "./migrations.ts";
+import { sqliteGeofences, sqliteSpool, sqliteTelemetry, sqliteTracking } from "./sqlite-tracking.ts";
 import type {
   AlertRepository,
   Assignment,
@@ -42,6 +43,10 @@ export function openSqliteStore(dataDir: string): Store {
     deviceEvents: deviceEvents(db),
     alerts: alerts(db),
     attempts: attempts(db),
+    tracking: sqliteTracking(db),
+    geofences: sqliteGeofences(db),
+    telemetry: sqliteTelemetry(db),
+    spool: sqliteSpool(db),
     ping: async () => {
       db.prepare("SELECT 1").get();
     },

@@ -1,5 +1,7 @@
 import type { Alert, AlertEvent, AlertState, NewAlertEvent } from "../alerts/model.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
+import type { Geofence, ZoneTrack } from "../rules/geofence.ts";
+import type { TelemetrySpool, TelemetryStore } from "./telemetry.ts";
 
 export const roles = ["resident", "doctor", "family", "grid-worker", "staff"] as const;
 export type Role = (typeof roles)[number];
@@ -81,6 +83,12 @@ export interface Store {
   readonly deviceEvents: DeviceEventRepository;
   readonly alerts: AlertRepository;
   readonly attempts: AttemptRepository;
+  readonly tracking: TrackingRepository;
+  readonly geofences: GeofenceRepository;
+  /** The embedded telemetry store (used when no InfluxDB is configured). */
+  readonly telemetry: TelemetryStore & { prune(before: number): number };
+  /** Where telemetry waits while InfluxDB is down. */
+  readonly spool: TelemetrySpool;
   /** Cheap query proving the database answers; throws otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -132,4 +140,32 @@ export interface AttemptRepository {
   start(a: Omit<NotificationAttempt, "id" | "status" | "detail">): Promise<number>;
   finish(id: number, status: AttemptStatus, detail: string | null): Promise<void>;
   forAlert(alertId: string): Promise<NotificationAttempt[]>;
+}
+
+/** What the gateway knows of a device now: last heard, battery, last trusted position. */
+export interface DeviceState {
+  deviceId: string;
+  /** Gateway time of the last heartbeat or event. */
+  lastSeenAt: number;
+  /** Device time of the newest heartbeat. */
+  lastTs: number;
+  battery: number | null;
+  batteryLow: boolean;
+  online: boolean;
+  position: { lat: number; lon: number; accuracy: number; source: string | null; ts: number } | null;
+}
+
+export interface TrackingRepository {
+  loadStates(): Promise<DeviceState[]>;
+  loadZoneTracks(): Promise<{ deviceId: string; geofenceId: string; track: ZoneTrack }[]>;
+  /** Saves changed device states and zone tracks in one transaction. */
+  save(states: DeviceState[], tracks: { deviceId: string; geofenceId: string; track: ZoneTrack }[]): Promise<void>;
+}
+
+export interface GeofenceRepository {
+  list(): Promise<Geofence[]>;
+  get(id: string): Promise<Geofence | undefined>;
+  create(g: Geofence): Promise<Geofence>;
+  update(g: Geofence): Promise<Geofence>;
+  remove(id: string): Promise<void>;
 }

@@ -36,6 +36,7 @@ describe("HTTP API", () => {
       ownerId: "dondrub",
       createdAt: expect.any(Number),
       connected: false,
+      state: null,
     });
     const hash = await gw.store.registry.getDeviceSecretHash("tag-child-1");
     expect(hash).toMatch(/^scrypt\$/);

@@ -39,7 +39,7 @@ describe("device contract v1", () => {
     ["devices/btn-1/event", { type: "PRESS", ts: NOW, seq: 1 }, "schema"],
     ["devices/btn-1/event", null, "schema"],
     ["devices/btn-1/heartbeat", { ts: NOW, seq: 1, battery: -1 }, "schema"],
-    ["devices/btn-1/heartbeat", { ts: NOW, seq: 1, battery: 50, lat: 91, lon: 0 }, "schema"],
+    ["devices/btn-1/heartbeat", { ts: NOW, seq: 1, battery: 50, lat: "29.6", lon: 91.1 }, "schema"],
     ["devices/btn-1/heartbeat", { ts: NOW, seq: 1, battery: 50, source: "psychic" }, "schema"],
     ["devices/btn-1/event", { type: "press", ts: NOW + 60_001, seq: 1 }, "timestamp"],
     ["devices/btn-1/event", { type: "press", ts: 0, seq: 1 }, "timestamp"],

@@ -1,0 +1,150 @@
+import { z } from "zod";
+import { type LonLat, findSelfIntersection, signedDistanceToCircleM, signedDistanceToPolygonM } from "./geometry.ts";
+
+const lon = z.number().min(-180, "longitude must be within -180..180").max(180, "longitude must be within -180..180");
+const lat = z.number().min(-90, "latitude must be within -90..90").max(90, "latitude must be within -90..90");
+const position = z.tuple([lon, lat]);
+
+const ring = z
+  .array(position)
+  .min(4, "a ring needs at least 4 positions (a triangle, closed)")
+  .superRefine((r, ctx) => {
+    const [first, last] = [r[0], r.at(-1)];
+    if (!first || !last || first[0] !== last[0] || first[1] !== last[1]) {
+      ctx.addIssue({ code: "custom", message: "a ring must end where it starts" });
+      return;
+    }
+    const crossing = findSelfIntersection(r as LonLat[]);
+    if (crossing) {
+      ctx.addIssue({ code: "custom", message: `the ring crosses itself (edges ${crossing[0]} and ${crossing[1]})` });
+    }
+  });
+
+export const geofenceShapeSchema = z.discriminatedUnion("type", [
+  z.strictObject({
+    type: z.literal("Circle"),
+    center: position,
+    radiusM: z.number().min(10, "radius must be at least 10 m").max(50_000, "radius must be at most 50 km"),
+  }),
+  /** A GeoJSON Polygon: outer ring, then holes; [lon, lat] order. */
+  z.strictObject({ type: z.literal("Polygon"), coordinates: z.array(ring).min(1) }),
+]);
+export type GeofenceShape = z.infer<typeof geofenceShapeSchema>;
+
+const clock = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "use HH:MM, 24-hour");
+export const scheduleSchema = z.strictObject({
+  timeZone: z.string().refine((tz) => {
+    try {
+      new Intl.DateTimeFormat("en", { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  }, "unknown time zone"),
+  /** When the zone applies; days 1 = Monday .. 7 = Sunday, `from` < `to` local time. */
+  windows: z
+    .array(
+      z
+        .strictObject({ days: z.array(z.number().int().min(1).max(7)).min(1), from: clock, to: clock })
+        .refine((w) => w.from < w.to, "a window must end after it starts"),
+    )
+    .min(1),
+});
+export type Schedule = z.infer<typeof scheduleSchema>;
+
+export interface Geofence {
+  id: string;
+  name: string;
+  shape: GeofenceShape;
+  /** null: always in force. */
+  schedule: Schedule | null;
+  /** The tags this zone is for (one tag, or a group). */
+  deviceIds: string[];
+}
+
+export function signedDistanceM(shape: GeofenceShape, point: LonLat): number {
+  return shape.type === "Circle"
+    ? signedDistanceToCircleM(point, shape.center, shape.radiusM)
+    : signedDistanceToPolygonM(point, shape.coordinates as LonLat[][]);
+}
+
+const weekdayNumber: Record<string, number> = { Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6, Sun: 7 };
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
+/** Whether the schedule is in force at `ts`, in the schedule's own time zone. */
+export function isInForce(schedule: Schedule | null, ts: number): boolean {
+  if (!schedule) return true;
+  let format = formatters.get(schedule.timeZone);
+  if (!format) {
+    format = new Intl.DateTimeFormat("en-GB", {
+      timeZone: schedule.timeZone,
+      weekday: "short",
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+    });
+    formatters.set(schedule.timeZone, format);
+  }
+  const parts = Object.fromEntries(format.formatToParts(ts).map((p) => [p.type, p.value]));
+  const day = weekdayNumber[parts.weekday ?? ""] ?? 0;
+  const time = `${parts.hour}:${parts.minute}`;
+  return schedule.windows.some((w) => w.days.includes(day) && w.from <= time && time < w.to);
+}
+
+export interface ZoneRules {
+  /** Fixes less accurate than this are not used at all. */
+  maxAccuracyM: number;
+  /** How far beyond the boundary (after allowing for the fix's accuracy) counts as outside. */
+  marginM: number;
+  /** Consecutive outside fixes before an exit is declared. */
+  exitFixes: number;
+  /** Consecutive inside fixes before a return is declared (hysteresis). */
+  returnFixes: number;
+}
+
+/** Where a tag stands with one zone. Starts `inside`: a zone is set up around where the child belongs. */
+export interface ZoneTrack {
+  status: "inside" | "outside";
+  /** Consecutive fixes pointing the other way. */
+  streak: number;
+  /** Device time of the last fix used; older fixes are ignored. */
+  lastTs: number;
+}
+
+export const newZoneTrack = (): ZoneTrack => ({ status: "inside", streak: 0, lastTs: 0 });
+
+export interface Fix {
+  ts: number;
+  lat: number;
+  lon: number;
+  accuracy: number;
+}
+
+/**
+ * One fix against one zone, in device-time order. Pure: returns the next track and whether the
+ * tag has now left (`exit`) or come back (`return`). A fix between the boundary and the margin
+ * moves neither way, so jitter along the fence does not flap.
+ */
+export function judgeFix(
+  track: ZoneTrack,
+  zone: Pick<Geofence, "shape" | "schedule">,
+  fix: Fix,
+  rules: ZoneRules,
+): { next: ZoneTrack; change?: "exit" | "return"; distanceM?: number } {
+  if (fix.ts <= track.lastTs || fix.accuracy > rules.maxAccuracyM) return { next: track };
+  if (!isInForce(zone.schedule, fix.ts)) return { next: { ...track, streak: 0, lastTs: fix.ts } };
+  const distanceM = signedDistanceM(zone.shape, [fix.lon, fix.lat]);
+  const surelyOutside = distanceM - fix.accuracy > rules.marginM;
+  const inside = distanceM <= 0;
+  const lastTs = fix.ts;
+  if (track.status === "inside") {
+    if (!surelyOutside) return { next: { status: "inside", streak: inside ? 0 : track.streak, lastTs }, distanceM };
+    const streak = track.streak + 1;
+    if (streak >= rules.exitFixes) return { next: { status: "outside", streak: 0, lastTs }, change: "exit", distanceM };
+    return { next: { status: "inside", streak, lastTs }, distanceM };
+  }
+  if (!inside) return { next: { status: "outside", streak: surelyOutside ? 0 : track.streak, lastTs }, distanceM };
+  const streak = track.streak + 1;
+  if (streak >= rules.returnFixes) return { next: { status: "inside", streak: 0, lastTs }, change: "return", distanceM };
+  return { next: { status: "outside", streak, lastTs }, distanceM };
+}

@@ -1,0 +1,125 @@
+import type Database from "better-sqlite3";
+import type { Geofence } from "../rules/geofence.ts";
+import type { ZoneTrack } from "../rules/geofence.ts";
+import type { TelemetryPoint, TelemetrySpool, TelemetryStore } from "./telemetry.ts";
+import type { DeviceState, GeofenceRepository, TrackingRepository } from "./types.ts";
+
+type Row = Record<string, unknown>;
+
+/** Embedded telemetry: one row per heartbeat, trimmed to the retention period. */
+export function sqliteTelemetry(db: Database.Database): TelemetryStore & { prune(before: number): number } {
+  const insert = db.prepare(
+    `INSERT INTO telemetry (device_id, ts, received_at, battery, lat, lon, accuracy, source, fix)
+     VALUES (@deviceId, @ts, @receivedAt, @battery, @lat, @lon, @accuracy, @source, @fix)`,
+  );
+  const writeAll = db.transaction((points: TelemetryPoint[]) => {
+    for (const p of points) {
+      insert.run({ lat: null, lon: null, accuracy: null, source: null, ...p });
+    }
+  });
+  return {
+    name: "sqlite",
+    write: async (points) => writeAll(points),
+    track: async (deviceId, from, to, limit) =>
+      (
+        db
+          .prepare("SELECT * FROM telemetry WHERE device_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?")
+          .all(deviceId, from, to, limit) as Row[]
+      ).map((r) => {
+        const point: TelemetryPoint = {
+          deviceId: r.device_id as string,
+          ts: r.ts as number,
+          receivedAt: r.received_at as number,
+          battery: r.battery as number,
+          fix: r.fix as TelemetryPoint["fix"],
+        };
+        if (r.lat !== null) Object.assign(point, { lat: r.lat, lon: r.lon, accuracy: r.accuracy ?? undefined });
+        if (r.source !== null) point.source = r.source as string;
+        return point;
+      }),
+    prune: (before) => db.prepare("DELETE FROM telemetry WHERE received_at < ?").run(before).changes,
+  };
+}
+
+export function sqliteSpool(db: Database.Database): TelemetrySpool {
+  const insert = db.prepare("INSERT INTO telemetry_spool (point) VALUES (?)");
+  const pushAll = db.transaction((points: TelemetryPoint[]) => {
+    for (const p of points) insert.run(JSON.stringify(p));
+  });
+  return {
+    push: async (points) => pushAll(points),
+    peek: async (limit) => {
+      const rows = db.prepare("SELECT id, point FROM telemetry_spool ORDER BY id LIMIT ?").all(limit) as Row[];
+      return { upTo: (rows.at(-1)?.id as number) ?? 0, points: rows.map((r) => JSON.parse(r.point as string)) };
+    },
+    remove: async (upTo) => {
+      db.prepare("DELETE FROM telemetry_spool WHERE id <= ?").run(upTo);
+    },
+    count: async () => (db.prepare("SELECT COUNT(*) AS n FROM telemetry_spool").get() as Row).n as number,
+  };
+}
+
+export function sqliteTracking(db: Database.Database): TrackingRepository {
+  const saveState = db.prepare(
+    "INSERT INTO device_state (device_id, state) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET state = excluded.state",
+  );
+  const saveTrack = db.prepare(
+    `INSERT INTO zone_tracks (device_id, geofence_id, status, streak, last_ts) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (device_id, geofence_id) DO UPDATE SET status = excluded.status, streak = excluded.streak, last_ts = excluded.last_ts`,
+  );
+  const save = db.transaction(
+    (states: DeviceState[], tracks: { deviceId: string; geofenceId: string; track: ZoneTrack }[]) => {
+      for (const s of states) saveState.run(s.deviceId, JSON.stringify(s));
+      for (const t of tracks) saveTrack.run(t.deviceId, t.geofenceId, t.track.status, t.track.streak, t.track.lastTs);
+    },
+  );
+  return {
+    loadStates: async () =>
+      (db.prepare("SELECT state FROM device_state").all() as Row[]).map((r) => JSON.parse(r.state as string)),
+    loadZoneTracks: async () =>
+      (db.prepare("SELECT * FROM zone_tracks").all() as Row[]).map((r) => ({
+        deviceId: r.device_id as string,
+        geofenceId: r.geofence_id as string,
+        track: { status: r.status as ZoneTrack["status"], streak: r.streak as number, lastTs: r.last_ts as number },
+      })),
+    save: async (states, tracks) => save(states, tracks),
+  };
+}
+
+export function sqliteGeofences(db: Database.Database): GeofenceRepository {
+  const toGeofence = (r: Row): Geofence => ({
+    id: r.id as string,
+    name: r.name as string,
+    shape: JSON.parse(r.shape as string),
+    schedule: r.schedule ? JSON.parse(r.schedule as string) : null,
+    deviceIds: JSON.parse(r.device_ids as string),
+  });
+  const params = (g: Geofence) => [
+    g.name,
+    JSON.stringify(g.shape),
+    g.schedule ? JSON.stringify(g.schedule) : null,
+    JSON.stringify(g.deviceIds),
+    g.id,
+  ];
+  return {
+    list: async () => (db.prepare("SELECT * FROM geofences ORDER BY id").all() as Row[]).map(toGeofence),
+    get: async (id) => {
+      const r = db.prepare("SELECT * FROM geofences WHERE id = ?").get(id) as Row | undefined;
+      return r && toGeofence(r);
+    },
+    create: async (g) => {
+      db.prepare("INSERT INTO geofences (name, shape, schedule, device_ids, id) VALUES (?, ?, ?, ?, ?)").run(...params(g));
+      return g;
+    },
+    update: async (g) => {
+      db.prepare("UPDATE geofences SET name = ?, shape = ?, schedule = ?, device_ids = ? WHERE id = ?").run(...params(g));
+      return g;
+    },
+    remove: async (id) => {
+      db.transaction(() => {
+        db.prepare("DELETE FROM zone_tracks WHERE geofence_id = ?").run(id);
+        db.prepare("DELETE FROM geofences WHERE id = ?").run(id);
+      })();
+    },
+  };
+}
