@@ -1,0 +1,188 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FakeClock } from "../support/fake-clock.ts";
+import {
+  call,
+  connectDevice,
+  registerDevice,
+  seedCommunity,
+  startGateway,
+  type TestDevice,
+  type TestGateway,
+} from "../support/gateway.ts";
+import { waitFor } from "../support/wait.ts";
+import { startWebhookServer } from "../support/webhook-server.ts";
+
+// A school in Chengguan; the zone is a 200 m circle around it.
+const SCHOOL = { lat: 29.6525, lon: 91.1321 };
+const north = (m: number) => ({ lat: SCHOOL.lat + m / 111_195, lon: SCHOOL.lon });
+const zone = {
+  id: "school",
+  name: "拉萨市特殊教育学校 School",
+  shape: { type: "Circle", center: [SCHOOL.lon, SCHOOL.lat], radiusM: 200 },
+  deviceIds: ["tag-child"],
+};
+
+describe("locator tags", () => {
+  let clock: FakeClock;
+  let gw: TestGateway;
+  let hooks: Awaited<ReturnType<typeof startWebhookServer>>;
+  let tag: TestDevice;
+  let seq = 0;
+
+  const beat = async (fields: Record<string, unknown>, qos: 0 | 1 = 1) => {
+    await tag.publish("devices/tag-child/heartbeat", JSON.stringify({ ts: clock.now(), seq: ++seq, battery: 80, ...fields }), qos);
+  };
+  const at = (m: number, extra: Record<string, unknown> = {}) => beat({ ...north(m), accuracy: 10, source: "gps", ...extra });
+  const alerts = async (query = "") => (await call(gw, "GET", `/api/alerts${query}`)).body as Record<string, unknown>[];
+  const state = async () => (await call(gw, "GET", "/api/devices/tag-child")).body.state;
+
+  beforeEach(async () => {
+    clock = new FakeClock();
+    hooks = await startWebhookServer();
+    gw = await startGateway({ clock, env: { TELEMETRY_FLUSH_MS: "1000" } });
+    await seedCommunity(gw, hooks.url);
+    tag = await connectDevice(gw, await registerDevice(gw, "tag-child", "dondrub", "locator-tag"));
+  });
+  afterEach(async () => {
+    await tag.close();
+    await gw.stop();
+    await hooks.close();
+  });
+
+  it("keeps the latest state, and an out-of-order fix never overwrites a newer one", async () => {
+    await at(0, { battery: 77 });
+    const t1 = clock.now();
+    await clock.advance(30_000);
+    await at(50, { battery: 76 });
+    // A fix buffered on the tag, sent late with an older device time.
+    await beat({ ts: t1 - 10_000, ...north(500), accuracy: 10, battery: 90 });
+    const s = await waitFor(state);
+    expect(s).toMatchObject({ battery: 76, online: true, batteryLow: false });
+    expect(s.position.lat).toBeCloseTo(north(50).lat, 6);
+    // Both are in the track, in device-time order; the late one is kept, not lost.
+    await clock.advance(1_000);
+    const track = (await call(gw, "GET", `/api/devices/tag-child/track?from=${t1 - 60_000}`)).body;
+    expect(track.map((p: { battery: number }) => p.battery)).toEqual([90, 77, 76]);
+  });
+
+  it("stores invalid fixes as rejected and never moves the tag with them", async () => {
+    await at(10);
+    await beat({ lat: 0, lon: 0, accuracy: 5 });
+    await beat({ lat: 123, lon: 91, accuracy: 5 });
+    await at(20, { accuracy: 900 });
+    await clock.advance(1_000);
+    const track = (await call(gw, "GET", "/api/devices/tag-child/track")).body;
+    expect(track.map((p: { fix: string }) => p.fix)).toEqual(["ok", "null-island", "out-of-range", "inaccurate"]);
+    expect((await state()).position.lat).toBeCloseTo(north(10).lat, 6);
+  });
+
+  it("raises a geofence exit after jitter is ruled out, tells family and staff, and resolves it on return", async () => {
+    expect((await call(gw, "POST", "/api/geofences", zone)).status).toBe(201);
+    await at(0);
+    await clock.advance(30_000);
+    await at(400); // one wild fix: nothing
+    await clock.advance(30_000);
+    await at(20);
+    for (let i = 0; i < 2; i++) {
+      await clock.advance(30_000);
+      await at(300 + i * 20);
+    }
+    expect(await alerts()).toEqual([]);
+    await clock.advance(30_000);
+    await at(360); // third consecutive fix surely outside
+    const [exit] = await waitFor(async () => {
+      const a = await alerts();
+      return a.length > 0 && a;
+    });
+    expect(exit).toMatchObject({ kind: "geofence-exit", state: "open", deviceId: "tag-child" });
+    const detail = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body;
+    expect(detail.events[0].data).toMatchObject({ geofenceId: "school", geofence: zone.name });
+    expect(detail.events[0].data.recentFixes).toHaveLength(5);
+    await waitFor(() => hooks.received.some((h) => h.path === "/pema"));
+    expect(hooks.received.some((h) => h.path === "/lhakpa")).toBe(true);
+
+    await clock.advance(30_000);
+    await at(100);
+    await clock.advance(30_000);
+    await at(50);
+    await waitFor(async () => (await alerts("?state=resolved")).length === 1);
+    const closed = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body;
+    expect(closed).toMatchObject({ state: "resolved", closedBy: "gateway", outcome: `returned inside ${zone.name}` });
+  });
+
+  it("opens an SOS with the last position, and one without a fix marks it unknown", async () => {
+    await tag.event("sos");
+    const [first] = await waitFor(async () => (await alerts()).length === 1 && alerts());
+    const trail = (await call(gw, "GET", `/api/alerts/${first?.id}`)).body;
+    expect(trail.events[0].data).toMatchObject({ positionStatus: "unknown", position: null, late: false });
+    await call(gw, "POST", `/api/alerts/${first?.id}/resolve`, { by: "pema", note: "found at home" });
+
+    await at(30);
+    await clock.advance(10_000);
+    await tag.event("sos");
+    await waitFor(async () => (await alerts("?state=open")).length === 1);
+    const [second] = await alerts("?state=open");
+    const data = (await call(gw, "GET", `/api/alerts/${second?.id}`)).body.events[0].data;
+    expect(data).toMatchObject({ positionStatus: "fresh", late: false });
+    expect(data.position.lat).toBeCloseTo(north(30).lat, 6);
+  });
+
+  it("still opens a buffered SOS that arrives after newer heartbeats, flagged late", async () => {
+    const pressedAt = clock.now();
+    await clock.advance(60_000);
+    await at(10);
+    await tag.event("sos", 99, pressedAt);
+    const [sos] = await waitFor(async () => (await alerts()).length === 1 && alerts());
+    expect((await call(gw, "GET", `/api/alerts/${sos?.id}`)).body.events[0].data).toMatchObject({ late: true });
+  });
+
+  it("reports a silent tag offline to staff, and clears it when heartbeats return", async () => {
+    await at(0);
+    await clock.advance(3 * 60_000 - 1_000); // three 60 s heartbeats missed, nearly
+    expect(await alerts()).toEqual([]);
+    await clock.advance(2_000);
+    const [offline] = await waitFor(async () => (await alerts()).length === 1 && alerts());
+    expect(offline).toMatchObject({ kind: "device-offline", deviceId: "tag-child" });
+    expect((await state()).online).toBe(false);
+    await at(0);
+    await waitFor(async () => (await alerts("?state=resolved")).length === 1);
+    expect((await state()).online).toBe(true);
+  });
+
+  it("raises low battery once per episode", async () => {
+    for (const battery of [25, 19, 18, 15]) {
+      await clock.advance(30_000);
+      await beat({ battery });
+    }
+    await waitFor(async () => (await alerts()).length === 1);
+    const [low] = await alerts();
+    expect(low).toMatchObject({ kind: "low-battery", state: "open" });
+    await clock.advance(30_000);
+    await beat({ battery: 35 });
+    await waitFor(async () => (await alerts("?state=resolved")).length === 1);
+    await clock.advance(30_000);
+    await beat({ battery: 12 });
+    await waitFor(async () => (await alerts("?state=open")).length === 1);
+    expect(await alerts()).toHaveLength(2);
+  });
+
+  it.each([
+    [{ ...zone, shape: { type: "Polygon", coordinates: [[[91, 29], [91.01, 29.01], [91.01, 29], [91, 29.01], [91, 29]]] } }, /crosses itself/],
+    [{ ...zone, shape: { type: "Circle", center: [91.1, 95], radiusM: 100 } }, /latitude must be within/],
+    [{ ...zone, deviceIds: ["btn-nope"] }, /device 'btn-nope' does not exist/],
+    [{ ...zone, schedule: { timeZone: "Mars/Olympus", windows: [{ days: [1], from: "08:00", to: "17:00" }] } }, /unknown time zone/],
+    [{ ...zone, schedule: { timeZone: "Asia/Shanghai", windows: [{ days: [1], from: "17:00", to: "08:00" }] } }, /end after it starts/],
+  ])("refuses a bad geofence with a clear message (%#)", async (body, message) => {
+    const res = await call(gw, "POST", "/api/geofences", body);
+    expect(res.status).toBeGreaterThanOrEqual(400);
+    expect(res.status).toBeLessThan(500);
+    expect(res.body.error.message).toMatch(message);
+    expect((await call(gw, "GET", "/api/geofences")).body).toEqual([]);
+  });
+
+  it("refuses a geofence for a call button", async () => {
+    await registerDevice(gw, "btn-x");
+    const res = await call(gw, "POST", "/api/geofences", { ...zone, deviceIds: ["btn-x"] });
+    expect(res.body.error.message).toMatch(/not a locator tag/);
+  });
+});
