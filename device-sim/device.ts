@@ -1,9 +1,16 @@
 import mqtt, { type MqttClient } from "mqtt";
+import { type Behaviour, type LatLon, Walk } from "./walks.ts";
 
 export interface DeviceCredentials {
   id: string;
   kind: "call-button" | "locator-tag";
   secret: string;
+  /** Locator tags: the centre and radius of their safe zone, and how they behave. */
+  home?: LatLon;
+  zoneRadiusM?: number;
+  behaviour?: Behaviour;
+  /** Starting battery level, percent. */
+  battery?: number;
 }
 
 export interface DeviceOptions {
@@ -11,8 +18,8 @@ export interface DeviceOptions {
   heartbeatMs: number;
   random: () => number;
   log: (line: string) => void;
-  /** Where a locator tag starts walking; call buttons stay home. */
-  home?: { lat: number; lon: number };
+  /** Percent lost per heartbeat, on average. */
+  drainPerHeartbeat: number;
 }
 
 const MIN_BACKOFF_MS = 1_000;
@@ -29,7 +36,7 @@ export class SimulatedDevice {
   private client: MqttClient | undefined;
   private seq = Date.now();
   private battery: number;
-  private position: { lat: number; lon: number } | undefined;
+  private readonly walk: Walk | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private unconfirmed = new Map<number, { payload: string; timer: NodeJS.Timeout }>();
   state: "idle" | "waiting" | "received" | "accepted" = "idle";
@@ -38,8 +45,10 @@ export class SimulatedDevice {
     readonly creds: DeviceCredentials,
     private readonly options: DeviceOptions,
   ) {
-    this.battery = 60 + options.random() * 40;
-    this.position = options.home && { ...options.home };
+    this.battery = creds.battery ?? 60 + options.random() * 40;
+    if (creds.kind === "locator-tag" && creds.home) {
+      this.walk = new Walk(creds.home, creds.zoneRadiusM ?? 250, creds.behaviour ?? "stays", options.random);
+    }
   }
 
   async connect(): Promise<void> {
@@ -128,21 +137,20 @@ export class SimulatedDevice {
   }
 
   private heartbeat(): void {
-    const { random } = this.options;
-    this.battery = Math.max(0, this.battery - random() * 0.05);
+    const { random, heartbeatMs, drainPerHeartbeat } = this.options;
+    this.battery = Math.max(0, this.battery - random() * 2 * drainPerHeartbeat);
     const message: Record<string, unknown> = {
       ts: Date.now(),
       seq: ++this.seq,
       battery: Math.round(this.battery),
     };
-    if (this.position) {
-      // A slow random walk, about a metre a second.
-      this.position.lat += (random() - 0.5) * 0.0002;
-      this.position.lon += (random() - 0.5) * 0.0002;
+    if (this.walk) {
+      const fix = this.walk.step(heartbeatMs / 1000);
+      if (!this.walk.transmitting) return;
       Object.assign(message, {
-        lat: Number(this.position.lat.toFixed(6)),
-        lon: Number(this.position.lon.toFixed(6)),
-        accuracy: Math.round(5 + random() * 20),
+        lat: Number(fix.lat.toFixed(6)),
+        lon: Number(fix.lon.toFixed(6)),
+        accuracy: fix.accuracy,
         source: "gps",
       });
     }

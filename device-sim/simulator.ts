@@ -17,9 +17,6 @@ export interface SimulationOptions {
   log: (line: string) => void;
 }
 
-/** Centre of Chengguan district, Lhasa. */
-export const LHASA = { lat: 29.6525, lon: 91.1321 };
-
 export function readDeviceFile(file: string): DeviceCredentials[] {
   return JSON.parse(readFileSync(file, "utf8")) as DeviceCredentials[];
 }
@@ -33,9 +30,6 @@ export async function runSimulation(o: SimulationOptions) {
   const devices = new Map<string, SimulatedDevice>();
   for (const creds of chosen) {
     const tag = creds.kind === "locator-tag";
-    const home = tag
-      ? { lat: LHASA.lat + (random() - 0.5) * 0.02, lon: LHASA.lon + (random() - 0.5) * 0.03 }
-      : undefined;
     devices.set(
       creds.id,
       new SimulatedDevice(creds, {
@@ -43,7 +37,8 @@ export async function runSimulation(o: SimulationOptions) {
         heartbeatMs: tag ? o.tagHeartbeatMs : o.buttonHeartbeatMs,
         random,
         log: o.log,
-        home,
+        // Tags, with GPS on, last a couple of days; buttons months.
+        drainPerHeartbeat: tag ? 0.05 : 0.01,
       }),
     );
   }

@@ -141,7 +141,9 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     async start() {
       if (influx) {
         // The gateway starts without InfluxDB too: points wait in the buffer until it answers.
-        await influx.ensureDatabase().catch((err) => log.warn({ err: err.message }, "InfluxDB not reachable yet"));
+        await influx
+          .ensureDatabase()
+          .catch((err) => log.warn({ err: err.message }, "InfluxDB not reachable yet"));
       }
       await telemetry.start();
       await tracker.start();

@@ -1,6 +1,9 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { DeviceCredentials } from "../device-sim/device.ts";
+import { behaviours } from "../device-sim/walks.ts";
 import { hashSecret, newDeviceSecret } from "./broker/secrets.ts";
+import type { Geofence } from "./rules/geofence.ts";
 import type { Person, Store } from "./store/types.ts";
 
 /** Tibetan given names as written in Chinese and in English. */
@@ -40,6 +43,29 @@ const COMMUNITIES = [
   },
   { id: "lugu", name: "鲁固社区 Lugu Community", grids: ["鲁固一网格 Grid 1", "鲁固二网格 Grid 2"] },
 ];
+
+/** Safe zones the demo's locator tags belong to; tags are shared out among them. */
+const ZONES = [
+  {
+    id: "zone-special-school",
+    name: "拉萨市特殊教育学校 Special Education School (school hours)",
+    home: { lat: 29.648, lon: 91.125 },
+    schedule: { timeZone: "Asia/Shanghai", windows: [{ days: [1, 2, 3, 4, 5], from: "08:00", to: "17:00" }] },
+  },
+  {
+    id: "zone-chongsaikang",
+    name: "冲赛康小区 Chongsaikang compound",
+    home: { lat: 29.6545, lon: 91.1345 },
+    schedule: null,
+  },
+  {
+    id: "zone-lugu-home",
+    name: "鲁固养老院 Lugu elderly home",
+    home: { lat: 29.6495, lon: 91.14 },
+    schedule: null,
+  },
+];
+const ZONE_RADIUS_M = 250;
 
 export interface DemoSize {
   buttons: number;
@@ -91,8 +117,8 @@ export async function seedDemo(store: Store, dataDir: string, size: DemoSize, no
     }
   }
 
-  const credentials: { id: string; kind: "call-button" | "locator-tag"; secret: string; ownerId: string }[] =
-    [];
+  const credentials: (DeviceCredentials & { ownerId: string })[] = [];
+  const zoneMembers = new Map<string, string[]>();
   const total = size.buttons + size.tags;
   for (let i = 0; i < total; i++) {
     const grid = grids[i % grids.length];
@@ -124,7 +150,37 @@ export async function seedDemo(store: Store, dataDir: string, size: DemoSize, no
       : `btn-${String(i + 1).padStart(4, "0")}`;
     const secret = newDeviceSecret();
     await registry.createDevice({ id, kind, ownerId: residentId, createdAt: now }, await hashSecret(secret));
-    credentials.push({ id, kind, secret, ownerId: residentId });
+    if (!isTag) {
+      credentials.push({ id, kind, secret, ownerId: residentId });
+      continue;
+    }
+    const t = i - size.buttons;
+    const zone = ZONES[t % ZONES.length] ?? ZONES[0];
+    if (!zone) continue;
+    zoneMembers.set(zone.id, [...(zoneMembers.get(zone.id) ?? []), id]);
+    credentials.push({
+      id,
+      kind,
+      secret,
+      ownerId: residentId,
+      home: zone.home,
+      zoneRadiusM: ZONE_RADIUS_M,
+      behaviour: behaviours[t % behaviours.length],
+      // Every fifth tag starts nearly flat, so low-battery alerts show up in the demo.
+      battery: t % 5 === 4 ? 21 : 70 + (t % 3) * 10,
+    });
+  }
+  for (const zone of ZONES) {
+    const deviceIds = zoneMembers.get(zone.id);
+    if (!deviceIds) continue;
+    const fence: Geofence = {
+      id: zone.id,
+      name: zone.name,
+      shape: { type: "Circle", center: [zone.home.lon, zone.home.lat], radiusM: ZONE_RADIUS_M },
+      schedule: zone.schedule,
+      deviceIds,
+    };
+    await store.geofences.create(fence);
   }
   const file = join(dataDir, "demo-devices.json");
   writeFileSync(file, JSON.stringify(credentials, null, 2), { mode: 0o600 });

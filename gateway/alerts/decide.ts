@@ -101,7 +101,12 @@ function open(
   return {
     next,
     events: [
-      { at: now, type: "opened", actor: input.deviceId, data: { kind: input.kind, seq: input.seq, ...input.data } },
+      {
+        at: now,
+        type: "opened",
+        actor: input.deviceId,
+        data: { kind: input.kind, seq: input.seq, ...input.data },
+      },
       { at: now, type: "notified", actor: null, data: { level: 1, roles: first.notify } },
     ],
     effects: [

@@ -130,7 +130,14 @@ export class AlertService {
       if (await store.alerts.findActive(deviceId, kind)) return;
       const device = await store.registry.getDevice(deviceId);
       if (!device) return;
-      const input: AlertInput = { type: "trigger", alertId: randomUUID(), kind, deviceId, subjectId: device.ownerId, data };
+      const input: AlertInput = {
+        type: "trigger",
+        alertId: randomUUID(),
+        kind,
+        deviceId,
+        subjectId: device.ownerId,
+        data,
+      };
       return this.apply(undefined, input);
     });
   }

@@ -9,11 +9,11 @@ import {
 } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
 import type { AlertService } from "../alerts/service.ts";
+import type { EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import { GatewayError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import type { AlertStream } from "../notify/stream.ts";
-import type { EventBus } from "../bus/index.ts";
 import type { TelemetryStore } from "../store/telemetry.ts";
 import type { Store } from "../store/types.ts";
 import type { Tracker } from "../tracking/index.ts";

@@ -157,7 +157,11 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       return reply.code(201).send({ id: req.body.id, secret });
     },
   );
-  const withState = (d: Device) => ({ ...d, connected: isConnected(d.id), state: tracker.state(d.id) ?? null });
+  const withState = (d: Device) => ({
+    ...d,
+    connected: isConnected(d.id),
+    state: tracker.state(d.id) ?? null,
+  });
   app.get(
     "/api/devices",
     {
@@ -168,7 +172,9 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       },
     },
     async (req) =>
-      (await registry.listDevices()).filter((d) => !req.query.kind || d.kind === req.query.kind).map(withState),
+      (await registry.listDevices())
+        .filter((d) => !req.query.kind || d.kind === req.query.kind)
+        .map(withState),
   );
   app.get(
     "/api/devices/:id",

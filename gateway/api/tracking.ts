@@ -15,7 +15,10 @@ const geofenceInput = z.object({
 });
 const geofence = geofenceInput.required();
 
-const time = z.union([z.coerce.number().int(), z.iso.datetime({ offset: true }).transform((v) => Date.parse(v))]);
+const time = z.union([
+  z.coerce.number().int(),
+  z.iso.datetime({ offset: true }).transform((v) => Date.parse(v)),
+]);
 const trackPoint = z.object({
   ts: z.number(),
   receivedAt: z.number(),
@@ -28,7 +31,10 @@ const trackPoint = z.object({
 });
 
 /** Locator tags with their latest state, a tag's track, and safe zones (geofences). */
-export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store, bus, telemetry, clock }) => {
+export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
+  fastify,
+  { store, bus, telemetry, clock },
+) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
   app.get(
@@ -61,7 +67,8 @@ export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { sto
     for (const id of ids) {
       const device = await store.registry.getDevice(id);
       if (!device) throw Errors.notFound("device", id);
-      if (device.kind !== "locator-tag") throw Errors.invalid(`deviceIds: '${id}' is a ${device.kind}, not a locator tag`);
+      if (device.kind !== "locator-tag")
+        throw Errors.invalid(`deviceIds: '${id}' is a ${device.kind}, not a locator tag`);
     }
   };
   const mustExist = async (id: string) => {

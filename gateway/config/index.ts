@@ -6,53 +6,55 @@ const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 
 /** Every setting, its environment variable and its default, in one place. */
-export const configSchema = z.object({
-  PORT: port.default(8080),
-  MQTT_PORT: port.default(1883),
-  HOST: z.string().default("0.0.0.0"),
-  DATA_DIR: z.string().default("./data"),
-  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  WEBHOOK_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
-  WEBHOOK_TIMEOUT_MS: positiveInt.default(5000),
-  WEBHOOK_RETRY_DELAYS_MS: z
-    .string()
-    .default("1000,5000,30000")
-    .transform((s, ctx) => {
-      const delays = s.split(",").map((x) => Number(x.trim()));
-      if (delays.some((d) => !Number.isInteger(d) || d < 0)) {
-        ctx.addIssue({ code: "custom", message: "must be comma-separated whole milliseconds" });
-      }
-      return delays;
-    }),
-  ESCALATION_POLICY_FILE: z.string().optional(),
-  MAX_PAYLOAD_BYTES: positiveInt.default(1024),
-  MAX_CLOCK_SKEW_MS: positiveInt.default(5 * 60_000),
+export const configSchema = z
+  .object({
+    PORT: port.default(8080),
+    MQTT_PORT: port.default(1883),
+    HOST: z.string().default("0.0.0.0"),
+    DATA_DIR: z.string().default("./data"),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    WEBHOOK_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+    WEBHOOK_TIMEOUT_MS: positiveInt.default(5000),
+    WEBHOOK_RETRY_DELAYS_MS: z
+      .string()
+      .default("1000,5000,30000")
+      .transform((s, ctx) => {
+        const delays = s.split(",").map((x) => Number(x.trim()));
+        if (delays.some((d) => !Number.isInteger(d) || d < 0)) {
+          ctx.addIssue({ code: "custom", message: "must be comma-separated whole milliseconds" });
+        }
+        return delays;
+      }),
+    ESCALATION_POLICY_FILE: z.string().optional(),
+    MAX_PAYLOAD_BYTES: positiveInt.default(1024),
+    MAX_CLOCK_SKEW_MS: positiveInt.default(5 * 60_000),
 
-  INFLUX_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
-  INFLUX_DB: z.string().min(1).default("gateway"),
-  INFLUX_TOKEN: z.string().optional(),
-  INFLUX_USERNAME: z.string().optional(),
-  INFLUX_PASSWORD: z.string().optional(),
-  TELEMETRY_RETENTION_DAYS: positiveInt.default(30),
-  TELEMETRY_BATCH_SIZE: positiveInt.default(5000),
-  TELEMETRY_FLUSH_MS: positiveInt.default(1000),
-  TELEMETRY_MAX_BUFFERED: positiveInt.default(100_000),
+    INFLUX_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+    INFLUX_DB: z.string().min(1).default("gateway"),
+    INFLUX_TOKEN: z.string().optional(),
+    INFLUX_USERNAME: z.string().optional(),
+    INFLUX_PASSWORD: z.string().optional(),
+    TELEMETRY_RETENTION_DAYS: positiveInt.default(30),
+    TELEMETRY_BATCH_SIZE: positiveInt.default(5000),
+    TELEMETRY_FLUSH_MS: positiveInt.default(1000),
+    TELEMETRY_MAX_BUFFERED: positiveInt.default(100_000),
 
-  HEARTBEAT_SEC_CALL_BUTTON: positiveInt.default(300),
-  HEARTBEAT_SEC_LOCATOR_TAG: positiveInt.default(60),
-  OFFLINE_AFTER_MISSED: positiveInt.default(3),
-  LOW_BATTERY_PERCENT: z.coerce.number().min(0).max(100).default(20),
-  BATTERY_RECOVERED_PERCENT: z.coerce.number().min(0).max(100).default(30),
-  MAX_FIX_ACCURACY_M: positiveInt.default(500),
-  STALE_POSITION_SEC: positiveInt.default(300),
-  GEOFENCE_MAX_ACCURACY_M: positiveInt.default(100),
-  GEOFENCE_MARGIN_M: z.coerce.number().min(0).default(20),
-  GEOFENCE_EXIT_FIXES: positiveInt.default(3),
-  GEOFENCE_RETURN_FIXES: positiveInt.default(2),
-}).refine((c) => c.BATTERY_RECOVERED_PERCENT > c.LOW_BATTERY_PERCENT, {
-  path: ["BATTERY_RECOVERED_PERCENT"],
-  message: "must be above LOW_BATTERY_PERCENT, or low-battery alerts would flap",
-});
+    HEARTBEAT_SEC_CALL_BUTTON: positiveInt.default(300),
+    HEARTBEAT_SEC_LOCATOR_TAG: positiveInt.default(60),
+    OFFLINE_AFTER_MISSED: positiveInt.default(3),
+    LOW_BATTERY_PERCENT: z.coerce.number().min(0).max(100).default(20),
+    BATTERY_RECOVERED_PERCENT: z.coerce.number().min(0).max(100).default(30),
+    MAX_FIX_ACCURACY_M: positiveInt.default(500),
+    STALE_POSITION_SEC: positiveInt.default(300),
+    GEOFENCE_MAX_ACCURACY_M: positiveInt.default(100),
+    GEOFENCE_MARGIN_M: z.coerce.number().min(0).default(20),
+    GEOFENCE_EXIT_FIXES: positiveInt.default(3),
+    GEOFENCE_RETURN_FIXES: positiveInt.default(2),
+  })
+  .refine((c) => c.BATTERY_RECOVERED_PERCENT > c.LOW_BATTERY_PERCENT, {
+    path: ["BATTERY_RECOVERED_PERCENT"],
+    message: "must be above LOW_BATTERY_PERCENT, or low-battery alerts would flap",
+  });
 
 export type Config = Omit<z.infer<typeof configSchema>, "ESCALATION_POLICY_FILE" | "WEBHOOK_SECRET"> & {
   WEBHOOK_SECRET: string;

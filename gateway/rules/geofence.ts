@@ -1,7 +1,15 @@
 import { z } from "zod";
-import { type LonLat, findSelfIntersection, signedDistanceToCircleM, signedDistanceToPolygonM } from "./geometry.ts";
+import {
+  findSelfIntersection,
+  type LonLat,
+  signedDistanceToCircleM,
+  signedDistanceToPolygonM,
+} from "./geometry.ts";
 
-const lon = z.number().min(-180, "longitude must be within -180..180").max(180, "longitude must be within -180..180");
+const lon = z
+  .number()
+  .min(-180, "longitude must be within -180..180")
+  .max(180, "longitude must be within -180..180");
 const lat = z.number().min(-90, "latitude must be within -90..90").max(90, "latitude must be within -90..90");
 const position = z.tuple([lon, lat]);
 
@@ -16,7 +24,10 @@ const ring = z
     }
     const crossing = findSelfIntersection(r as LonLat[]);
     if (crossing) {
-      ctx.addIssue({ code: "custom", message: `the ring crosses itself (edges ${crossing[0]} and ${crossing[1]})` });
+      ctx.addIssue({
+        code: "custom",
+        message: `the ring crosses itself (edges ${crossing[0]} and ${crossing[1]})`,
+      });
     }
   });
 
@@ -138,13 +149,17 @@ export function judgeFix(
   const inside = distanceM <= 0;
   const lastTs = fix.ts;
   if (track.status === "inside") {
-    if (!surelyOutside) return { next: { status: "inside", streak: inside ? 0 : track.streak, lastTs }, distanceM };
+    if (!surelyOutside)
+      return { next: { status: "inside", streak: inside ? 0 : track.streak, lastTs }, distanceM };
     const streak = track.streak + 1;
-    if (streak >= rules.exitFixes) return { next: { status: "outside", streak: 0, lastTs }, change: "exit", distanceM };
+    if (streak >= rules.exitFixes)
+      return { next: { status: "outside", streak: 0, lastTs }, change: "exit", distanceM };
     return { next: { status: "inside", streak, lastTs }, distanceM };
   }
-  if (!inside) return { next: { status: "outside", streak: surelyOutside ? 0 : track.streak, lastTs }, distanceM };
+  if (!inside)
+    return { next: { status: "outside", streak: surelyOutside ? 0 : track.streak, lastTs }, distanceM };
   const streak = track.streak + 1;
-  if (streak >= rules.returnFixes) return { next: { status: "inside", streak: 0, lastTs }, change: "return", distanceM };
+  if (streak >= rules.returnFixes)
+    return { next: { status: "inside", streak: 0, lastTs }, change: "return", distanceM };
   return { next: { status: "outside", streak, lastTs }, distanceM };
 }

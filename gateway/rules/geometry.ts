@@ -24,7 +24,8 @@ function distanceToSegment(p: [number, number], a: [number, number], b: [number,
   const dx = b[0] - a[0];
   const dy = b[1] - a[1];
   const lengthSq = dx * dx + dy * dy;
-  const t = lengthSq === 0 ? 0 : Math.max(0, Math.min(1, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / lengthSq));
+  const t =
+    lengthSq === 0 ? 0 : Math.max(0, Math.min(1, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / lengthSq));
   return Math.hypot(p[0] - (a[0] + t * dx), p[1] - (a[1] + t * dy));
 }
 
@@ -49,7 +50,10 @@ export function signedDistanceToPolygonM(point: LonLat, rings: LonLat[][]): numb
   let nearest = Number.POSITIVE_INFINITY;
   for (const ring of projected) {
     for (let i = 1; i < ring.length; i++) {
-      nearest = Math.min(nearest, distanceToSegment(origin, ring[i - 1] as [number, number], ring[i] as [number, number]));
+      nearest = Math.min(
+        nearest,
+        distanceToSegment(origin, ring[i - 1] as [number, number], ring[i] as [number, number]),
+      );
     }
   }
   const [outer, ...holes] = projected;
@@ -62,9 +66,13 @@ export function signedDistanceToCircleM(point: LonLat, center: LonLat, radiusM: 
 }
 
 function segmentsCross(a: LonLat, b: LonLat, c: LonLat, d: LonLat): boolean {
-  const orient = (p: LonLat, q: LonLat, r: LonLat) => Math.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]));
+  const orient = (p: LonLat, q: LonLat, r: LonLat) =>
+    Math.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]));
   const onSegment = (p: LonLat, q: LonLat, r: LonLat) =>
-    Math.min(p[0], r[0]) <= q[0] && q[0] <= Math.max(p[0], r[0]) && Math.min(p[1], r[1]) <= q[1] && q[1] <= Math.max(p[1], r[1]);
+    Math.min(p[0], r[0]) <= q[0] &&
+    q[0] <= Math.max(p[0], r[0]) &&
+    Math.min(p[1], r[1]) <= q[1] &&
+    q[1] <= Math.max(p[1], r[1]);
   const o1 = orient(a, b, c);
   const o2 = orient(a, b, d);
   const o3 = orient(c, d, a);

@@ -1,6 +1,5 @@
 import type Database from "better-sqlite3";
-import type { Geofence } from "../rules/geofence.ts";
-import type { ZoneTrack } from "../rules/geofence.ts";
+import type { Geofence, ZoneTrack } from "../rules/geofence.ts";
 import type { TelemetryPoint, TelemetrySpool, TelemetryStore } from "./telemetry.ts";
 import type { DeviceState, GeofenceRepository, TrackingRepository } from "./types.ts";
 
@@ -33,7 +32,8 @@ export function sqliteTelemetry(db: Database.Database): TelemetryStore & { prune
           battery: r.battery as number,
           fix: r.fix as TelemetryPoint["fix"],
         };
-        if (r.lat !== null) Object.assign(point, { lat: r.lat, lon: r.lon, accuracy: r.accuracy ?? undefined });
+        if (r.lat !== null)
+          Object.assign(point, { lat: r.lat, lon: r.lon, accuracy: r.accuracy ?? undefined });
         if (r.source !== null) point.source = r.source as string;
         return point;
       }),
@@ -49,8 +49,13 @@ export function sqliteSpool(db: Database.Database): TelemetrySpool {
   return {
     push: async (points) => pushAll(points),
     peek: async (limit) => {
-      const rows = db.prepare("SELECT id, point FROM telemetry_spool ORDER BY id LIMIT ?").all(limit) as Row[];
-      return { upTo: (rows.at(-1)?.id as number) ?? 0, points: rows.map((r) => JSON.parse(r.point as string)) };
+      const rows = db
+        .prepare("SELECT id, point FROM telemetry_spool ORDER BY id LIMIT ?")
+        .all(limit) as Row[];
+      return {
+        upTo: (rows.at(-1)?.id as number) ?? 0,
+        points: rows.map((r) => JSON.parse(r.point as string)),
+      };
     },
     remove: async (upTo) => {
       db.prepare("DELETE FROM telemetry_spool WHERE id <= ?").run(upTo);
@@ -70,7 +75,8 @@ export function sqliteTracking(db: Database.Database): TrackingRepository {
   const save = db.transaction(
     (states: DeviceState[], tracks: { deviceId: string; geofenceId: string; track: ZoneTrack }[]) => {
       for (const s of states) saveState.run(s.deviceId, JSON.stringify(s));
-      for (const t of tracks) saveTrack.run(t.deviceId, t.geofenceId, t.track.status, t.track.streak, t.track.lastTs);
+      for (const t of tracks)
+        saveTrack.run(t.deviceId, t.geofenceId, t.track.status, t.track.streak, t.track.lastTs);
     },
   );
   return {
@@ -80,7 +86,11 @@ export function sqliteTracking(db: Database.Database): TrackingRepository {
       (db.prepare("SELECT * FROM zone_tracks").all() as Row[]).map((r) => ({
         deviceId: r.device_id as string,
         geofenceId: r.geofence_id as string,
-        track: { status: r.status as ZoneTrack["status"], streak: r.streak as number, lastTs: r.last_ts as number },
+        track: {
+          status: r.status as ZoneTrack["status"],
+          streak: r.streak as number,
+          lastTs: r.last_ts as number,
+        },
       })),
     save: async (states, tracks) => save(states, tracks),
   };
@@ -108,11 +118,15 @@ export function sqliteGeofences(db: Database.Database): GeofenceRepository {
       return r && toGeofence(r);
     },
     create: async (g) => {
-      db.prepare("INSERT INTO geofences (name, shape, schedule, device_ids, id) VALUES (?, ?, ?, ?, ?)").run(...params(g));
+      db.prepare("INSERT INTO geofences (name, shape, schedule, device_ids, id) VALUES (?, ?, ?, ?, ?)").run(
+        ...params(g),
+      );
       return g;
     },
     update: async (g) => {
-      db.prepare("UPDATE geofences SET name = ?, shape = ?, schedule = ?, device_ids = ? WHERE id = ?").run(...params(g));
+      db.prepare("UPDATE geofences SET name = ?, shape = ?, schedule = ?, device_ids = ? WHERE id = ?").run(
+        ...params(g),
+      );
       return g;
     },
     remove: async (id) => {

@@ -31,7 +31,8 @@ export function influxTelemetry(o: InfluxOptions): TelemetryStore & { ensureData
   const base = o.url.replace(/\/$/, "");
   const headers: Record<string, string> = {};
   if (o.token) headers.authorization = `Token ${o.token}`;
-  else if (o.username) headers.authorization = `Basic ${Buffer.from(`${o.username}:${o.password ?? ""}`).toString("base64")}`;
+  else if (o.username)
+    headers.authorization = `Basic ${Buffer.from(`${o.username}:${o.password ?? ""}`).toString("base64")}`;
 
   const request = async (path: string, init: RequestInit = {}) => {
     const res = await fetch(`${base}${path}`, {
@@ -39,7 +40,10 @@ export function influxTelemetry(o: InfluxOptions): TelemetryStore & { ensureData
       headers: { ...headers, ...(init.headers as Record<string, string>) },
       signal: AbortSignal.timeout(o.timeoutMs),
     });
-    if (!res.ok) throw new Error(`InfluxDB ${path.split("?")[0]} answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+    if (!res.ok)
+      throw new Error(
+        `InfluxDB ${path.split("?")[0]} answered ${res.status}: ${(await res.text()).slice(0, 200)}`,
+      );
     return res;
   };
   const query = async (q: string, method: "GET" | "POST" = "GET") => {

@@ -109,7 +109,8 @@ export class TelemetryWriter {
     const oldest = this.buffer[0]?.receivedAt;
     metrics.telemetryLag.set(oldest === undefined ? 0 : (clock.now() - oldest) / 1000);
     if (clock.now() < this.retryAt) {
-      if (this.buffer.length > this.options.maxBuffered) await this.spill(this.buffer.splice(0, this.buffer.length - this.options.maxBuffered));
+      if (this.buffer.length > this.options.maxBuffered)
+        await this.spill(this.buffer.splice(0, this.buffer.length - this.options.maxBuffered));
       return;
     }
     try {
@@ -128,7 +129,8 @@ export class TelemetryWriter {
         this.buffer.splice(0, batch.length);
         metrics.telemetryWritten.inc(batch.length);
       }
-      if (this.failures > 0) log.info({ store: store.name, failures: this.failures }, "telemetry store is back");
+      if (this.failures > 0)
+        log.info({ store: store.name, failures: this.failures }, "telemetry store is back");
       this.failures = 0;
     } catch (err) {
       this.failures++;
@@ -136,9 +138,13 @@ export class TelemetryWriter {
       this.retryAt = clock.now() + Math.min(30_000, 500 * 2 ** Math.min(this.failures, 6));
       metrics.telemetryWriteFailures.inc();
       if (this.failures === 1 || this.failures % 20 === 0) {
-        log.warn({ store: store.name, err: (err as Error).message, pending: this.pending }, "telemetry write failed; buffering");
+        log.warn(
+          { store: store.name, err: (err as Error).message, pending: this.pending },
+          "telemetry write failed; buffering",
+        );
       }
-      if (this.buffer.length > this.options.maxBuffered) await this.spill(this.buffer.splice(0, this.buffer.length - this.options.maxBuffered));
+      if (this.buffer.length > this.options.maxBuffered)
+        await this.spill(this.buffer.splice(0, this.buffer.length - this.options.maxBuffered));
     } finally {
       metrics.telemetryBuffered.set(this.buffer.length + this.spooled);
     }

@@ -159,7 +159,10 @@ export interface TrackingRepository {
   loadStates(): Promise<DeviceState[]>;
   loadZoneTracks(): Promise<{ deviceId: string; geofenceId: string; track: ZoneTrack }[]>;
   /** Saves changed device states and zone tracks in one transaction. */
-  save(states: DeviceState[], tracks: { deviceId: string; geofenceId: string; track: ZoneTrack }[]): Promise<void>;
+  save(
+    states: DeviceState[],
+    tracks: { deviceId: string; geofenceId: string; track: ZoneTrack }[],
+  ): Promise<void>;
 }
 
 export interface GeofenceRepository {

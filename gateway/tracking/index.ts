@@ -3,8 +3,15 @@ import type { EventBus, EventMap } from "../bus/index.ts";
 import type { Clock, Timer } from "../clock/index.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import { judgePosition } from "../rules/fix.ts";
-import { type Fix, type Geofence, type ZoneRules, type ZoneTrack, judgeFix, newZoneTrack } from "../rules/geofence.ts";
-import { type BatteryRules, SilenceWatch, judgeBattery } from "../rules/supervision.ts";
+import {
+  type Fix,
+  type Geofence,
+  judgeFix,
+  newZoneTrack,
+  type ZoneRules,
+  type ZoneTrack,
+} from "../rules/geofence.ts";
+import { type BatteryRules, judgeBattery, SilenceWatch } from "../rules/supervision.ts";
 import type { TelemetryWriter } from "../store/telemetry.ts";
 import type { DeviceKind, DeviceState, Store } from "../store/types.ts";
 
@@ -42,7 +49,13 @@ export class Tracker {
   private flushTimer: Timer | undefined;
 
   constructor(
-    private readonly deps: { store: Store; bus: EventBus; clock: Clock; telemetry: TelemetryWriter; log: Logger },
+    private readonly deps: {
+      store: Store;
+      bus: EventBus;
+      clock: Clock;
+      telemetry: TelemetryWriter;
+      log: Logger;
+    },
     private readonly options: TrackingOptions,
   ) {
     this.watch = new SilenceWatch(deps.clock, (id) => this.wentSilent(id));
@@ -52,14 +65,19 @@ export class Tracker {
     const { store, bus, clock } = this.deps;
     for (const d of await store.registry.listDevices()) this.kinds.set(d.id, d.kind);
     for (const s of await store.tracking.loadStates()) this.states.set(s.deviceId, s);
-    for (const t of await store.tracking.loadZoneTracks()) this.zoneTracks.set(`${t.deviceId}|${t.geofenceId}`, t.track);
+    for (const t of await store.tracking.loadZoneTracks())
+      this.zoneTracks.set(`${t.deviceId}|${t.geofenceId}`, t.track);
     await this.reloadGeofences();
     this.watch.start();
     // Every registered device is supervised from now on, silent ones included.
     const now = clock.now();
     for (const [id, kind] of this.kinds) {
       const state = this.states.get(id);
-      this.watch.heard(id, this.allowance(kind), state?.online ? Math.max(state.lastSeenAt, now - this.allowance(kind)) : now);
+      this.watch.heard(
+        id,
+        this.allowance(kind),
+        state?.online ? Math.max(state.lastSeenAt, now - this.allowance(kind)) : now,
+      );
     }
     this.unsubscribe.push(
       bus.on("device.heartbeat", (h) => this.onHeartbeat(h)),
@@ -107,18 +125,29 @@ export class Tracker {
   async reloadGeofences(): Promise<void> {
     this.fencesByDevice.clear();
     for (const fence of await this.deps.store.geofences.list()) {
-      for (const id of fence.deviceIds) this.fencesByDevice.set(id, [...(this.fencesByDevice.get(id) ?? []), fence]);
+      for (const id of fence.deviceIds)
+        this.fencesByDevice.set(id, [...(this.fencesByDevice.get(id) ?? []), fence]);
     }
   }
 
   private allowance(kind: DeviceKind | undefined): number {
-    return (this.options.heartbeatIntervalMs[kind ?? "locator-tag"] ?? 60_000) * this.options.offlineAfterMissed;
+    return (
+      (this.options.heartbeatIntervalMs[kind ?? "locator-tag"] ?? 60_000) * this.options.offlineAfterMissed
+    );
   }
 
   private stateOf(deviceId: string): DeviceState {
     let state = this.states.get(deviceId);
     if (!state) {
-      state = { deviceId, lastSeenAt: 0, lastTs: 0, battery: null, batteryLow: false, online: true, position: null };
+      state = {
+        deviceId,
+        lastSeenAt: 0,
+        lastTs: 0,
+        battery: null,
+        batteryLow: false,
+        online: true,
+        position: null,
+      };
       this.states.set(deviceId, state);
     }
     return state;
@@ -166,7 +195,8 @@ export class Tracker {
     const point: Fix = { ts: h.ts, lat: h.lat, lon: h.lon, accuracy: h.accuracy };
     const recent = [...(this.recentFixes.get(deviceId) ?? []), point].slice(-RECENT_FIXES);
     this.recentFixes.set(deviceId, recent);
-    for (const fence of this.fencesByDevice.get(deviceId) ?? []) this.judgeZone(deviceId, fence, point, recent);
+    for (const fence of this.fencesByDevice.get(deviceId) ?? [])
+      this.judgeZone(deviceId, fence, point, recent);
   }
 
   private judgeZone(deviceId: string, fence: Geofence, fix: Fix, recent: Fix[]): void {
@@ -178,10 +208,19 @@ export class Tracker {
       this.deps.bus.emit("alert.raise", {
         kind: "geofence-exit",
         deviceId,
-        data: { geofenceId: fence.id, geofence: fence.name, distanceM: Math.round(judged.distanceM ?? 0), recentFixes: recent },
+        data: {
+          geofenceId: fence.id,
+          geofence: fence.name,
+          distanceM: Math.round(judged.distanceM ?? 0),
+          recentFixes: recent,
+        },
       });
     } else if (judged.change === "return") {
-      this.deps.bus.emit("alert.clear", { kind: "geofence-exit", deviceId, note: `returned inside ${fence.name}` });
+      this.deps.bus.emit("alert.clear", {
+        kind: "geofence-exit",
+        deviceId,
+        note: `returned inside ${fence.name}`,
+      });
     }
   }
 

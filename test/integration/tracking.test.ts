@@ -30,10 +30,16 @@ describe("locator tags", () => {
   let seq = 0;
 
   const beat = async (fields: Record<string, unknown>, qos: 0 | 1 = 1) => {
-    await tag.publish("devices/tag-child/heartbeat", JSON.stringify({ ts: clock.now(), seq: ++seq, battery: 80, ...fields }), qos);
+    await tag.publish(
+      "devices/tag-child/heartbeat",
+      JSON.stringify({ ts: clock.now(), seq: ++seq, battery: 80, ...fields }),
+      qos,
+    );
   };
-  const at = (m: number, extra: Record<string, unknown> = {}) => beat({ ...north(m), accuracy: 10, source: "gps", ...extra });
-  const alerts = async (query = "") => (await call(gw, "GET", `/api/alerts${query}`)).body as Record<string, unknown>[];
+  const at = (m: number, extra: Record<string, unknown> = {}) =>
+    beat({ ...north(m), accuracy: 10, source: "gps", ...extra });
+  const alerts = async (query = "") =>
+    (await call(gw, "GET", `/api/alerts${query}`)).body as Record<string, unknown>[];
   const state = async () => (await call(gw, "GET", "/api/devices/tag-child")).body.state;
 
   beforeEach(async () => {
@@ -72,7 +78,12 @@ describe("locator tags", () => {
     await at(20, { accuracy: 900 });
     await clock.advance(1_000);
     const track = (await call(gw, "GET", "/api/devices/tag-child/track")).body;
-    expect(track.map((p: { fix: string }) => p.fix)).toEqual(["ok", "null-island", "out-of-range", "inaccurate"]);
+    expect(track.map((p: { fix: string }) => p.fix)).toEqual([
+      "ok",
+      "null-island",
+      "out-of-range",
+      "inaccurate",
+    ]);
     expect((await state()).position.lat).toBeCloseTo(north(10).lat, 6);
   });
 
@@ -107,7 +118,11 @@ describe("locator tags", () => {
     await at(50);
     await waitFor(async () => (await alerts("?state=resolved")).length === 1);
     const closed = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body;
-    expect(closed).toMatchObject({ state: "resolved", closedBy: "gateway", outcome: `returned inside ${zone.name}` });
+    expect(closed).toMatchObject({
+      state: "resolved",
+      closedBy: "gateway",
+      outcome: `returned inside ${zone.name}`,
+    });
   });
 
   it("opens an SOS with the last position, and one without a fix marks it unknown", async () => {
@@ -133,7 +148,9 @@ describe("locator tags", () => {
     await at(10);
     await tag.event("sos", 99, pressedAt);
     const [sos] = await waitFor(async () => (await alerts()).length === 1 && alerts());
-    expect((await call(gw, "GET", `/api/alerts/${sos?.id}`)).body.events[0].data).toMatchObject({ late: true });
+    expect((await call(gw, "GET", `/api/alerts/${sos?.id}`)).body.events[0].data).toMatchObject({
+      late: true,
+    });
   });
 
   it("reports a silent tag offline to staff, and clears it when heartbeats return", async () => {
@@ -167,11 +184,40 @@ describe("locator tags", () => {
   });
 
   it.each([
-    [{ ...zone, shape: { type: "Polygon", coordinates: [[[91, 29], [91.01, 29.01], [91.01, 29], [91, 29.01], [91, 29]]] } }, /crosses itself/],
+    [
+      {
+        ...zone,
+        shape: {
+          type: "Polygon",
+          coordinates: [
+            [
+              [91, 29],
+              [91.01, 29.01],
+              [91.01, 29],
+              [91, 29.01],
+              [91, 29],
+            ],
+          ],
+        },
+      },
+      /crosses itself/,
+    ],
     [{ ...zone, shape: { type: "Circle", center: [91.1, 95], radiusM: 100 } }, /latitude must be within/],
     [{ ...zone, deviceIds: ["btn-nope"] }, /device 'btn-nope' does not exist/],
-    [{ ...zone, schedule: { timeZone: "Mars/Olympus", windows: [{ days: [1], from: "08:00", to: "17:00" }] } }, /unknown time zone/],
-    [{ ...zone, schedule: { timeZone: "Asia/Shanghai", windows: [{ days: [1], from: "17:00", to: "08:00" }] } }, /end after it starts/],
+    [
+      {
+        ...zone,
+        schedule: { timeZone: "Mars/Olympus", windows: [{ days: [1], from: "08:00", to: "17:00" }] },
+      },
+      /unknown time zone/,
+    ],
+    [
+      {
+        ...zone,
+        schedule: { timeZone: "Asia/Shanghai", windows: [{ days: [1], from: "17:00", to: "08:00" }] },
+      },
+      /end after it starts/,
+    ],
   ])("refuses a bad geofence with a clear message (%#)", async (body, message) => {
     const res = await call(gw, "POST", "/api/geofences", body);
     expect(res.status).toBeGreaterThanOrEqual(400);

@@ -2,13 +2,13 @@ import { describe, expect, it } from "vitest";
 import {
   type Fix,
   type GeofenceShape,
-  type ZoneRules,
-  type ZoneTrack,
   geofenceShapeSchema,
   isInForce,
   judgeFix,
   newZoneTrack,
   signedDistanceM,
+  type ZoneRules,
+  type ZoneTrack,
 } from "../../gateway/rules/geofence.ts";
 import { haversineM } from "../../gateway/rules/geometry.ts";
 
@@ -26,7 +26,9 @@ const square = (halfM: number): GeofenceShape => {
 // An L shape: the square's north-east quarter is cut out.
 const ell: GeofenceShape = {
   type: "Polygon",
-  coordinates: [[at(-100, -100), at(100, -100), at(100, 0), at(0, 0), at(0, 100), at(-100, 100), at(-100, -100)]],
+  coordinates: [
+    [at(-100, -100), at(100, -100), at(100, 0), at(0, 0), at(0, 100), at(-100, 100), at(-100, -100)],
+  ],
 };
 
 describe("geofence geometry", () => {
@@ -86,11 +88,15 @@ describe("geofence input", () => {
     expect(issues({ type: "Polygon", coordinates: [[at(0, 0), at(10, 0), at(0, 10), at(5, 5)]] })).toEqual([
       "coordinates.0: a ring must end where it starts",
     ]);
-    expect(issues({ type: "Polygon", coordinates: [[at(0, 0), at(10, 0), at(0, 0)]] })[0]).toMatch(/at least 4/);
+    expect(issues({ type: "Polygon", coordinates: [[at(0, 0), at(10, 0), at(0, 0)]] })[0]).toMatch(
+      /at least 4/,
+    );
     expect(issues({ type: "Circle", center: [191, 29], radiusM: 100 })).toEqual([
       "center.0: longitude must be within -180..180",
     ]);
-    expect(issues({ type: "Circle", center: C, radiusM: 1 })).toEqual(["radiusM: radius must be at least 10 m"]);
+    expect(issues({ type: "Circle", center: C, radiusM: 1 })).toEqual([
+      "radiusM: radius must be at least 10 m",
+    ]);
     expect(issues({ type: "Hexagon" })).toHaveLength(1);
   });
   it("accepts a concave polygon and a circle", () => {
@@ -100,7 +106,10 @@ describe("geofence input", () => {
 });
 
 describe("school hours", () => {
-  const school = { timeZone: "Asia/Shanghai", windows: [{ days: [1, 2, 3, 4, 5], from: "08:00", to: "17:00" }] };
+  const school = {
+    timeZone: "Asia/Shanghai",
+    windows: [{ days: [1, 2, 3, 4, 5], from: "08:00", to: "17:00" }],
+  };
   it("applies Monday to Friday 08:00-17:00 Beijing time only", () => {
     // 2026-11-25 is a Wednesday. 00:30 UTC is 08:30 in Beijing.
     expect(isInForce(school, Date.UTC(2026, 10, 25, 0, 30))).toBe(true);
@@ -144,7 +153,15 @@ describe("exit and return decisions", () => {
   });
 
   it("needs two fixes back inside to declare a return", () => {
-    const { changes } = run([fix(1, 300), fix(2, 300), fix(3, 300), fix(4, 100), fix(5, 300), fix(6, 100), fix(7, 90)]);
+    const { changes } = run([
+      fix(1, 300),
+      fix(2, 300),
+      fix(3, 300),
+      fix(4, 100),
+      fix(5, 300),
+      fix(6, 100),
+      fix(7, 90),
+    ]);
     expect(changes).toEqual(["exit@3", "return@7"]);
   });
 
@@ -154,11 +171,19 @@ describe("exit and return decisions", () => {
   });
 
   it("only watches inside the zone's time window", () => {
-    const school = { timeZone: "Asia/Shanghai", windows: [{ days: [1, 2, 3, 4, 5], from: "08:00", to: "17:00" }] };
+    const school = {
+      timeZone: "Asia/Shanghai",
+      windows: [{ days: [1, 2, 3, 4, 5], from: "08:00", to: "17:00" }],
+    };
     const evening = Date.UTC(2026, 10, 25, 11); // 19:00 in Beijing
     let track = newZoneTrack();
     for (let i = 0; i < 5; i++) {
-      const r = judgeFix(track, { ...zone, schedule: school }, { ...fix(0, 400), ts: evening + i * 30_000 }, rules);
+      const r = judgeFix(
+        track,
+        { ...zone, schedule: school },
+        { ...fix(0, 400), ts: evening + i * 30_000 },
+        rules,
+      );
       expect(r.change).toBeUndefined();
       track = r.next;
     }

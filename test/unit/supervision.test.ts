@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { judgePosition } from "../../gateway/rules/fix.ts";
-import { SilenceWatch, judgeBattery } from "../../gateway/rules/supervision.ts";
+import { judgeBattery, SilenceWatch } from "../../gateway/rules/supervision.ts";
 import { FakeClock } from "../support/fake-clock.ts";
 
 describe("silence watch", () => {

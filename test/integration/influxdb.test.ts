@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  call,
+  connectDevice,
+  metric,
+  registerDevice,
+  seedCommunity,
+  startGateway,
+  type TestDevice,
+  type TestGateway,
+} from "../support/gateway.ts";
+import { startInfluxd } from "../support/influxd.ts";
+import { waitFor } from "../support/wait.ts";
+
+/** Telemetry through the gateway into a real InfluxDB (Debian's influxd 1.6), including an outage. */
+describe("InfluxDB telemetry", () => {
+  let influx: Awaited<ReturnType<typeof startInfluxd>>;
+  let gw: TestGateway;
+  let tag: TestDevice;
+  let seq = 0;
+  const DB = "gateway_test";
+  const t0 = Date.now() - 60_000;
+
+  const send = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      seq++;
+      const fix = { lat: 29.65 + seq * 1e-5, lon: 91.13, accuracy: 8, source: "gps" };
+      await tag.publish(
+        "devices/tag-1/heartbeat",
+        JSON.stringify({ ts: t0 + seq * 10, seq, battery: 90, ...fix }),
+        1,
+      );
+    }
+  };
+  const countInInflux = async () => {
+    const rows = await influx.query(DB, "SELECT COUNT(battery) FROM telemetry WHERE device = 'tag-1'");
+    return Number(rows[0]?.[1] ?? 0);
+  };
+
+  beforeAll(async () => {
+    influx = await startInfluxd();
+    gw = await startGateway({
+      env: {
+        INFLUX_URL: influx.url,
+        INFLUX_DB: DB,
+        TELEMETRY_FLUSH_MS: "100",
+        TELEMETRY_BATCH_SIZE: "50",
+        TELEMETRY_MAX_BUFFERED: "100",
+      },
+    });
+    await seedCommunity(gw, () => "http://127.0.0.1:9/unused");
+    tag = await connectDevice(gw, await registerDevice(gw, "tag-1", "dondrub", "locator-tag"));
+  }, 60_000);
+  afterAll(async () => {
+    await tag?.close();
+    await gw?.stop();
+    await influx?.stop();
+  });
+
+  it("writes heartbeats in batches and reads the track back from InfluxDB", async () => {
+    await send(120);
+    await waitFor(async () => (await countInInflux()) === 120, 10_000, "120 points in InfluxDB");
+    expect(await metric(gw, "gateway_telemetry_points_written_total")).toBe(120);
+    const track = (await call(gw, "GET", `/api/devices/tag-1/track?from=${t0}&to=${t0 + 10_000}`)).body;
+    expect(track).toHaveLength(120);
+    expect(track[0]).toMatchObject({ ts: t0 + 10, battery: 90, accuracy: 8, source: "gps", fix: "ok" });
+    expect(track[0].lat).toBeCloseTo(29.65001, 6);
+    // The embedded store is not used when InfluxDB is configured.
+    expect(await gw.store.telemetry.track("tag-1", 0, Date.now(), 10)).toEqual([]);
+  });
+
+  it("loses no point while InfluxDB is down: buffers, spills to the embedded store, catches up", async () => {
+    await influx.stop();
+    await send(400);
+    // More than the 100 kept in memory: the rest waits in the SQLite spool.
+    await waitFor(async () => (await gw.store.spool.count()) > 0, 10_000, "points spilled to the spool");
+    expect(await metric(gw, "gateway_telemetry_buffered_points")).toBe(400);
+    expect(await metric(gw, "gateway_telemetry_write_failures_total")).toBeGreaterThan(0);
+    expect((await call(gw, "GET", "/readyz")).status).toBe(200);
+
+    await influx.start();
+    await waitFor(async () => (await countInInflux()) === 520, 45_000, "all 520 points in InfluxDB");
+    expect(await gw.store.spool.count()).toBe(0);
+    expect(await metric(gw, "gateway_telemetry_buffered_points")).toBe(0);
+  }, 90_000);
+});
