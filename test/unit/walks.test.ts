@@ -13,7 +13,11 @@ function walk(behaviour: Behaviour, seed: number) {
   const out: { d: number; accuracy: number; transmitting: boolean }[] = [];
   for (let i = 0; i < 360; i++) {
     const fix = w.step(30);
-    out.push({ d: signedDistanceM(zone, [fix.lon, fix.lat]), accuracy: fix.accuracy, transmitting: w.transmitting });
+    out.push({
+      d: signedDistanceM(zone, [fix.lon, fix.lat]),
+      accuracy: fix.accuracy,
+      transmitting: w.transmitting,
+    });
   }
   return out;
 }

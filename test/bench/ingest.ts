@@ -1,0 +1,170 @@
+/**
+ * Sustained heartbeat ingest with every rule on (supervision, battery, safe zones) and the
+ * telemetry store on: the gateway runs in its own process; this one connects tags and sends
+ * heartbeats at stepped rates, then counts what reached the telemetry store.
+ *
+ *   npx tsx test/bench/ingest.ts                      embedded SQLite telemetry
+ *   npx tsx test/bench/ingest.ts --influx             Debian's influxd on a free port
+ *   options: --devices 1000 --seconds 10 --rates 2000,5000,10000
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import mqtt, { type MqttClient } from "mqtt";
+import { startInfluxd } from "../support/influxd.ts";
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: "string", default: "1000" },
+    seconds: { type: "string", default: "10" },
+    rates: { type: "string", default: "2000,5000,10000,20000" },
+    influx: { type: "boolean", default: false },
+  },
+});
+const DEVICES = Number(values.devices);
+const SECONDS = Number(values.seconds);
+const RATES = values.rates.split(",").map(Number);
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const cpuSeconds = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 10 ms
+};
+
+async function main() {
+  const influx = values.influx ? await startInfluxd() : undefined;
+  const dataDir = mkdtempSync(join(tmpdir(), "gateway-ingest-"));
+  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const base = `http://127.0.0.1:${httpPort}`;
+  const gateway = spawn(process.execPath, ["--import", "tsx", "gateway/main.ts"], {
+    env: {
+      ...process.env,
+      PORT: String(httpPort),
+      MQTT_PORT: String(mqttPort),
+      HOST: "127.0.0.1",
+      DATA_DIR: dataDir,
+      LOG_LEVEL: "error",
+      ...(influx ? { INFLUX_URL: influx.url, INFLUX_DB: "bench" } : {}),
+    },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  const pid = gateway.pid ?? 0;
+  try {
+    for (let i = 0; ; i++) {
+      if ((await fetch(`${base}/readyz`).catch(() => undefined))?.ok) break;
+      if (i > 300) throw new Error("gateway did not start");
+      await sleep(100);
+    }
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(base + path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+      return res.json();
+    };
+    await post("/api/communities", { id: "c", name: "Bench" });
+    await post("/api/people", { id: "child", name: "Child", role: "resident", communityId: "c" });
+    const creds: { id: string; secret: string }[] = [];
+    for (let i = 0; i < DEVICES; i += 25) {
+      const batch = Array.from({ length: Math.min(25, DEVICES - i) }, (_, k) =>
+        post("/api/devices", { id: `tag-${i + k}`, kind: "locator-tag", ownerId: "child" }),
+      );
+      creds.push(...(await Promise.all(batch)));
+    }
+    await post("/api/geofences", {
+      id: "zone",
+      name: "Zone",
+      shape: { type: "Circle", center: [91.1321, 29.6525], radiusM: 500 },
+      deviceIds: creds.map((c) => c.id),
+    });
+    const clients: MqttClient[] = [];
+    for (let i = 0; i < creds.length; i += 100) {
+      clients.push(
+        ...(await Promise.all(
+          creds
+            .slice(i, i + 100)
+            .map((c) =>
+              mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+                clientId: c.id,
+                username: c.id,
+                password: c.secret,
+                protocolVersion: 4,
+                reconnectPeriod: 0,
+              }),
+            ),
+        )),
+      );
+    }
+
+    const t0 = Date.now() - 4 * 60_000;
+    const tsOf = new Array<number>(DEVICES).fill(0);
+    let sent = 0;
+    const counted = async () => {
+      if (!influx) {
+        const text = await (await fetch(`${base}/metrics`)).text();
+        return Number(text.match(/^gateway_telemetry_points_written_total (\d+)/m)?.[1] ?? 0);
+      }
+      const rows = await influx.query("bench", "SELECT COUNT(battery) FROM telemetry");
+      return Number(rows[0]?.[1] ?? 0);
+    };
+    console.log(
+      `\n${DEVICES} tags, one safe zone each, telemetry in ${influx ? "InfluxDB 1.6 (Debian)" : "embedded SQLite"}; ${SECONDS} s per rate\n`,
+    );
+    console.log("| offered/s | sent/s | stored (all so far) | of all sent | gateway CPU |");
+    console.log("| --------- | ------ | ------------------- | ----------- | ----------- |");
+    for (const rate of RATES) {
+      const cpu0 = cpuSeconds(pid);
+      const start = performance.now();
+      const sentBefore = sent;
+      // Send in 10 ms slices so the offered rate is smooth.
+      while (performance.now() - start < SECONDS * 1000) {
+        const due = Math.floor(((performance.now() - start) / 1000) * rate) - (sent - sentBefore);
+        for (let k = 0; k < due; k++) {
+          const d = sent % DEVICES;
+          tsOf[d] = (tsOf[d] ?? 0) + 1;
+          const lat = 29.6525 + ((sent % 100) - 50) * 1e-5;
+          clients[d]?.publish(
+            `devices/tag-${d}/heartbeat`,
+            `{"ts":${t0 + (tsOf[d] ?? 0)},"seq":${sent},"battery":80,"lat":${lat},"lon":91.1321,"accuracy":8,"source":"gps"}`,
+            { qos: 0 },
+          );
+          sent++;
+        }
+        await sleep(10);
+      }
+      const elapsed = (performance.now() - start) / 1000;
+      const cpu = (cpuSeconds(pid) - cpu0) / elapsed;
+      // Give the gateway up to 30 s to drain what it accepted.
+      let stored = 0;
+      for (let i = 0; i < 60; i++) {
+        stored = await counted();
+        if (stored >= sent) break;
+        await sleep(500);
+      }
+      const sentRate = (sent - sentBefore) / elapsed;
+      console.log(
+        `| ${String(rate).padStart(9)} | ${sentRate.toFixed(0).padStart(6)} | ${String(stored).padStart(19)} | ${((stored / sent) * 100).toFixed(2).padStart(10)}% | ${(cpu * 100).toFixed(0).padStart(9)}% |`,
+      );
+    }
+    await Promise.all(clients.map((c) => c.endAsync()));
+  } finally {
+    gateway.kill("SIGTERM");
+    await new Promise((r) => gateway.once("exit", r));
+    await influx?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+await main();
