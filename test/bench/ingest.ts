@@ -7,14 +7,10 @@
  *   npx tsx test/bench/ingest.ts --influx             Debian's influxd on a free port
  *   options: --devices 1000 --seconds 10 --rates 2000,5000,10000
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import mqtt, { type MqttClient } from "mqtt";
 import { startInfluxd } from "../support/influxd.ts";
+import { connectDevices, registerDevices, sleep, startGatewayProcess } from "./harness.ts";
 
 const { values } = parseArgs({
   options: {
@@ -28,14 +24,6 @@ const DEVICES = Number(values.devices);
 const SECONDS = Number(values.seconds);
 const RATES = values.rates.split(",").map(Number);
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const cpuSeconds = (pid: number) => {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 10 ms
@@ -43,77 +31,26 @@ const cpuSeconds = (pid: number) => {
 
 async function main() {
   const influx = values.influx ? await startInfluxd() : undefined;
-  const dataDir = mkdtempSync(join(tmpdir(), "gateway-ingest-"));
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
-  const base = `http://127.0.0.1:${httpPort}`;
-  const gateway = spawn(process.execPath, ["--import", "tsx", "gateway/main.ts"], {
-    env: {
-      ...process.env,
-      PORT: String(httpPort),
-      MQTT_PORT: String(mqttPort),
-      HOST: "127.0.0.1",
-      DATA_DIR: dataDir,
-      LOG_LEVEL: "error",
-      ...(influx ? { INFLUX_URL: influx.url, INFLUX_DB: "bench" } : {}),
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const pid = gateway.pid ?? 0;
+  const gw = await startGatewayProcess(influx ? { INFLUX_URL: influx.url, INFLUX_DB: "bench" } : {});
+  const pid = gw.process.pid ?? 0;
   try {
-    for (let i = 0; ; i++) {
-      if ((await fetch(`${base}/readyz`).catch(() => undefined))?.ok) break;
-      if (i > 300) throw new Error("gateway did not start");
-      await sleep(100);
-    }
-    const post = async (path: string, body: unknown) => {
-      const res = await fetch(base + path, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-      return res.json();
-    };
-    await post("/api/communities", { id: "c", name: "Bench" });
-    await post("/api/people", { id: "child", name: "Child", role: "resident", communityId: "c" });
-    const creds: { id: string; secret: string }[] = [];
-    for (let i = 0; i < DEVICES; i += 25) {
-      const batch = Array.from({ length: Math.min(25, DEVICES - i) }, (_, k) =>
-        post("/api/devices", { id: `tag-${i + k}`, kind: "locator-tag", ownerId: "child" }),
-      );
-      creds.push(...(await Promise.all(batch)));
-    }
-    await post("/api/geofences", {
+    await gw.post("/api/communities", { id: "c", name: "Bench" });
+    await gw.post("/api/people", { id: "child", name: "Child", role: "resident", communityId: "c" });
+    const creds = await registerDevices(gw, DEVICES, "tag-", "locator-tag", "child");
+    await gw.post("/api/geofences", {
       id: "zone",
       name: "Zone",
       shape: { type: "Circle", center: [91.1321, 29.6525], radiusM: 500 },
       deviceIds: creds.map((c) => c.id),
     });
-    const clients: MqttClient[] = [];
-    for (let i = 0; i < creds.length; i += 100) {
-      clients.push(
-        ...(await Promise.all(
-          creds
-            .slice(i, i + 100)
-            .map((c) =>
-              mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
-                clientId: c.id,
-                username: c.id,
-                password: c.secret,
-                protocolVersion: 4,
-                reconnectPeriod: 0,
-              }),
-            ),
-        )),
-      );
-    }
+    const clients = await connectDevices(gw.mqttUrl, creds);
 
     const t0 = Date.now() - 4 * 60_000;
     const tsOf = new Array<number>(DEVICES).fill(0);
     let sent = 0;
     const counted = async () => {
       if (!influx) {
-        const text = await (await fetch(`${base}/metrics`)).text();
+        const text = await (await fetch(`${gw.base}/metrics`)).text();
         return Number(text.match(/^gateway_telemetry_points_written_total (\d+)/m)?.[1] ?? 0);
       }
       const rows = await influx.query("bench", "SELECT COUNT(battery) FROM telemetry");
@@ -160,10 +97,8 @@ async function main() {
     }
     await Promise.all(clients.map((c) => c.endAsync()));
   } finally {
-    gateway.kill("SIGTERM");
-    await new Promise((r) => gateway.once("exit", r));
+    await gw.stop();
     await influx?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
   }
 }
 

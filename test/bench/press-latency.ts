@@ -6,14 +6,11 @@
  *   npm run bench                       1,000 devices, 300 presses
  *   npm run bench -- --devices 200 --presses 50
  */
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer as createHttpServer } from "node:http";
-import { type AddressInfo, createServer } from "node:net";
-import { cpus, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
-import mqtt, { type MqttClient } from "mqtt";
+import { connectDevices, registerDevices, sleep, startGatewayProcess } from "./harness.ts";
 import { type LatencySummary, summarise } from "./stats.ts";
 
 const { values } = parseArgs({
@@ -28,22 +25,10 @@ const DEVICES = values.quick ? 200 : Number(values.devices);
 const PRESSES = Math.min(DEVICES, values.quick ? 50 : Number(values.presses));
 const HEARTBEAT_MS = Number(values["heartbeat-sec"]) * 1000;
 
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-
 async function main() {
-  const dataDir = mkdtempSync(join(tmpdir(), "gateway-bench-"));
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
-  const base = `http://127.0.0.1:${httpPort}`;
-
   // The webhook receiver: one level-1 call per press, keyed by device.
   const webhookAt = new Map<string, number>();
-  const hooks = createHttpServer((req, res) => {
+  const hooks = createServer((req, res) => {
     let body = "";
     req.on("data", (c) => {
       body += c;
@@ -57,65 +42,23 @@ async function main() {
   await new Promise<void>((r) => hooks.listen(0, "127.0.0.1", r));
   const hookUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/doctor`;
 
-  const gateway = spawn(process.execPath, ["--import", "tsx", "gateway/main.ts"], {
-    env: {
-      ...process.env,
-      PORT: String(httpPort),
-      MQTT_PORT: String(mqttPort),
-      HOST: "127.0.0.1",
-      DATA_DIR: dataDir,
-      LOG_LEVEL: "error",
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
+  const gw = await startGatewayProcess();
   try {
-    await waitUntil(async () => (await fetch(`${base}/readyz`).catch(() => undefined))?.ok === true);
-    const post = async (path: string, body: unknown) => {
-      const res = await fetch(base + path, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-      return res.json();
-    };
-    await post("/api/communities", { id: "c", name: "Bench community" });
-    await post("/api/people", {
+    await gw.post("/api/communities", { id: "c", name: "Bench community" });
+    await gw.post("/api/people", {
       id: "doctor",
       name: "Dr Bench",
       role: "doctor",
       communityId: "c",
       contacts: [{ kind: "webhook", address: hookUrl }],
     });
-    await post("/api/people", { id: "resident", name: "Resident", role: "resident", communityId: "c" });
-    await post("/api/assignments", { residentId: "resident", personId: "doctor", relation: "doctor" });
-    const creds: { id: string; secret: string }[] = [];
-    for (let i = 0; i < DEVICES; i += 20) {
-      const batch = Array.from({ length: Math.min(20, DEVICES - i) }, (_, k) =>
-        post("/api/devices", { id: `btn-${i + k}`, kind: "call-button", ownerId: "resident" }),
-      );
-      creds.push(...(await Promise.all(batch)));
-    }
-
-    const clients: MqttClient[] = [];
-    const timers: NodeJS.Timeout[] = [];
+    await gw.post("/api/people", { id: "resident", name: "Resident", role: "resident", communityId: "c" });
+    await gw.post("/api/assignments", { residentId: "resident", personId: "doctor", relation: "doctor" });
+    const creds = await registerDevices(gw, DEVICES, "btn-", "call-button", "resident");
     const connectStart = performance.now();
-    for (let i = 0; i < creds.length; i += 50) {
-      clients.push(
-        ...(await Promise.all(
-          creds.slice(i, i + 50).map((c) =>
-            mqtt.connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
-              clientId: c.id,
-              username: c.id,
-              password: c.secret,
-              protocolVersion: 4,
-              reconnectPeriod: 0,
-            }),
-          ),
-        )),
-      );
-    }
+    const clients = await connectDevices(gw.mqttUrl, creds, 50);
     const connectMs = performance.now() - connectStart;
+    const timers: NodeJS.Timeout[] = [];
     let seq = 0;
     clients.forEach((client, i) => {
       const beat = () =>
@@ -132,7 +75,7 @@ async function main() {
     // The dashboard's stream: first 'opened' event per device.
     const streamAt = new Map<string, number>();
     const controller = new AbortController();
-    const stream = await fetch(`${base}/api/stream`, { signal: controller.signal });
+    const stream = await fetch(`${gw.base}/api/stream`, { signal: controller.signal });
     void (async () => {
       const decoder = new TextDecoder();
       let buffer = "";
@@ -167,9 +110,14 @@ async function main() {
       );
       await sleep(20);
     }
-    await waitUntil(async () => streamAt.size >= PRESSES && webhookAt.size >= PRESSES, 15_000).catch(
-      () => undefined,
-    );
+    // Wait up to 15 s for every press to arrive on both paths.
+    for (
+      let waited = 0;
+      waited < 15_000 && (streamAt.size < PRESSES || webhookAt.size < PRESSES);
+      waited += 50
+    ) {
+      await sleep(50);
+    }
 
     const latencies = (arrived: Map<string, number>) =>
       [...pressedAt].flatMap(([id, t0]) => (arrived.has(id) ? [(arrived.get(id) ?? 0) - t0] : []));
@@ -196,20 +144,9 @@ async function main() {
     await Promise.all(clients.map((c) => c.endAsync()));
     if (results.some(([, s]) => s.lost > 0)) process.exitCode = 1;
   } finally {
-    gateway.kill("SIGTERM");
+    await gw.stop();
     hooks.close();
     hooks.closeAllConnections();
-    await new Promise((r) => gateway.once("exit", r));
-    rmSync(dataDir, { recursive: true, force: true });
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function waitUntil(check: () => Promise<boolean> | boolean, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await sleep(50);
   }
 }
 

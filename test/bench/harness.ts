@@ -1,0 +1,105 @@
+/** What the measurement scripts share: a gateway in its own process, registered and connected devices. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+
+export interface GatewayProcess {
+  process: ChildProcess;
+  base: string;
+  mqttUrl: string;
+  post<T = unknown>(path: string, body: unknown): Promise<T>;
+  stop(): Promise<void>;
+}
+
+/** Starts `gateway/main.ts` in a child process on free ports with a temporary data directory. */
+export async function startGatewayProcess(env: Record<string, string> = {}): Promise<GatewayProcess> {
+  const dataDir = mkdtempSync(join(tmpdir(), "gateway-bench-"));
+  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const base = `http://127.0.0.1:${httpPort}`;
+  const child = spawn(process.execPath, ["--import", "tsx", "gateway/main.ts"], {
+    env: {
+      ...process.env,
+      PORT: String(httpPort),
+      MQTT_PORT: String(mqttPort),
+      HOST: "127.0.0.1",
+      DATA_DIR: dataDir,
+      LOG_LEVEL: "error",
+      ...env,
+    },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  for (let i = 0; !(await fetch(`${base}/readyz`).catch(() => undefined))?.ok; i++) {
+    if (i > 300 || child.exitCode !== null) throw new Error("the gateway did not start");
+    await sleep(100);
+  }
+  return {
+    process: child,
+    base,
+    mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
+    async post<T>(path: string, body: unknown): Promise<T> {
+      const res = await fetch(base + path, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as T;
+    },
+    async stop() {
+      child.kill("SIGTERM");
+      if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Registers `count` devices named `<prefix><n>` for one owner, 25 at a time. */
+export async function registerDevices(
+  gw: GatewayProcess,
+  count: number,
+  prefix: string,
+  kind: "call-button" | "locator-tag",
+  ownerId: string,
+): Promise<{ id: string; secret: string }[]> {
+  const creds: { id: string; secret: string }[] = [];
+  for (let i = 0; i < count; i += 25) {
+    const ids = Array.from({ length: Math.min(25, count - i) }, (_, k) => `${prefix}${i + k}`);
+    creds.push(
+      ...(await Promise.all(
+        ids.map((id) => gw.post<{ id: string; secret: string }>("/api/devices", { id, kind, ownerId })),
+      )),
+    );
+  }
+  return creds;
+}
+
+/** Connects every device with its credentials, `batch` at a time. */
+export async function connectDevices(url: string, creds: { id: string; secret: string }[], batch = 100) {
+  const clients: MqttClient[] = [];
+  const connect = (c: { id: string; secret: string }) =>
+    mqtt.connectAsync(url, {
+      clientId: c.id,
+      username: c.id,
+      password: c.secret,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+  for (let i = 0; i < creds.length; i += batch) {
+    const connected = await Promise.all(creds.slice(i, i + batch).map(connect));
+    clients.push(...connected);
+  }
+  return clients;
+}
