@@ -136,7 +136,8 @@ export class SimulatedDevice {
     );
   }
 
-  private heartbeat(): void {
+  /** Sends a heartbeat; a locator tag reports `at`, or where its walk has taken it. */
+  heartbeat(at?: { lat: number; lon: number; accuracy: number }): void {
     const { random, heartbeatMs, drainPerHeartbeat } = this.options;
     this.battery = Math.max(0, this.battery - random() * 2 * drainPerHeartbeat);
     const message: Record<string, unknown> = {
@@ -144,9 +145,9 @@ export class SimulatedDevice {
       seq: ++this.seq,
       battery: Math.round(this.battery),
     };
-    if (this.walk) {
-      const fix = this.walk.step(heartbeatMs / 1000);
-      if (!this.walk.transmitting) return;
+    const fix = at ?? this.walk?.step(heartbeatMs / 1000);
+    if (this.walk && !at && !this.walk.transmitting) return;
+    if (fix) {
       Object.assign(message, {
         lat: Number(fix.lat.toFixed(6)),
         lon: Number(fix.lon.toFixed(6)),

@@ -74,6 +74,8 @@ export async function runSimulation(o: SimulationOptions) {
       setTimeout(() => {
         if (step.event === "disconnect") device.disconnect();
         else if (step.event === "reconnect") device.reconnect();
+        else if (step.event === "fix")
+          device.heartbeat({ lat: step.lat ?? 0, lon: step.lon ?? 0, accuracy: step.accuracy ?? 10 });
         else device.event(step.event);
       }, step.at),
     );

@@ -1,6 +1,4 @@
-import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
-import { fileURLToPath } from "node:url";
 import pino, { type Logger } from "pino";
 import { AlertService } from "./alerts/service.ts";
 import { buildApi } from "./api/index.ts";
@@ -17,8 +15,6 @@ import { openSqliteStore } from "./store/sqlite.ts";
 import { TelemetryWriter } from "./store/telemetry.ts";
 import { influxTelemetry } from "./store/telemetry-influx.ts";
 import { Tracker } from "./tracking/index.ts";
-
-const placeholderPage = fileURLToPath(new URL("../dashboard/index.html", import.meta.url));
 
 export interface GatewayDeps {
   clock?: Clock;
@@ -119,12 +115,11 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     bus,
     tracker,
     telemetry: telemetryStore,
+    ui: { tileUrl: config.TILE_URL ?? null, tileAttribution: config.TILE_ATTRIBUTION },
+    policies: config.policies,
     isConnected: (id) => broker.isConnected(id),
     isReady: () => ready,
   });
-  api.get("/", { schema: { hide: true } }, async (_req, reply) =>
-    reply.type("text/html; charset=utf-8").send(await readFile(placeholderPage)),
-  );
 
   return {
     store,
@@ -135,6 +130,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     log,
     telemetry,
     tracker,
+    stream,
     /** Ports actually bound (useful when configured as 0). */
     ports: { http: 0, mqtt: 0 },
 

@@ -1,7 +1,9 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadScenario } from "../device-sim/scenario.ts";
 import { readDeviceFile, runSimulation } from "../device-sim/simulator.ts";
+import { dashboardDist } from "./api/dashboard.ts";
 import { seedDemo } from "./demo-seed.ts";
 import { main } from "./main.ts";
 
@@ -11,6 +13,14 @@ import { main } from "./main.ts";
  * serves without the in-process simulator (docker-compose runs it as its own service).
  */
 const env = process.env;
+if (!existsSync(join(dashboardDist, "index.html"))) {
+  console.log("Building the dashboard (once)…");
+  const { build } = await import("vite");
+  await build({
+    configFile: fileURLToPath(new URL("../dashboard/vite.config.ts", import.meta.url)),
+    logLevel: "warn",
+  });
+}
 const dataDir = env.DATA_DIR ?? "./data";
 const devicesFile = join(dataDir, "demo-devices.json");
 const gateway = await main(env, async (gw) => {

@@ -38,7 +38,11 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
         response: { 200: z.array(s.alert) },
       },
     },
-    (req) => store.alerts.list({ states: req.query.state, limit: req.query.limit }),
+    async (req, reply) => {
+      // Read before the list: a page that streams from this id misses nothing the list lacks.
+      reply.header("x-last-event-id", String(await store.alerts.lastEventId()));
+      return store.alerts.list({ states: req.query.state, limit: req.query.limit });
+    },
   );
 
   app.get(
@@ -100,6 +104,7 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
     async (req, reply) => {
       const header = req.headers["last-event-id"];
       const fromHeader = typeof header === "string" && /^\d+$/.test(header) ? Number(header) : undefined;
+      if (!stream.running) throw Errors.notReady("the live stream is stopped; retry with Last-Event-ID");
       reply.hijack();
       await stream.attach(reply.raw, fromHeader ?? req.query.lastEventId);
     },

@@ -8,6 +8,7 @@ import {
   validatorCompiler,
 } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
+import type { EscalationPolicies } from "../alerts/policy.ts";
 import type { AlertService } from "../alerts/service.ts";
 import type { EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
@@ -18,6 +19,7 @@ import type { TelemetryStore } from "../store/telemetry.ts";
 import type { Store } from "../store/types.ts";
 import type { Tracker } from "../tracking/index.ts";
 import { alertRoutes } from "./alerts.ts";
+import { dashboardRoutes } from "./dashboard.ts";
 import { healthRoutes } from "./health.ts";
 import { registryRoutes } from "./registry.ts";
 import { trackingRoutes } from "./tracking.ts";
@@ -32,6 +34,9 @@ export interface ApiDeps {
   bus: EventBus;
   tracker: Tracker;
   telemetry: TelemetryStore;
+  /** What the dashboard needs to know before it draws: map tiles. */
+  ui: { tileUrl: string | null; tileAttribution: string };
+  policies: EscalationPolicies;
   isConnected: (deviceId: string) => boolean;
   isReady: () => boolean;
 }
@@ -84,5 +89,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(registryRoutes, deps);
   await app.register(alertRoutes, deps);
   await app.register(trackingRoutes, deps);
+  await app.register(dashboardRoutes, deps);
   return app;
 }

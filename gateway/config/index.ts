@@ -50,6 +50,13 @@ export const configSchema = z
     GEOFENCE_MARGIN_M: z.coerce.number().min(0).default(20),
     GEOFENCE_EXIT_FIXES: positiveInt.default(3),
     GEOFENCE_RETURN_FIXES: positiveInt.default(2),
+
+    /** Map tiles for the dashboard, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; none by default. */
+    TILE_URL: z
+      .string()
+      .regex(/^https?:\/\/.*\{z\}.*\{x\}.*\{y\}/, "must be an http(s) URL template with {z}, {x} and {y}")
+      .optional(),
+    TILE_ATTRIBUTION: z.string().default(""),
   })
   .refine((c) => c.BATTERY_RECOVERED_PERCENT > c.LOW_BATTERY_PERCENT, {
     path: ["BATTERY_RECOVERED_PERCENT"],

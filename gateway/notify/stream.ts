@@ -24,10 +24,13 @@ export class AlertStream {
   private readonly clients = new Set<StreamClient>();
   private unsubscribe: (() => void) | undefined;
   private keepalive: NodeJS.Timeout | undefined;
+  /** False while stopped: new connections are refused (503) and pages retry from their last id. */
+  running = false;
 
   constructor(private readonly deps: { store: Store; bus: EventBus; metrics: Metrics; log: Logger }) {}
 
   start(): void {
+    this.running = true;
     this.unsubscribe = this.deps.bus.on("alert.changed", ({ alert, events, pressReceivedHr }) => {
       if (this.clients.size === 0) return;
       const frames = events.map((e) => ({ id: e.id, text: frame(alert, e) }));
@@ -45,6 +48,7 @@ export class AlertStream {
   }
 
   stop(): void {
+    this.running = false;
     this.unsubscribe?.();
     clearInterval(this.keepalive);
     // End and drop the connections: a page reconnects on its own, and an idle keep-alive

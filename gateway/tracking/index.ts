@@ -82,6 +82,8 @@ export class Tracker {
     this.unsubscribe.push(
       bus.on("device.heartbeat", (h) => this.onHeartbeat(h)),
       bus.on("device.event", (e) => this.heard(e.deviceId, e.receivedAt)),
+      // An authenticated connection is a sign of life too (call buttons heartbeat only every few minutes).
+      bus.on("device.connected", ({ deviceId }) => this.heard(deviceId, clock.now())),
       bus.on("device.registered", ({ deviceId, kind }) => {
         this.kinds.set(deviceId, kind);
         this.watch.heard(deviceId, this.allowance(kind));

@@ -1,0 +1,85 @@
+import type { Alert, AlertEvent } from "../../gateway/alerts/model.ts";
+import type { EscalationPolicies } from "../../gateway/alerts/policy.ts";
+import type { Geofence } from "../../gateway/rules/geofence.ts";
+import type { Device, DeviceState, NotificationAttempt, Person } from "../../gateway/store/types.ts";
+
+export type { Alert, AlertEvent, Device, DeviceState, Geofence, NotificationAttempt, Person };
+export type DeviceView = Device & { connected: boolean; state: DeviceState | null };
+export type AlertDetail = Alert & { events: AlertEvent[]; attempts: NotificationAttempt[] };
+export interface TrackPoint {
+  ts: number;
+  battery: number;
+  lat?: number;
+  lon?: number;
+  accuracy?: number;
+  fix: string;
+}
+export interface UiConfig {
+  tileUrl: string | null;
+  tileAttribution: string;
+  center: [number, number];
+  policies: EscalationPolicies;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function request<T>(
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ data: T; headers: Headers }> {
+  const res = await fetch(path, {
+    method,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  const json = text ? JSON.parse(text) : undefined;
+  if (!res.ok)
+    throw new ApiError(res.status, json?.error?.code ?? "error", json?.error?.message ?? res.statusText);
+  return { data: json as T, headers: res.headers };
+}
+
+export const api = {
+  config: async () => (await request<UiConfig>("GET", "/api/ui-config")).data,
+  /** The alerts, and the stream position they are current to. */
+  alerts: async () => {
+    const { data, headers } = await request<Alert[]>("GET", "/api/alerts?limit=500");
+    return { alerts: data, lastEventId: Number(headers.get("x-last-event-id") ?? 0) };
+  },
+  alert: async (id: string) =>
+    (await request<AlertDetail>("GET", `/api/alerts/${encodeURIComponent(id)}`)).data,
+  accept: (id: string, by: string) =>
+    request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/accept`, { by }),
+  resolve: (id: string, by: string, note: string) =>
+    request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/resolve`, { by, note }),
+  cancel: (id: string, by: string) =>
+    request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/cancel`, { by }),
+  people: async () => (await request<Person[]>("GET", "/api/people")).data,
+  assignments: async (residentId: string) =>
+    (
+      await request<{ personId: string; relation: string }[]>(
+        "GET",
+        `/api/assignments?residentId=${encodeURIComponent(residentId)}`,
+      )
+    ).data,
+  devices: async () => (await request<DeviceView[]>("GET", "/api/devices")).data,
+  registerDevice: async (body: { id: string; kind: string; ownerId: string }) =>
+    (await request<{ id: string; secret: string }>("POST", "/api/devices", body)).data,
+  geofences: async () => (await request<Geofence[]>("GET", "/api/geofences")).data,
+  track: async (deviceId: string, from: number, to: number) =>
+    (
+      await request<TrackPoint[]>(
+        "GET",
+        `/api/devices/${encodeURIComponent(deviceId)}/track?from=${from}&to=${to}`,
+      )
+    ).data,
+};

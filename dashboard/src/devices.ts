@@ -1,0 +1,128 @@
+import { ApiError, api, type Person } from "./api.ts";
+import { h } from "./dom.ts";
+import { formatAgo, formatTime, type MessageKey, t } from "./i18n.ts";
+
+/** The device list (last seen, battery, online) and the registration form that shows a secret once. */
+export class DeviceList {
+  readonly element = h("section", { class: "devices" });
+  private secret: { id: string; secret: string } | null = null;
+  private error = "";
+
+  constructor(private readonly people: Map<string, Person>) {}
+
+  async refresh(): Promise<void> {
+    const devices = await api.devices();
+    const yes = (v: boolean | undefined) => (v ? t("device.yes") : t("device.no"));
+    const residents = [...this.people.values()].filter((p) => p.role === "resident");
+    const id = h("input", {
+      id: "device-id",
+      name: "id",
+      required: true,
+      pattern: "[A-Za-z0-9._-]+",
+      autocomplete: "off",
+    });
+    const kind = h(
+      "select",
+      { id: "device-kind", name: "kind" },
+      h("option", { value: "call-button" }, t("device.call-button")),
+      h("option", { value: "locator-tag" }, t("device.locator-tag")),
+    );
+    const owner = h(
+      "select",
+      { id: "device-owner", name: "ownerId", required: true },
+      ...residents.map((p) => h("option", { value: p.id }, `${p.name} (${p.id})`)),
+    );
+    const form = h(
+      "form",
+      {
+        class: "register",
+        onsubmit: async (e: Event) => {
+          e.preventDefault();
+          try {
+            this.secret = await api.registerDevice({
+              id: id.value.trim(),
+              kind: kind.value,
+              ownerId: owner.value,
+            });
+            this.error = "";
+          } catch (err) {
+            this.secret = null;
+            this.error = err instanceof ApiError ? err.message : String(err);
+          }
+          await this.refresh();
+        },
+      },
+      h("h2", {}, t("device.register")),
+      h("label", { for: "device-id" }, t("device.id")),
+      id,
+      h("label", { for: "device-kind" }, t("device.kind")),
+      kind,
+      h("label", { for: "device-owner" }, t("device.owner")),
+      owner,
+      h("button", { class: "primary", type: "submit" }, t("device.registerButton")),
+      this.error && h("p", { class: "error", role: "alert" }, this.error),
+      this.secret &&
+        h(
+          "div",
+          { class: "secret", role: "status" },
+          h("p", {}, t("device.secret", { id: this.secret.id })),
+          h("code", { id: "device-secret" }, this.secret.secret),
+        ),
+    );
+    this.element.replaceChildren(
+      h(
+        "div",
+        { class: "table-wrap" },
+        h(
+          "table",
+          {},
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              ...(
+                [
+                  "device.id",
+                  "device.kind",
+                  "device.owner",
+                  "device.connected",
+                  "device.online",
+                  "device.lastSeen",
+                  "device.battery",
+                ] as MessageKey[]
+              ).map((k) => h("th", { scope: "col" }, t(k))),
+            ),
+          ),
+          h(
+            "tbody",
+            {},
+            ...devices.map((d) =>
+              h(
+                "tr",
+                { class: d.state && !d.state.online ? "offline" : "" },
+                h("td", {}, d.id),
+                h("td", {}, t(`device.${d.kind}` as MessageKey)),
+                h("td", {}, this.people.get(d.ownerId)?.name ?? d.ownerId),
+                h("td", {}, yes(d.connected)),
+                h("td", {}, d.state ? yes(d.state.online) : "–"),
+                h(
+                  "td",
+                  { title: d.state?.lastSeenAt ? formatTime(d.state.lastSeenAt) : "" },
+                  d.state?.lastSeenAt ? formatAgo(d.state.lastSeenAt) : t("device.never"),
+                ),
+                h(
+                  "td",
+                  { class: d.state?.batteryLow ? "low" : "" },
+                  d.state?.battery === null || !d.state ? "–" : `${d.state.battery}%`,
+                ),
+              ),
+            ),
+          ),
+        ),
+      ),
+      form,
+    );
+  }
+}

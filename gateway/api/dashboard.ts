@@ -1,0 +1,29 @@
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import fastifyStatic from "@fastify/static";
+import type { FastifyPluginAsync } from "fastify";
+import type { ApiDeps } from "./index.ts";
+
+/** Where `vite build` puts the dashboard. */
+export const dashboardDist = fileURLToPath(new URL("../../dashboard/dist", import.meta.url));
+
+/** Serves the built dashboard at `/`, and the settings it reads at start. */
+export const dashboardRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ui, policies }) => {
+  app.get("/api/ui-config", { schema: { tags: ["operations"] } }, async () => ({
+    ...ui,
+    center: [29.6525, 91.1321],
+    policies,
+  }));
+  if (existsSync(`${dashboardDist}/index.html`)) {
+    await app.register(fastifyStatic, { root: dashboardDist, index: "index.html", maxAge: "1h" });
+    return;
+  }
+  app.get("/", { schema: { hide: true } }, async (_req, reply) =>
+    reply
+      .code(503)
+      .type("text/plain; charset=utf-8")
+      .send(
+        "The dashboard is not built. Run `npm run build` (npm start does it for you); the API is at /docs.",
+      ),
+  );
+};

@@ -1,0 +1,199 @@
+import { mkdirSync } from "node:fs";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { runSimulation } from "../../device-sim/simulator.ts";
+import { launchChromium } from "../support/browser.ts";
+import {
+  call,
+  connectDevice,
+  registerDevice,
+  seedCommunity,
+  startGateway,
+  type TestDevice,
+  type TestGateway,
+} from "../support/gateway.ts";
+
+const ARTIFACTS = "test-artifacts";
+
+describe("dashboard in Chromium", () => {
+  let browser: Browser;
+  let gw: TestGateway;
+  let page: Page;
+  const errors: string[] = [];
+
+  beforeAll(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    browser = await launchChromium();
+  });
+  afterAll(() => browser?.close());
+
+  beforeEach(async () => {
+    gw = await startGateway();
+    await seedCommunity(gw, (p) => `http://127.0.0.1:9${p}`);
+    page = await browser.newPage({ viewport: { width: 1024, height: 768 }, locale: "en-US" });
+    page.on("pageerror", (e) => errors.push(e.message));
+  });
+  afterEach(async () => {
+    await page.close();
+    await gw.stop();
+    expect(errors.splice(0)).toEqual([]);
+  });
+
+  async function open(path = "/") {
+    await page.goto(`${gw.http}${path}`);
+    await page.locator(".status.live").waitFor();
+  }
+  const card = (alertId: string) => page.locator(`li.alert[data-alert-id="${alertId}"]`);
+
+  it("shows a press within a second; accepting in the page tells the device; resolving turns it green", async () => {
+    const device: TestDevice = await connectDevice(gw, await registerDevice(gw, "btn-dondrub"));
+    await open();
+    await page.selectOption("#actor", "dr-tsering");
+
+    const pressedAt = Date.now();
+    await device.event("press");
+    const red = page.locator("li.alert.red", { hasText: "btn-dondrub" });
+    await red.waitFor({ timeout: 1000 });
+    const shownAfterMs = Date.now() - pressedAt;
+    const { alertId } = await device.waitForCommand("received");
+    await expect(red.textContent()).resolves.toContain("顿珠 Dondrub");
+
+    await card(alertId).getByRole("button", { name: "Accept" }).click();
+    const accepted = await device.waitForCommand("accepted");
+    expect(accepted.message).toContain("Dr Tsering");
+    await card(alertId).and(page.locator(".yellow")).waitFor();
+
+    await card(alertId).getByRole("button", { name: "Resolve" }).click();
+    await page.fill("#resolve-note", "Visited; blood pressure normal");
+    await page.getByRole("button", { name: "Save" }).click();
+    await card(alertId).and(page.locator(".green")).waitFor();
+    await device.waitForCommand("resolved");
+    expect((await call(gw, "GET", `/api/alerts/${alertId}`)).body.outcome).toBe(
+      "Visited; blood pressure normal",
+    );
+
+    // The detail shows the audit trail and the notification attempts.
+    await card(alertId).getByRole("button", { name: "Details" }).click();
+    const detail = page.locator("dialog.detail");
+    await detail.getByText("Accepted by 次仁医生 Dr Tsering").waitFor();
+    await expect(detail.locator(".attempts li").count()).resolves.toBeGreaterThan(0);
+    await page.screenshot({ path: `${ARTIFACTS}/dashboard-alert-detail.png` });
+    console.log(`press shown on the board ${shownAfterMs} ms after the publish`);
+    await device.close();
+  });
+
+  it("misses nothing while the stream is down, shows a banner, and shows nothing twice", async () => {
+    const devices = await Promise.all(
+      ["btn-a", "btn-b", "btn-c"].map(async (id) => connectDevice(gw, await registerDevice(gw, id))),
+    );
+    await open();
+    await devices[0]?.event("press");
+    await page.locator("li.alert").first().waitFor();
+
+    gw.stream.stop();
+    await page.locator(".banner:not([hidden])").waitFor();
+    await devices[1]?.event("press");
+    await devices[2]?.event("press");
+    await devices[0]?.event("press"); // joins the first alert
+    for (const d of devices) await d.waitForCommand("received");
+    await page.screenshot({ path: `${ARTIFACTS}/dashboard-disconnected.png` });
+
+    gw.stream.start();
+    await page.locator(".status.live").waitFor({ timeout: 20_000 });
+    await expect(page.locator(".banner").isHidden()).resolves.toBe(true);
+    await page.locator("li.alert").nth(2).waitFor();
+    const ids = await page
+      .locator("li.alert")
+      .evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.alertId));
+    expect(ids).toHaveLength(3);
+    expect(new Set(ids).size).toBe(3);
+    await page.locator("li.alert", { hasText: "btn-a" }).getByText("2 presses").waitFor();
+    for (const d of devices) await d.close();
+  });
+
+  it("renders Chinese, switches to English, and remembers the choice", async () => {
+    await page.close();
+    page = await browser.newPage({ viewport: { width: 1024, height: 768 }, locale: "zh-CN" });
+    page.on("pageerror", (e) => errors.push(e.message));
+    const device = await connectDevice(gw, await registerDevice(gw, "btn-zh"));
+    await device.event("press");
+    await open();
+    await expect(page.locator("h1").textContent()).resolves.toBe("社区安全");
+    await page.locator("li.alert").getByRole("button", { name: "接单" }).waitFor();
+    await expect(page.locator("li.alert .kind").textContent()).resolves.toBe("呼叫");
+    await expect(page.locator("html").getAttribute("lang")).resolves.toBe("zh-CN");
+    await page.screenshot({ path: `${ARTIFACTS}/dashboard-zh-CN.png`, fullPage: true });
+
+    await page.selectOption("#language", "en");
+    await expect(page.locator("h1").textContent()).resolves.toBe("Community safety");
+    await page.reload();
+    await page.locator(".status.live").waitFor();
+    await expect(page.locator("h1").textContent()).resolves.toBe("Community safety");
+    await expect(page.locator("li.alert .kind").textContent()).resolves.toBe("Call");
+    await device.close();
+  });
+
+  it("shows a geofence exit from the simulator on the map and the board", async () => {
+    const tag = await registerDevice(gw, "tag-child", "dondrub", "locator-tag");
+    const school = { lat: 29.6525, lon: 91.1321 };
+    await call(gw, "POST", "/api/geofences", {
+      id: "school",
+      name: "School",
+      shape: { type: "Circle", center: [school.lon, school.lat], radiusM: 200 },
+      deviceIds: ["tag-child"],
+    });
+    await open("/#map");
+    await page.locator("path.leaflet-interactive").first().waitFor(); // the zone, drawn without tiles
+    const out = (i: number) => ({
+      at: 300 + i * 150,
+      device: "tag-child",
+      event: "fix" as const,
+      lat: school.lat + 0.004,
+      lon: school.lon,
+      accuracy: 8,
+    });
+    const sim = await runSimulation({
+      url: `mqtt://127.0.0.1:${gw.ports.mqtt}`,
+      devices: [{ ...tag, kind: "locator-tag" }],
+      buttons: 0,
+      tags: 1,
+      pressesPerMinute: 0,
+      buttonHeartbeatMs: 3_600_000,
+      tagHeartbeatMs: 3_600_000,
+      seed: 1,
+      scenario: {
+        steps: [
+          { at: 100, device: "tag-child", event: "fix", lat: school.lat, lon: school.lon, accuracy: 8 },
+          out(0),
+          out(1),
+          out(2),
+        ],
+      },
+      log: () => {},
+    });
+    try {
+      await page.locator("path.tag-marker.alert").waitFor({ timeout: 10_000 });
+      await page.screenshot({ path: `${ARTIFACTS}/dashboard-map-geofence-exit.png` });
+      await page.goto(`${gw.http}/#alerts`);
+      await page.locator('li.alert.red[data-kind="geofence-exit"]', { hasText: "tag-child" }).waitFor();
+    } finally {
+      await sim.stop();
+    }
+  });
+
+  it("registers a device from the page and shows its secret once", async () => {
+    await open("/#devices");
+    await page.fill("#device-id", "btn-new");
+    await page.selectOption("#device-owner", "dondrub");
+    await page.getByRole("button", { name: "Register" }).click();
+    const secret = await page.locator("#device-secret").textContent();
+    expect(secret).toMatch(/^[A-Za-z0-9_-]{22}$/);
+    await page.locator("td", { hasText: "btn-new" }).waitFor();
+    const device = await connectDevice(gw, { id: "btn-new", secret: secret ?? "" });
+    expect(device.client.connected).toBe(true);
+    await device.close();
+    await page.reload();
+    await page.locator("td", { hasText: "btn-new" }).waitFor();
+    await expect(page.locator("#device-secret").count()).resolves.toBe(0);
+  });
+});
