@@ -181,6 +181,25 @@ describe("dashboard in Chromium", () => {
     }
   });
 
+  it("can be worked with the keyboard alone", async () => {
+    const device = await connectDevice(gw, await registerDevice(gw, "btn-keys"));
+    await open();
+    await page.focus("#actor");
+    await page.keyboard.press("ArrowDown"); // the first responder in the list
+    await device.event("press");
+    const accept = page.locator("li.alert").getByRole("button", { name: "Accept" });
+    await accept.waitFor();
+    // Tab from the language menu onward reaches the alert's Accept button.
+    await page.focus("#language");
+    for (let i = 0; i < 10 && !(await accept.evaluate((b) => b === document.activeElement)); i++) {
+      await page.keyboard.press("Tab");
+    }
+    await expect(accept.evaluate((b) => getComputedStyle(b).outlineStyle)).resolves.toBe("solid");
+    await page.keyboard.press("Enter");
+    await device.waitForCommand("accepted");
+    await device.close();
+  });
+
   it("registers a device from the page and shows its secret once", async () => {
     await open("/#devices");
     await page.fill("#device-id", "btn-new");
