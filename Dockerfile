@@ -5,6 +5,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci
 COPY . .
+RUN npm run build
 ENV DATA_DIR=/data HOST=0.0.0.0 PORT=8080 MQTT_PORT=1883
 EXPOSE 8080 1883
 CMD ["npx", "tsx", "gateway/main.ts"]

@@ -43,5 +43,5 @@ export const defaultPolicies: EscalationPolicies = {
     repeatLast: true,
   },
   "device-offline": { levels: [level(["grid-worker", "staff"], 3600)], repeatLast: false },
-  "low-battery": { levels: [level(["family", "grid-worker"], 3600)], repeatLast: false },
+  "low-battery": { levels: [level(["family", "grid-worker", "staff"], 3600)], repeatLast: false },
 };
