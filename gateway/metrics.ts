@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { AlertState } from "./alerts/model.ts";
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -6,6 +6,8 @@ export type Metrics = ReturnType<typeof createMetrics>;
 /** The gateway's Prometheus metrics, in a registry of its own (several gateways can share a process in tests). */
 export function createMetrics(alertCounts: () => Promise<Record<AlertState, number>>) {
   const registry = new Registry();
+  // Process memory, CPU and event-loop lag, for operators and for the benchmarks' memory per device.
+  collectDefaultMetrics({ register: registry });
   const metrics = {
     registry,
     devicesConnected: new Gauge({

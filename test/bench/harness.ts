@@ -1,10 +1,18 @@
 /** What the measurement scripts share: a gateway in its own process, registered and connected devices. */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
+
+/**
+ * Raises the open-file limit (every connection is a file descriptor) as far as the hard limit
+ * allows; only a privileged process can go past that. `ulimit -n hard` in the child's shell.
+ */
+export const RAISE_OPEN_FILES = 'ulimit -n "$(ulimit -Hn)"';
+export const hardOpenFileLimit = (): number =>
+  Number(execFileSync("bash", ["-c", "ulimit -Hn"]).toString().trim()) || Number.POSITIVE_INFINITY;
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -25,22 +33,33 @@ export interface GatewayProcess {
 }
 
 /** Starts `gateway/main.ts` in a child process on free ports with a temporary data directory. */
-export async function startGatewayProcess(env: Record<string, string> = {}): Promise<GatewayProcess> {
+export async function startGatewayProcess(
+  env: Record<string, string> = {},
+  prepare?: (dataDir: string) => Promise<void>,
+): Promise<GatewayProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), "gateway-bench-"));
+  await prepare?.(dataDir);
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
   const base = `http://127.0.0.1:${httpPort}`;
-  const child = spawn(process.execPath, ["--import", "tsx", "gateway/main.ts"], {
-    env: {
-      ...process.env,
-      PORT: String(httpPort),
-      MQTT_PORT: String(mqttPort),
-      HOST: "127.0.0.1",
-      DATA_DIR: dataDir,
-      LOG_LEVEL: "error",
-      ...env,
+  const child = spawn(
+    "bash",
+    [
+      "-c",
+      `${RAISE_OPEN_FILES} && exec "${process.execPath}" ${process.env.GATEWAY_NODE_FLAGS ?? ""} --import tsx gateway/main.ts`,
+    ],
+    {
+      env: {
+        ...process.env,
+        PORT: String(httpPort),
+        MQTT_PORT: String(mqttPort),
+        HOST: "127.0.0.1",
+        DATA_DIR: dataDir,
+        LOG_LEVEL: "error",
+        ...env,
+      },
+      stdio: ["ignore", "inherit", "inherit"],
     },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
+  );
   for (let i = 0; !(await fetch(`${base}/readyz`).catch(() => undefined))?.ok; i++) {
     if (i > 300 || child.exitCode !== null) throw new Error("the gateway did not start");
     await sleep(100);

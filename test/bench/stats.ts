@@ -11,6 +11,7 @@ export interface LatencySummary {
   lost: number;
   p50: number;
   p99: number;
+  p999: number;
   max: number;
 }
 
@@ -21,6 +22,7 @@ export function summarise(latenciesMs: readonly number[], sent: number): Latency
     lost: sent - latenciesMs.length,
     p50: percentile(latenciesMs, 50),
     p99: percentile(latenciesMs, 99),
+    p999: percentile(latenciesMs, 99.9),
     max: latenciesMs.length ? Math.max(...latenciesMs) : Number.NaN,
   };
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests drive, when they are missing:
 #   mosquitto-clients  mosquitto_pub / mosquitto_sub / mosquitto_rr, a device client that is not MQTT.js
+#   mosquitto          the broker `npm run bench` measures the gateway against
 #   influxdb           influxd 1.6, the telemetry store the InfluxDB tests start on a free port
 set -euo pipefail
 need=()
 command -v mosquitto_rr >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v influxd >/dev/null 2>&1 || need+=(influxdb)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""

@@ -13,6 +13,6 @@ describe("benchmark statistics", () => {
   });
 
   it("counts operations that never completed as lost", () => {
-    expect(summarise([1, 2, 3], 5)).toEqual({ count: 3, lost: 2, p50: 2, p99: 3, max: 3 });
+    expect(summarise([1, 2, 3], 5)).toEqual({ count: 3, lost: 2, p50: 2, p99: 3, p999: 3, max: 3 });
   });
 });
