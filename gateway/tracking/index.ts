@@ -121,7 +121,7 @@ export class Tracker {
         : "fresh";
     // An alarm buffered on the device and sent after newer heartbeats: still an alarm, flagged.
     const late = state !== undefined && message.ts < state.lastTs;
-    return { position, positionStatus, late, recentFixes: this.recentFixes.get(deviceId) ?? [] };
+    return { position, positionStatus, late, recentFixes: [...(this.recentFixes.get(deviceId) ?? [])] };
   }
 
   async reloadGeofences(): Promise<void> {
@@ -195,8 +195,13 @@ export class Tracker {
     if (fix !== "ok" || h.lat === undefined || h.lon === undefined || h.accuracy === undefined) return;
     state.position = { lat: h.lat, lon: h.lon, accuracy: h.accuracy, source: h.source ?? null, ts: h.ts };
     const point: Fix = { ts: h.ts, lat: h.lat, lon: h.lon, accuracy: h.accuracy };
-    const recent = [...(this.recentFixes.get(deviceId) ?? []), point].slice(-RECENT_FIXES);
-    this.recentFixes.set(deviceId, recent);
+    let recent = this.recentFixes.get(deviceId);
+    if (!recent) {
+      recent = [];
+      this.recentFixes.set(deviceId, recent);
+    }
+    recent.push(point);
+    if (recent.length > RECENT_FIXES) recent.shift();
     for (const fence of this.fencesByDevice.get(deviceId) ?? [])
       this.judgeZone(deviceId, fence, point, recent);
   }
@@ -214,7 +219,7 @@ export class Tracker {
           geofenceId: fence.id,
           geofence: fence.name,
           distanceM: Math.round(judged.distanceM ?? 0),
-          recentFixes: recent,
+          recentFixes: [...recent], // a copy: the list moves on with the next fix
         },
       });
     } else if (judged.change === "return") {
