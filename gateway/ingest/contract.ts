@@ -91,7 +91,9 @@ export function parseDeviceMessage(
   if (!result.success) {
     const issue = result.error.issues[0];
     const path = issue?.path.join(".") || "(payload)";
-    const reason = issue?.path[0] === "ts" && issue.code === "too_small" ? "timestamp" : "schema";
+    // Too early or too late is the device's clock, however far off (a ts past 2^53 fails as too_big).
+    const outOfRange = issue?.code === "too_small" || issue?.code === "too_big";
+    const reason = issue?.path[0] === "ts" && outOfRange ? "timestamp" : "schema";
     return { ok: false, reason, detail: `${path}: ${issue?.message}` };
   }
   if (result.data.ts > now + limits.maxClockSkewMs) {

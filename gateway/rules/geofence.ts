@@ -2,6 +2,7 @@ import { z } from "zod";
 import {
   findSelfIntersection,
   type LonLat,
+  ringAreaM2,
   signedDistanceToCircleM,
   signedDistanceToPolygonM,
 } from "./geometry.ts";
@@ -13,22 +14,47 @@ const lon = z
 const lat = z.number().min(-90, "latitude must be within -90..90").max(90, "latitude must be within -90..90");
 const position = z.tuple([lon, lat]);
 
+/**
+ * A school or a compound needs tens of positions, a traced boundary a few hundred. The crossing
+ * check compares pairs of edges: unbounded, one 770 kB request held the event loop for two minutes.
+ */
+const MAX_POLYGON_POSITIONS = 1000;
+
+const isClosed = (r: unknown[][]) => {
+  const [first, last] = [r[0], r.at(-1)];
+  return !!first && !!last && first[0] === last[0] && first[1] === last[1];
+};
+
 const ring = z
   .array(position)
   .min(4, "a ring needs at least 4 positions (a triangle, closed)")
-  .superRefine((r, ctx) => {
-    const [first, last] = [r[0], r.at(-1)];
-    if (!first || !last || first[0] !== last[0] || first[1] !== last[1]) {
-      ctx.addIssue({ code: "custom", message: "a ring must end where it starts" });
-      return;
-    }
-    const crossing = findSelfIntersection(r as LonLat[]);
-    if (crossing) {
+  .refine(isClosed, "a ring must end where it starts");
+
+/** GeoJSON Polygon coordinates: the outer ring, then holes; each ring simple and enclosing an area. */
+const rings = z
+  .array(ring)
+  .min(1)
+  .superRefine((rs, ctx) => {
+    const positions = rs.reduce((n, r) => n + r.length, 0);
+    if (positions > MAX_POLYGON_POSITIONS) {
       ctx.addIssue({
         code: "custom",
-        message: `the ring crosses itself (edges ${crossing[0]} and ${crossing[1]})`,
+        message: `a polygon may have at most ${MAX_POLYGON_POSITIONS} positions (it has ${positions})`,
       });
+      return;
     }
+    rs.forEach((r, k) => {
+      if (r.length < 4 || !isClosed(r)) return;
+      const crossing = findSelfIntersection(r as LonLat[]);
+      if (crossing) {
+        const message = `the ring crosses itself (edges ${crossing[0]} and ${crossing[1]})`;
+        ctx.addIssue({ code: "custom", path: [k], message });
+      } else if (!(ringAreaM2(r as LonLat[]) >= 1)) {
+        // Positions on one line (or all the same) enclose nothing: every fix would be outside.
+        const message = "the ring encloses no area (its positions are on one line)";
+        ctx.addIssue({ code: "custom", path: [k], message });
+      }
+    });
   });
 
 export const geofenceShapeSchema = z.discriminatedUnion("type", [
@@ -38,7 +64,7 @@ export const geofenceShapeSchema = z.discriminatedUnion("type", [
     radiusM: z.number().min(10, "radius must be at least 10 m").max(50_000, "radius must be at most 50 km"),
   }),
   /** A GeoJSON Polygon: outer ring, then holes; [lon, lat] order. */
-  z.strictObject({ type: z.literal("Polygon"), coordinates: z.array(ring).min(1) }),
+  z.strictObject({ type: z.literal("Polygon"), coordinates: rings }),
 ]);
 export type GeofenceShape = z.infer<typeof geofenceShapeSchema>;
 

@@ -13,9 +13,13 @@ export function haversineM(a: LonLat, b: LonLat): number {
   return 2 * EARTH_RADIUS_M * Math.asin(Math.min(1, Math.sqrt(h)));
 }
 
-/** Projects onto a plane in metres centred on `origin` (equirectangular). */
+/**
+ * Projects onto a plane in metres centred on `origin` (equirectangular). Longitudes are taken the
+ * short way round, so a zone astride the antimeridian (Fiji, Chukotka) keeps its shape.
+ */
 function project(origin: LonLat, p: LonLat): [number, number] {
-  const x = rad(p[0] - origin[0]) * Math.cos(rad(origin[1])) * EARTH_RADIUS_M;
+  const dLon = ((((p[0] - origin[0] + 180) % 360) + 360) % 360) - 180;
+  const x = rad(dLon) * Math.cos(rad(origin[1])) * EARTH_RADIUS_M;
   const y = rad(p[1] - origin[1]) * EARTH_RADIUS_M;
   return [x, y];
 }
@@ -65,10 +69,12 @@ export function signedDistanceToCircleM(point: LonLat, center: LonLat, radiusM: 
   return haversineM(point, center) - radiusM;
 }
 
-function segmentsCross(a: LonLat, b: LonLat, c: LonLat, d: LonLat): boolean {
-  const orient = (p: LonLat, q: LonLat, r: LonLat) =>
+type Point = [number, number];
+
+function segmentsCross(a: Point, b: Point, c: Point, d: Point): boolean {
+  const orient = (p: Point, q: Point, r: Point) =>
     Math.sign((q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0]));
-  const onSegment = (p: LonLat, q: LonLat, r: LonLat) =>
+  const onSegment = (p: Point, q: Point, r: Point) =>
     Math.min(p[0], r[0]) <= q[0] &&
     q[0] <= Math.max(p[0], r[0]) &&
     Math.min(p[1], r[1]) <= q[1] &&
@@ -88,14 +94,38 @@ function segmentsCross(a: LonLat, b: LonLat, c: LonLat, d: LonLat): boolean {
 
 /** The first pair of edges of a closed ring that cross each other, or undefined. */
 export function findSelfIntersection(ring: LonLat[]): [number, number] | undefined {
-  const edges = ring.length - 1;
+  const first = ring[0];
+  if (!first) return undefined;
+  const points = ring.map((q) => project(first, q));
+  const edges = points.length - 1;
+  // Edges whose bounding boxes are apart cannot cross: this skips nearly every pair cheaply.
+  const box = Array.from({ length: edges }, (_, i) => {
+    const [a, b] = [points[i], points[i + 1]] as [Point, Point];
+    return [Math.min(a[0], b[0]), Math.max(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[1], b[1])];
+  }) as [number, number, number, number][];
   for (let i = 0; i < edges; i++) {
+    const [minX, maxX, minY, maxY] = box[i] as [number, number, number, number];
     for (let j = i + 1; j < edges; j++) {
       // Neighbouring edges share a vertex by construction (and so do the first and last).
       if (j === i + 1 || (i === 0 && j === edges - 1)) continue;
-      const [a, b, c, d] = [ring[i], ring[i + 1], ring[j], ring[j + 1]] as LonLat[];
+      const other = box[j] as [number, number, number, number];
+      if (other[0] > maxX || other[1] < minX || other[2] > maxY || other[3] < minY) continue;
+      const [a, b, c, d] = [points[i], points[i + 1], points[j], points[j + 1]] as Point[];
       if (a && b && c && d && segmentsCross(a, b, c, d)) return [i, j];
     }
   }
   return undefined;
+}
+
+/** The area a closed ring encloses, in square metres (shoelace formula on the local plane). */
+export function ringAreaM2(ring: LonLat[]): number {
+  const first = ring[0];
+  if (!first) return 0;
+  const points = ring.map((q) => project(first, q));
+  let twice = 0;
+  for (let i = 1; i < points.length; i++) {
+    const [[x1, y1], [x2, y2]] = [points[i - 1], points[i]] as [Point, Point];
+    twice += x1 * y2 - x2 * y1;
+  }
+  return Math.abs(twice) / 2;
 }
