@@ -27,6 +27,12 @@ export function createMetrics(alertCounts: () => Promise<Record<AlertState, numb
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
+    devicesDisconnected: new Counter({
+      name: "gateway_devices_disconnected_total",
+      help: "Device connections the gateway closed, by reason (flood, packet-size, or the caller's, e.g. revoked)",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
     duplicates: new Counter({
       name: "gateway_duplicate_events_total",
       help: "Device events dropped as re-deliveries of a stored (device, seq, ts)",
@@ -36,6 +42,22 @@ export function createMetrics(alertCounts: () => Promise<Record<AlertState, numb
       name: "gateway_notification_attempts_total",
       help: "Notification attempts, by channel and result",
       labelNames: ["channel", "result"] as const,
+      registers: [registry],
+    }),
+    webhooksWaiting: new Gauge({
+      name: "gateway_webhook_deliveries_waiting",
+      help: "Webhook deliveries waiting for a free connection to their endpoint or for their next retry",
+      registers: [registry],
+    }),
+    streamClientsDropped: new Counter({
+      name: "gateway_stream_clients_dropped_total",
+      help: "Live-stream clients disconnected for falling too far behind (they resume with Last-Event-ID)",
+      registers: [registry],
+    }),
+    storeWriteFailures: new Counter({
+      name: "gateway_store_write_failures_total",
+      help: "Database operations that failed for want of the storage (locked, full, I/O, read-only), by SQLite code",
+      labelNames: ["code"] as const,
       registers: [registry],
     }),
     pressToNotify: new Histogram({

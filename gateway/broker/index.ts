@@ -1,6 +1,7 @@
 import type { Server as HttpServer, IncomingMessage } from "node:http";
-import { createServer, type Server } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { createServer as createTlsServer } from "node:tls";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Logger } from "pino";
 import { createWebSocketStream, WebSocketServer } from "ws";
@@ -8,6 +9,8 @@ import type { EventBus } from "../bus/index.ts";
 import { commandTopic, type DeviceCommand, type Ingest } from "../ingest/index.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
+import { ConnectionRateLimit, PublishAllowance, type Rate } from "./limits.ts";
+import { PacketSizeGuard } from "./packet-size.ts";
 import { unknownDeviceHash, verifySecret } from "./secrets.ts";
 
 /** Where a refused publish is re-routed: no device may subscribe to it, so it reaches nobody. */
@@ -15,31 +18,57 @@ const REFUSED_TOPIC = "$refused";
 
 const BAD_USERNAME_OR_PASSWORD = 4;
 const IDENTIFIER_REJECTED = 2;
+const NOT_AUTHORIZED = 5;
 
 function refusal(returnCode: number, message: string): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
+/** Rate limits act in real time even when the gateway's clock is faked: they protect the process. */
+const monotonicMs = () => performance.now();
+
+export interface BrokerSettings {
+  /** Larger packets close the connection as soon as their fixed header announces them. */
+  maxPacketBytes: number;
+  /** Per connected device; a rate of 0 turns it off. */
+  publishRate: Rate;
+  /** New connections per source address, checked before any MQTT byte is read; 0 turns it off. */
+  connectRatePerIp: Rate;
+  /** With a certificate, the broker also listens for MQTT over TLS. */
+  tls?: { cert: Buffer; key: Buffer } | undefined;
+}
+
 /**
  * The embedded MQTT broker: device authentication against the registry, the topic ACL of the
- * device contract, and command publishing. Listens on TCP and, through `attachWebSocket`, on the
- * HTTP server at `/mqtt`.
+ * device contract, and command publishing. Listens on TCP, on TLS when it has a certificate,
+ * and, through `attachWebSocket`, on the HTTP server at `/mqtt`; all three get the same
+ * authentication, ACL and limits.
  *
  * Refusals: a bad CONNECT gets its CONNACK return code (2 client id is not the username,
- * 4 unknown device or wrong secret). A refused SUBSCRIBE gets return code 0x80 in its SUBACK. A
+ * 4 unknown device or wrong secret, 5 device revoked). A refused SUBSCRIBE gets return code 0x80 in its SUBACK. A
  * refused PUBLISH (wrong topic, bad payload) is acknowledged as MQTT 3.1.1 requires and dropped,
  * so the device stays connected and does not re-send it forever. All are logged and counted.
+ *
+ * Limits: a connection from an address over its connection rate is closed before any MQTT byte
+ * is read; a packet over `maxPacketBytes` closes its connection; a publish over the device's
+ * rate is refused like the others (reason `rate`), and a device that floods is disconnected.
  */
 export class Broker {
   readonly aedes: Aedes;
   private tcp: Server | undefined;
+  private tls: Server | undefined;
   private ws: WebSocketServer | undefined;
+  private forgetTimer: NodeJS.Timeout | undefined;
   private readonly connected = new Map<string, Client>();
+  private readonly allowances = new WeakMap<Client, PublishAllowance>();
+  private readonly connectLimit: ConnectionRateLimit;
 
   constructor(
     private readonly deps: { store: Store; bus: EventBus; ingest: Ingest; metrics: Metrics; log: Logger },
+    private readonly settings: BrokerSettings,
   ) {
     const { metrics, log } = deps;
+    this.connectLimit = new ConnectionRateLimit(settings.connectRatePerIp);
     this.aedes = new Aedes({
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then(
@@ -55,6 +84,10 @@ export class Broker {
         // Retained device messages would replay stale presses to later subscribers.
         packet.retain = false;
         if (!client) return done(new Error("publish without a client"));
+        if (!this.withinRate(client, packet.topic)) {
+          packet.topic = `${REFUSED_TOPIC}/${client.id}`;
+          return done(null);
+        }
         deps.ingest.receive(client.id, packet.topic, packet.payload as Buffer).then(
           (refused) => {
             if (refused) packet.topic = `${REFUSED_TOPIC}/${client.id}`;
@@ -75,6 +108,9 @@ export class Broker {
       },
     });
     this.aedes.on("clientReady", (client) => {
+      // A client whose link dropped while its secret was being checked is still reported ready,
+      // but its disconnect never is: counting it would show the device connected forever.
+      if (client.closed) return;
       this.connected.set(client.id, client);
       metrics.devicesConnected.set(this.connected.size);
       deps.bus.emit("device.connected", { deviceId: client.id });
@@ -91,13 +127,26 @@ export class Broker {
     );
   }
 
-  async start(port: number, host: string): Promise<void> {
+  async start(listen: { host: string; port: number; tlsPort: number }): Promise<void> {
     await this.aedes.listen();
-    this.tcp = createServer(this.aedes.handle);
-    await new Promise<void>((resolve, reject) => {
-      this.tcp?.once("error", reject);
-      this.tcp?.listen(port, host, () => resolve());
+    this.tcp = createServer((socket) => {
+      if (this.admit(socket.remoteAddress)) this.serve(socket);
+      else socket.destroy();
     });
+    await listenOn(this.tcp, listen.port, listen.host);
+    if (this.settings.tls) {
+      // A handshake left hanging would hold its socket for Node's default 120 s.
+      const options = { ...this.settings.tls, handshakeTimeout: 10_000 };
+      this.tls = createTlsServer(options, (socket) => this.serve(socket));
+      // Checked on the TCP connection, before the TLS handshake costs anything.
+      this.tls.on("connection", (socket: Socket) => {
+        if (!this.admit(socket.remoteAddress)) socket.destroy();
+      });
+      await listenOn(this.tls, listen.tlsPort, listen.host);
+    }
+    if (this.connectLimit.enabled) {
+      this.forgetTimer = setInterval(() => this.connectLimit.forgetIdle(monotonicMs()), 60_000).unref();
+    }
   }
 
   isConnected(deviceId: string): boolean {
@@ -105,16 +154,33 @@ export class Broker {
   }
 
   get port(): number {
-    const address = this.tcp?.address();
-    return typeof address === "object" && address ? address.port : 0;
+    return boundPort(this.tcp);
+  }
+
+  /** The MQTT-over-TLS port, 0 when no certificate is configured. */
+  get tlsPort(): number {
+    return boundPort(this.tls);
+  }
+
+  /** Closes a device's connection at once (revocation, a new secret); false when it is not connected. */
+  disconnect(deviceId: string, reason: string): boolean {
+    const client = this.connected.get(deviceId);
+    if (!client) return false;
+    this.drop(client, reason);
+    return true;
   }
 
   /** Serves MQTT over WebSocket at `/mqtt` on the given HTTP server. */
   attachWebSocket(http: HttpServer): void {
-    this.ws = new WebSocketServer({ noServer: true });
+    // ws reads a whole frame before passing it on: a frame may carry a few packets, never megabytes.
+    this.ws = new WebSocketServer({
+      noServer: true,
+      maxPayload: Math.max(this.settings.maxPacketBytes, 65_536),
+    });
     http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (new URL(req.url ?? "/", "http://x").pathname !== "/mqtt") return socket.destroy();
-      this.ws?.handleUpgrade(req, socket, head, (ws) => this.aedes.handle(createWebSocketStream(ws), req));
+      if (!this.admit(req.socket.remoteAddress)) return socket.destroy();
+      this.ws?.handleUpgrade(req, socket, head, (ws) => this.serve(createWebSocketStream(ws), req));
     });
   }
 
@@ -136,14 +202,79 @@ export class Broker {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.forgetTimer);
     for (const client of this.ws?.clients ?? []) client.terminate();
     this.ws?.close();
-    // Stop accepting first; the TCP server's close completes once aedes has ended every connection.
-    const tcpClosed = new Promise<void>((resolve) =>
-      this.tcp ? this.tcp.close(() => resolve()) : resolve(),
+    // Stop accepting first; the servers' close completes once aedes has ended every connection.
+    const closed = [this.tcp, this.tls].map(
+      (server) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())),
     );
     await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
-    await tcpClosed;
+    await Promise.all(closed);
+  }
+
+  /** The per-address connection limit; an episode of refusals is logged once. */
+  private admit(address: string | undefined): boolean {
+    if (!this.connectLimit.enabled) return true;
+    const ip = address ?? "unknown";
+    const verdict = this.connectLimit.check(ip, monotonicMs());
+    if (verdict === "admit") return true;
+    this.deps.metrics.messagesRefused.inc({ reason: "connect-rate" });
+    if (verdict === "refuse-starts") {
+      this.deps.log.warn(
+        { ip },
+        "too many new MQTT connections from this address: closing them until it slows down",
+      );
+    }
+    return false;
+  }
+
+  /** Hands a connection to aedes behind the packet size guard. */
+  private serve(transport: Duplex, req?: IncomingMessage): void {
+    const guarded = new PacketSizeGuard(transport, this.settings.maxPacketBytes, (bytes) => {
+      // aedes keeps its client on the connection it handles; there is none before CONNECT.
+      const deviceId = (guarded as { client?: Client }).client?.id;
+      this.deps.metrics.messagesRefused.inc({ reason: "packet-size" });
+      if (deviceId) this.deps.metrics.devicesDisconnected.inc({ reason: "packet-size" });
+      this.deps.log.warn(
+        { deviceId, bytes, maxBytes: this.settings.maxPacketBytes },
+        "MQTT packet over the size limit: connection closed",
+      );
+    });
+    this.aedes.handle(guarded, req);
+  }
+
+  /** The device's publish rate; a throttling episode is logged once, a flood disconnects. */
+  private withinRate(client: Client, topic: string): boolean {
+    if (this.settings.publishRate.perSecond <= 0) return true;
+    const now = monotonicMs();
+    let allowance = this.allowances.get(client);
+    if (!allowance) {
+      allowance = new PublishAllowance(this.settings.publishRate, now);
+      this.allowances.set(client, allowance);
+    }
+    const verdict = allowance.take(topic.endsWith("/event"), now);
+    if (verdict === "accept") return true;
+    const { metrics, log } = this.deps;
+    metrics.messagesRefused.inc({ reason: "rate" });
+    if (verdict === "throttle-starts") {
+      log.warn(
+        { deviceId: client.id, rate: this.settings.publishRate },
+        "device publishing over its rate: throttled",
+      );
+    } else if (verdict === "flood") {
+      this.drop(client, "flood");
+    }
+    return false;
+  }
+
+  private drop(client: Client, reason: string): void {
+    // Packets read before the close are still handled; the connection is closed and counted once.
+    if (client.conn.destroyed) return;
+    this.deps.metrics.devicesDisconnected.inc({ reason });
+    this.deps.log.warn({ deviceId: client.id, reason }, "device connection closed by the gateway");
+    // Destroying the transport closes the client at once; aedes then runs its usual disconnect.
+    client.conn.destroy();
   }
 
   private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined) {
@@ -152,7 +283,24 @@ export class Broker {
     }
     const hash = await this.deps.store.registry.getDeviceSecretHash(username);
     const matches = await verifySecret(password?.toString("utf8") ?? "", hash ?? unknownDeviceHash);
-    if (!hash) throw refusal(BAD_USERNAME_OR_PASSWORD, "unknown device");
+    if (!hash) {
+      // A revoked device is told so, and stays refused until its secret is rotated.
+      if ((await this.deps.store.registry.getDevice(username))?.revokedAt)
+        throw refusal(NOT_AUTHORIZED, "device revoked");
+      throw refusal(BAD_USERNAME_OR_PASSWORD, "unknown device");
+    }
     if (!matches) throw refusal(BAD_USERNAME_OR_PASSWORD, "wrong secret");
   }
+}
+
+function listenOn(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+}
+
+function boundPort(server: Server | undefined): number {
+  const address = server?.address();
+  return typeof address === "object" && address ? address.port : 0;
 }

@@ -14,7 +14,14 @@ const scryptAsync = promisify(scrypt) as (
  * so that a whole district can reconnect at once after an outage: at N=2^12, 10,000 devices took
  * 52 s to connect on 2 cores. Hashes carry their parameters, so older ones still verify.
  */
-const PARAMS = { N: 1 << 10, r: 8, p: 1 };
+const DEVICE_SECRET = { N: 1 << 10, r: 8, p: 1 };
+/**
+ * People choose passwords, so those get a dictionary-resistant cost: N=2^15 (32 MiB, about 60 ms
+ * on one core). Sign-ins are few and rate limited, so the cost never competes with devices.
+ */
+export const PASSWORD = { N: 1 << 15, r: 8, p: 1 };
+/** scrypt needs 128·N·r bytes; Node's default ceiling (32 MiB) is just short of that for PASSWORD. */
+const MAX_MEMORY = 64 * 1024 * 1024;
 const KEY_LENGTH = 32;
 
 export function newDeviceSecret(): string {
@@ -22,14 +29,14 @@ export function newDeviceSecret(): string {
 }
 
 /** `scrypt$N$r$p$<salt>$<hash>`, base64url, so the parameters can change without a migration. */
-export async function hashSecret(secret: string): Promise<string> {
+export async function hashSecret(secret: string, params = DEVICE_SECRET): Promise<string> {
   const salt = randomBytes(16);
-  const hash = await scryptAsync(secret, salt, KEY_LENGTH, PARAMS);
+  const hash = await scryptAsync(secret, salt, KEY_LENGTH, { ...params, maxmem: MAX_MEMORY });
   return [
     "scrypt",
-    PARAMS.N,
-    PARAMS.r,
-    PARAMS.p,
+    params.N,
+    params.r,
+    params.p,
     salt.toString("base64url"),
     hash.toString("base64url"),
   ].join("$");
@@ -43,6 +50,7 @@ export async function verifySecret(secret: string, stored: string): Promise<bool
     N: Number(N),
     r: Number(r),
     p: Number(p),
+    maxmem: MAX_MEMORY,
   });
   return timingSafeEqual(actual, expected);
 }

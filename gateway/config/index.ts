@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import { z } from "zod";
 import { defaultPolicies, type EscalationPolicies, escalationPoliciesSchema } from "../alerts/policy.ts";
+import { MQTT_MAX_PACKET } from "../broker/packet-size.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -29,6 +31,36 @@ export const configSchema = z
     MAX_PAYLOAD_BYTES: positiveInt.default(1024),
     MAX_CLOCK_SKEW_MS: positiveInt.default(5 * 60_000),
 
+    /** Device side: MQTT over TLS (both files, PEM, or neither), packet size and rate limits. */
+    MQTTS_PORT: port.default(8883),
+    MQTT_TLS_CERT: z.string().min(1).optional(),
+    MQTT_TLS_KEY: z.string().min(1).optional(),
+    MQTT_MAX_PACKET_BYTES: z.coerce
+      .number()
+      .int()
+      .min(256, "must leave room for a CONNECT with credentials")
+      .max(MQTT_MAX_PACKET)
+      .default(4096),
+    /** Publishes a second per connected device, with a burst; 0 turns the limit off. */
+    DEVICE_PUBLISH_RATE: z.coerce.number().min(0).default(5),
+    DEVICE_PUBLISH_BURST: positiveInt.default(50),
+    /** New MQTT connections a second per source address, with a burst; 0 turns the limit off. */
+    MQTT_CONNECT_RATE_PER_IP: z.coerce.number().min(0).default(50),
+    MQTT_CONNECT_BURST_PER_IP: positiveInt.default(500),
+
+    /** Outages. A live-stream client this far behind is disconnected; it resumes with Last-Event-ID. */
+    STREAM_CLIENT_BUFFER_BYTES: z.coerce
+      .number()
+      .int()
+      .min(65_536, "must hold the largest single event (about 16 KB)")
+      .default(1_048_576),
+    /** Requests in flight to one webhook endpoint (scheme, host and port); more wait their turn. */
+    WEBHOOK_CONCURRENCY: positiveInt.default(8),
+    /** How long a database write waits for another connection's lock before failing. */
+    DB_BUSY_TIMEOUT_MS: z.coerce.number().int().min(0).default(5000),
+    /** Caps the database file, so that it fails clearly before it fills the disk; no cap by default. */
+    DB_MAX_SIZE_MB: z.coerce.number().positive().optional(),
+
     INFLUX_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
     INFLUX_DB: z.string().min(1).default("gateway"),
     INFLUX_TOKEN: z.string().optional(),
@@ -51,6 +83,21 @@ export const configSchema = z
     GEOFENCE_EXIT_FIXES: positiveInt.default(3),
     GEOFENCE_RETURN_FIXES: positiveInt.default(2),
 
+    /** Dashboard accounts: the first admin is created from these when there is no account yet. */
+    ADMIN_USERNAME: z
+      .string()
+      .regex(/^[\w.@-]{1,64}$/, "letters, digits, . _ @ - only")
+      .default("admin"),
+    ADMIN_PASSWORD: z.string().min(10, "must be at least 10 characters").optional(),
+    SESSION_TTL_HOURS: positiveInt.default(12),
+    LOGIN_MAX_FAILURES: positiveInt.default(5),
+    LOGIN_MAX_FAILURES_PER_ADDRESS: positiveInt.default(20),
+    LOGIN_FAILURE_WINDOW_MIN: positiveInt.default(15),
+    /** `auto`: Secure cookies when the request came over HTTPS (directly or per X-Forwarded-Proto). */
+    COOKIE_SECURE: z.enum(["auto", "true", "false"]).default("auto"),
+    /** Closed alerts, their trail, and the access log are deleted after this many days; 0 keeps them. */
+    ALERT_RETENTION_DAYS: z.coerce.number().int().min(0).default(0),
+
     /** Map tiles for the dashboard, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png; none by default. */
     TILE_URL: z
       .string()
@@ -66,6 +113,7 @@ export const configSchema = z
 export type Config = Omit<z.infer<typeof configSchema>, "ESCALATION_POLICY_FILE" | "WEBHOOK_SECRET"> & {
   WEBHOOK_SECRET: string;
   policies: EscalationPolicies;
+  mqttTls: MqttTls | undefined;
 };
 
 export class ConfigError extends Error {
@@ -84,7 +132,36 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ...rest,
     WEBHOOK_SECRET: WEBHOOK_SECRET ?? "development-only-webhook-secret",
     policies: ESCALATION_POLICY_FILE ? loadPolicies(ESCALATION_POLICY_FILE) : defaultPolicies,
+    mqttTls: loadMqttTls(rest.MQTT_TLS_CERT, rest.MQTT_TLS_KEY),
   };
+}
+
+export interface MqttTls {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Reads the broker's certificate and key at start-up, so a wrong path or pair stops it with a clear message. */
+export function loadMqttTls(certFile: string | undefined, keyFile: string | undefined): MqttTls | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile) throw new ConfigError("MQTT_TLS_CERT: required with MQTT_TLS_KEY (TLS needs both)");
+  if (!keyFile) throw new ConfigError("MQTT_TLS_KEY: required with MQTT_TLS_CERT (TLS needs both)");
+  const read = (name: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(`${name}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
+  const tls = { cert: read("MQTT_TLS_CERT", certFile), key: read("MQTT_TLS_KEY", keyFile) };
+  try {
+    createSecureContext(tls);
+  } catch (err) {
+    throw new ConfigError(
+      `MQTT_TLS_CERT: not a PEM certificate matching MQTT_TLS_KEY: ${(err as Error).message}`,
+    );
+  }
+  return tls;
 }
 
 /** A policy file overrides the defaults kind by kind. */

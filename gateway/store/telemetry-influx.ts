@@ -8,6 +8,8 @@ export interface InfluxOptions {
   username?: string;
   password?: string;
   timeoutMs: number;
+  /** How long InfluxDB keeps positions: set on the database's default retention policy. */
+  retentionDays: number;
 }
 
 const MEASUREMENT = "telemetry";
@@ -60,7 +62,10 @@ export function influxTelemetry(o: InfluxOptions): TelemetryStore & { ensureData
   return {
     name: "influxdb",
     ensureDatabase: async () => {
-      await query(`CREATE DATABASE "${o.database.replace(/"/g, "")}"`, "POST");
+      const db = `"${o.database.replace(/"/g, "")}"`;
+      await query(`CREATE DATABASE ${db}`, "POST");
+      // Positions say where a child has been: they are kept no longer than the retention period.
+      await query(`ALTER RETENTION POLICY "autogen" ON ${db} DURATION ${o.retentionDays}d`, "POST");
     },
     write: async (points) => {
       if (points.length === 0) return;

@@ -46,6 +46,8 @@ describe("InfluxDB telemetry", () => {
         TELEMETRY_FLUSH_MS: "100",
         TELEMETRY_BATCH_SIZE: "50",
         TELEMETRY_MAX_BUFFERED: "100",
+        // One test tag stands in for hundreds: it sends far faster than a tag's publish limit.
+        DEVICE_PUBLISH_RATE: "0",
       },
     });
     await seedCommunity(gw, () => "http://127.0.0.1:9/unused");
@@ -55,6 +57,11 @@ describe("InfluxDB telemetry", () => {
     await tag?.close();
     await gw?.stop();
     await influx?.stop();
+  });
+
+  it("keeps positions no longer than TELEMETRY_RETENTION_DAYS", async () => {
+    const policies = await influx.query(DB, "SHOW RETENTION POLICIES");
+    expect(policies.find((p) => p[0] === "autogen")?.[1]).toBe("720h0m0s");
   });
 
   it("writes heartbeats in batches and reads the track back from InfluxDB", async () => {
