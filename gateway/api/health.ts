@@ -1,7 +1,10 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ApiDeps } from "./index.ts";
 
-/** Liveness, readiness (the database answers, the broker listens) and Prometheus metrics. */
+/**
+ * Liveness, readiness and Prometheus metrics. Ready: the database answers and takes writes (after
+ * a write failed for want of storage, until a probe write succeeds), and the gateway is started.
+ */
 export const healthRoutes: FastifyPluginAsync<ApiDeps> = async (app, { store, metrics, isReady }) => {
   app.get("/healthz", { schema: { tags: ["operations"] } }, async () => ({ status: "ok" }));
   app.get("/readyz", { schema: { tags: ["operations"] } }, async (_req, reply) => {

@@ -28,17 +28,24 @@ export class DeviceCommandNotifier {
     const { store, bus, broker, clock, metrics, log } = this.deps;
     this.unsubscribe = bus.on("device.command", ({ deviceId, command, pressReceivedHr }) => {
       const send = async () => {
-        const attemptId = await store.attempts.start({
-          alertId: command.alertId,
-          level: 0,
-          personId: null,
-          channel: "device",
-          address: commandTopic(deviceId),
-          attempt: 1,
-          at: clock.now(),
-        });
+        // The resident hears back even when the attempt cannot be recorded (database locked or full).
+        const attemptId = await store.attempts
+          .start({
+            alertId: command.alertId,
+            level: 0,
+            personId: null,
+            channel: "device",
+            address: commandTopic(deviceId),
+            attempt: 1,
+            at: clock.now(),
+          })
+          .catch((err) => {
+            log.error({ err, deviceId }, "could not record the device command; sending it anyway");
+            return undefined;
+          });
         const error = await broker.publishCommand(deviceId, command);
-        await store.attempts.finish(attemptId, error ? "failed" : "delivered", error ?? command.type);
+        if (attemptId !== undefined)
+          await store.attempts.finish(attemptId, error ? "failed" : "delivered", error ?? command.type);
         metrics.notifications.inc({ channel: "device", result: error ? "failed" : "delivered" });
         if (!error && command.type === "received") observePressLatency(metrics, "device", pressReceivedHr);
       };

@@ -2,24 +2,45 @@ import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import type { Alert, AlertEvent } from "../alerts/model.ts";
 import type { EventBus } from "../bus/index.ts";
+import type { Clock } from "../clock/index.ts";
 import { type Metrics, observePressLatency } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
 
 /** Longest replay a reconnecting page gets; older gaps should reload the alert list instead. */
 const MAX_REPLAY = 10_000;
 const KEEPALIVE_MS = 15_000;
+const KEEPALIVE = Buffer.from(": keepalive\n\n");
+
+export interface StreamOptions {
+  /** Bytes a client may fall behind (unsent, plus live frames held during its replay) before it is dropped. */
+  maxBufferedBytes: number;
+}
+
+/** Who is reading: which alerts they may see, and until when their session lasts. */
+export interface StreamViewer {
+  sees(alert: Alert): boolean;
+  /** False for a viewer who sees everything: their stream need not be re-scoped. */
+  scoped: boolean;
+  expiresAt: number;
+}
+
+interface StreamClient {
+  res: ServerResponse;
+  viewer: StreamViewer;
+  /** Live frames held back while the client's replay is being read, with their event ids. */
+  held: { id: number; chunk: Buffer }[] | null;
+  heldBytes: number;
+}
 
 /**
  * The dashboard's live stream (Server-Sent Events). Each message is one audit event with the
  * alert's current state, and its SSE id is the audit event's id, so a page that reconnects with
  * `Last-Event-ID` is sent every event it missed, from the store, before the live ones.
+ *
+ * Writes never wait: each client has its own socket buffer, and a client that falls more than
+ * `maxBufferedBytes` behind (a stalled tab, a dead link) is disconnected instead of holding
+ * memory without bound. It loses nothing: it reconnects and resumes from its last event id.
  */
-interface StreamClient {
-  res: ServerResponse;
-  /** Live frames held back while the client's replay is being read, with their event ids. */
-  held: { id: number; text: string }[] | null;
-}
-
 export class AlertStream {
   private readonly clients = new Set<StreamClient>();
   private unsubscribe: (() => void) | undefined;
@@ -27,24 +48,53 @@ export class AlertStream {
   /** False while stopped: new connections are refused (503) and pages retry from their last id. */
   running = false;
 
-  constructor(private readonly deps: { store: Store; bus: EventBus; metrics: Metrics; log: Logger }) {}
+  constructor(
+    private readonly deps: { store: Store; bus: EventBus; clock: Clock; metrics: Metrics; log: Logger },
+    private readonly options: StreamOptions,
+  ) {}
 
   start(): void {
     this.running = true;
     this.unsubscribe = this.deps.bus.on("alert.changed", ({ alert, events, pressReceivedHr }) => {
       if (this.clients.size === 0) return;
-      const frames = events.map((e) => ({ id: e.id, text: frame(alert, e) }));
-      const text = frames.map((f) => f.text).join("");
+      // Encoded once, written to every client.
+      const frames = events.map((e) => ({ id: e.id, chunk: Buffer.from(frame(alert, e)) }));
+      const chunk = Buffer.concat(frames.map((f) => f.chunk));
       for (const client of this.clients) {
-        if (client.held) client.held.push(...frames);
-        else client.res.write(text);
+        if (!client.viewer.sees(alert)) continue;
+        if (client.held) {
+          client.held.push(...frames);
+          client.heldBytes += chunk.length;
+        } else client.res.write(chunk);
+        this.dropIfBehind(client);
       }
       if (events[0]?.type === "opened") observePressLatency(this.deps.metrics, "stream", pressReceivedHr);
     });
+    // Who may see what changed: scoped readers reconnect (losslessly) and are scoped afresh.
+    const offAccess = this.deps.bus.on("access.changed", () => this.end((c) => c.viewer.scoped));
+    const offAlerts = this.unsubscribe;
+    this.unsubscribe = () => {
+      offAlerts();
+      offAccess();
+    };
     this.keepalive = setInterval(() => {
-      for (const client of this.clients) client.res.write(": keepalive\n\n");
+      const now = this.deps.clock.now();
+      this.end((c) => c.viewer.expiresAt <= now);
+      for (const client of this.clients) {
+        client.res.write(KEEPALIVE);
+        this.dropIfBehind(client);
+      }
     }, KEEPALIVE_MS);
     this.keepalive.unref();
+  }
+
+  /** Ends the matching connections; a page reconnects from its last event id, or signs in again. */
+  private end(which: (c: StreamClient) => boolean): void {
+    for (const client of this.clients) {
+      if (!which(client)) continue;
+      this.clients.delete(client);
+      client.res.end();
+    }
   }
 
   stop(): void {
@@ -61,8 +111,8 @@ export class AlertStream {
     return this.clients.size;
   }
 
-  /** Takes over `res`: replays what came after `lastEventId`, then streams live events. */
-  async attach(res: ServerResponse, lastEventId: number | undefined): Promise<void> {
+  /** Takes over `res`: replays what came after `lastEventId`, then streams live events, as `viewer` may see them. */
+  async attach(res: ServerResponse, lastEventId: number | undefined, viewer: StreamViewer): Promise<void> {
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache, no-transform",
@@ -71,7 +121,7 @@ export class AlertStream {
     });
     res.write("retry: 2000\n\n");
     // Join the live set first, holding live frames back, so nothing falls between replay and live.
-    const client: StreamClient = { res, held: lastEventId === undefined ? null : [] };
+    const client: StreamClient = { res, viewer, held: lastEventId === undefined ? null : [], heldBytes: 0 };
     this.clients.add(client);
     res.on("close", () => this.clients.delete(client));
     if (lastEventId === undefined) return;
@@ -80,14 +130,49 @@ export class AlertStream {
     const alerts = new Map<string, Alert>();
     for (const e of await store.alerts.eventsAfter(lastEventId, MAX_REPLAY)) {
       const alert = alerts.get(e.alertId) ?? (await store.alerts.get(e.alertId));
-      if (!alert) continue;
-      alerts.set(alert.id, alert);
-      res.write(frame(alert, e));
       last = e.id;
+      if (!alert || !viewer.sees(alert)) continue;
+      alerts.set(alert.id, alert);
+      // The replay goes at the client's pace; live frames wait in `held`, which counts toward its bound.
+      if (!res.write(frame(alert, e))) await drained(res);
+      if (res.destroyed) return;
     }
-    for (const f of client.held ?? []) if (f.id > last) res.write(f.text);
+    for (const f of client.held ?? []) if (f.id > last) res.write(f.chunk);
     client.held = null;
+    client.heldBytes = 0;
+    this.dropIfBehind(client);
   }
+
+  private dropIfBehind(client: StreamClient): void {
+    const behind = client.res.writableLength + client.heldBytes;
+    if (behind <= this.options.maxBufferedBytes || !this.clients.has(client)) return;
+    this.clients.delete(client);
+    this.deps.metrics.streamClientsDropped.inc();
+    this.deps.log.warn(
+      {
+        behindBytes: behind,
+        maxBytes: this.options.maxBufferedBytes,
+        remote: client.res.socket?.remoteAddress,
+      },
+      "live-stream client too far behind: disconnected (it resumes from its last event id)",
+    );
+    // Not end(): a client that does not read would keep the unsent bytes, and the socket, forever.
+    client.res.destroy();
+  }
+}
+
+/** Resolves when `res` can take more, or has closed. */
+function drained(res: ServerResponse): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 function frame(alert: Alert, event: AlertEvent): string {

@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import type { Logger } from "pino";
 import type { EventBus, EventMap } from "../bus/index.ts";
-import type { Clock } from "../clock/index.ts";
+import type { Clock, Timer } from "../clock/index.ts";
 import { type Metrics, observePressLatency } from "../metrics.ts";
 import type { Person, Store } from "../store/types.ts";
 
@@ -10,6 +10,8 @@ export interface WebhookOptions {
   timeoutMs: number;
   /** Delays before each retry; its length is the number of retries. */
   retryDelaysMs: number[];
+  /** Requests in flight to one endpoint (scheme, host and port) at a time. */
+  concurrency: number;
 }
 
 /** Signature a receiver recomputes to trust a call: HMAC-SHA256 over `<timestamp>.<body>`. */
@@ -17,16 +19,41 @@ export function signWebhook(secret: string, timestamp: string, body: string): st
   return `sha256=${createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex")}`;
 }
 
+/** One notification to one webhook address, through its attempts. */
+interface Delivery {
+  notice: EventMap["alert.notify"];
+  recipient: Person;
+  url: string;
+  body: string;
+  /** The attempt to make next, from 1. */
+  attempt: number;
+  /** Clock time at which it may be made. */
+  dueAt: number;
+}
+
+/** Deliveries to one endpoint: those under way, and the others in order of when they are due. */
+interface Endpoint {
+  active: number;
+  waiting: Delivery[];
+  /** The one timer, for the earliest waiting delivery not yet due. */
+  timer: Timer | undefined;
+  timerAt: number;
+}
+
 /**
  * Posts each notification to the recipient's webhook contacts (SMS, WeChat, or phone bridges).
- * Every attempt is stored before it is sent and updated with its result. Deliveries run on their
- * own and never hold up the escalation: a dead endpoint only costs its own retries.
+ * Every attempt is stored when it is made and updated with its result. Deliveries run on their
+ * own and never hold up the escalation.
+ *
+ * Each endpoint gets at most `concurrency` requests at a time; the rest wait in order of when
+ * they are due, with one timer per endpoint for the earliest retry. However many alerts pile up
+ * on a dead or hanging endpoint, it holds a bounded number of sockets and timers, and deliveries
+ * to other endpoints never wait for it.
  */
 export class WebhookNotifier {
   private unsubscribe: (() => void) | undefined;
+  private readonly endpoints = new Map<string, Endpoint>();
   private readonly inFlight = new Set<Promise<void>>();
-  /** Wakes the deliveries waiting out a retry delay, so that stop() need not wait for them. */
-  private readonly sleepers = new Set<() => void>();
   private stopped = false;
 
   constructor(
@@ -37,83 +64,142 @@ export class WebhookNotifier {
   start(): void {
     this.stopped = false;
     this.unsubscribe = this.deps.bus.on("alert.notify", (n) => {
-      const subject = this.deps.store.registry.getPerson(n.alert.subjectId);
-      for (const recipient of n.recipients) {
-        for (const contact of recipient.contacts.filter((c) => c.kind === "webhook")) {
-          const delivery = subject
-            .then((s) => this.deliver(n, recipient, contact.address, s ?? null))
-            .catch((err) => this.deps.log.error({ err, alertId: n.alert.id }, "webhook delivery failed"));
-          this.inFlight.add(delivery);
-          void delivery.finally(() => this.inFlight.delete(delivery));
-        }
-      }
+      const { store, clock, log } = this.deps;
+      const targets = n.recipients.flatMap((recipient) =>
+        recipient.contacts.filter((c) => c.kind === "webhook").map((c) => ({ recipient, url: c.address })),
+      );
+      if (targets.length === 0) return;
+      const queued = store.registry
+        .getPerson(n.alert.subjectId)
+        .catch((err) => {
+          // Who and where is worth having, not worth withholding the notification for.
+          log.error({ err, alertId: n.alert.id }, "could not read the alert's subject: notifying without it");
+          return undefined;
+        })
+        .then((subject) => {
+          for (const { recipient, url } of targets) {
+            const body = payload(n, recipient, subject ?? null);
+            this.enqueue({ notice: n, recipient, url, body, attempt: 1, dueAt: clock.now() });
+          }
+        });
+      this.track(queued);
     });
   }
 
-  /** Stops new deliveries and waits for those under way (pending retries are abandoned, already stored). */
+  /** Stops new deliveries and waits for the requests under way; those still waiting are abandoned. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
-    for (const wake of this.sleepers) wake();
+    let abandoned = 0;
+    for (const endpoint of this.endpoints.values()) {
+      if (endpoint.timer) this.deps.clock.clearTimer(endpoint.timer);
+      abandoned += endpoint.waiting.length;
+      endpoint.waiting = [];
+    }
+    this.deps.metrics.webhooksWaiting.dec(abandoned);
+    if (abandoned > 0) {
+      this.deps.log.warn(
+        { abandoned },
+        "stopping: webhook deliveries waiting for a connection or a retry are abandoned",
+      );
+    }
     await Promise.allSettled([...this.inFlight]);
+    this.endpoints.clear();
   }
 
-  private async deliver(n: EventMap["alert.notify"], recipient: Person, url: string, subject: Person | null) {
+  private track(work: Promise<void>): void {
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
+  }
+
+  private enqueue(delivery: Delivery): void {
+    if (this.stopped) return;
+    const key = endpointOf(delivery.url);
+    let endpoint = this.endpoints.get(key);
+    if (!endpoint) {
+      endpoint = { active: 0, waiting: [], timer: undefined, timerAt: Number.POSITIVE_INFINITY };
+      this.endpoints.set(key, endpoint);
+    }
+    // In order of due time; among equals, first come first served.
+    const later = endpoint.waiting.findIndex((d) => d.dueAt > delivery.dueAt);
+    endpoint.waiting.splice(later < 0 ? endpoint.waiting.length : later, 0, delivery);
+    this.deps.metrics.webhooksWaiting.inc();
+    this.pump(key, endpoint);
+  }
+
+  /** Starts what is due while the endpoint has room, and sets its timer for what is not due yet. */
+  private pump(key: string, endpoint: Endpoint): void {
+    const { clock, metrics, log } = this.deps;
+    const now = clock.now();
+    for (;;) {
+      const next = endpoint.waiting[0];
+      if (!next || next.dueAt > now || endpoint.active >= this.options.concurrency) break;
+      endpoint.waiting.shift();
+      metrics.webhooksWaiting.dec();
+      endpoint.active++;
+      const attempt = this.attempt(next)
+        .catch((err) => log.error({ err, alertId: next.notice.alert.id }, "webhook delivery failed"))
+        .finally(() => {
+          endpoint.active--;
+          if (!this.stopped) this.pump(key, endpoint);
+        });
+      this.track(attempt);
+    }
+    const first = endpoint.waiting[0];
+    const wakeAt = first && first.dueAt > now ? first.dueAt : Number.POSITIVE_INFINITY;
+    if (wakeAt !== endpoint.timerAt) {
+      if (endpoint.timer) clock.clearTimer(endpoint.timer);
+      endpoint.timer = undefined;
+      endpoint.timerAt = wakeAt;
+      if (wakeAt !== Number.POSITIVE_INFINITY) {
+        endpoint.timer = clock.setTimer(() => {
+          endpoint.timer = undefined;
+          endpoint.timerAt = Number.POSITIVE_INFINITY;
+          this.pump(key, endpoint);
+        }, wakeAt - now);
+      }
+    }
+    if (endpoint.active === 0 && endpoint.waiting.length === 0) this.endpoints.delete(key);
+  }
+
+  /** One attempt; a retry, if one is due, goes back in the endpoint's queue. */
+  private async attempt(delivery: Delivery): Promise<void> {
     const { store, clock, metrics, log } = this.deps;
-    const body = JSON.stringify({
-      alertId: n.alert.id,
-      kind: n.alert.kind,
-      state: n.alert.state,
-      level: n.level,
-      openedAt: new Date(n.alert.openedAt).toISOString(),
-      presses: n.alert.presses,
-      deviceId: n.alert.deviceId,
-      subject: subject && {
-        id: subject.id,
-        name: subject.name,
-        address: subject.address,
-        phone: subject.phone,
-      },
-      recipient: { id: recipient.id, name: recipient.name, role: recipient.role },
-    });
-    for (let attempt = 1; ; attempt++) {
-      const attemptId = await store.attempts.start({
-        alertId: n.alert.id,
-        level: n.level,
+    const { notice, recipient, url, attempt } = delivery;
+    const alertId = notice.alert.id;
+    // A database that cannot take the record must not also cost the recipient the notification.
+    const attemptId = await store.attempts
+      .start({
+        alertId,
+        level: notice.level,
         personId: recipient.id,
         channel: "webhook",
         address: url,
         attempt,
         at: clock.now(),
+      })
+      .catch((err) => {
+        log.error(
+          { err, alertId, recipient: recipient.id, attempt },
+          "could not store a webhook attempt: sending it anyway",
+        );
+        return undefined;
       });
-      const result = await this.post(url, body);
-      await store.attempts.finish(attemptId, result.ok ? "delivered" : "failed", result.detail);
-      metrics.notifications.inc({ channel: "webhook", result: result.ok ? "delivered" : "failed" });
-      if (result.ok) {
-        if (attempt === 1) observePressLatency(metrics, "webhook", n.pressReceivedHr);
-        return;
-      }
-      const delay = this.options.retryDelaysMs[attempt - 1];
-      log.warn(
-        { alertId: n.alert.id, recipient: recipient.id, attempt, detail: result.detail },
-        "webhook failed",
-      );
-      if (delay === undefined || !result.retry || this.stopped) return;
-      await this.sleep(delay);
-      if (this.stopped) return;
+    const result = await this.post(url, delivery.body);
+    if (attemptId !== undefined) {
+      await store.attempts
+        .finish(attemptId, result.ok ? "delivered" : "failed", result.detail)
+        .catch((err) => log.error({ err, alertId, attemptId }, "could not store a webhook attempt's result"));
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        this.deps.clock.clearTimer(timer);
-        this.sleepers.delete(wake);
-        resolve();
-      };
-      const timer = this.deps.clock.setTimer(wake, ms);
-      this.sleepers.add(wake);
-    });
+    metrics.notifications.inc({ channel: "webhook", result: result.ok ? "delivered" : "failed" });
+    if (result.ok) {
+      if (attempt === 1) observePressLatency(metrics, "webhook", notice.pressReceivedHr);
+      return;
+    }
+    const delay = this.options.retryDelaysMs[attempt - 1];
+    log.warn({ alertId, recipient: recipient.id, attempt, detail: result.detail }, "webhook failed");
+    if (delay === undefined || !result.retry) return;
+    this.enqueue({ ...delivery, attempt: attempt + 1, dueAt: clock.now() + delay });
   }
 
   private async post(url: string, body: string): Promise<{ ok: boolean; retry: boolean; detail: string }> {
@@ -134,11 +220,41 @@ export class WebhookNotifier {
       const retry = res.status >= 500 || res.status === 408 || res.status === 429;
       return { ok: res.ok, retry, detail: `HTTP ${res.status}` };
     } catch (err) {
-      return {
-        ok: false,
-        retry: true,
-        detail: (err as Error).name === "TimeoutError" ? "timed out" : String(err),
-      };
+      if ((err as Error).name === "TimeoutError") {
+        return { ok: false, retry: true, detail: `timed out after ${this.options.timeoutMs} ms` };
+      }
+      // fetch says only "fetch failed"; the cause says why (ECONNREFUSED, ENOTFOUND...).
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const why = cause?.code ?? cause?.message;
+      return { ok: false, retry: true, detail: why ? `${(err as Error).message}: ${why}` : String(err) };
     }
+  }
+}
+
+function payload(n: EventMap["alert.notify"], recipient: Person, subject: Person | null): string {
+  return JSON.stringify({
+    alertId: n.alert.id,
+    kind: n.alert.kind,
+    state: n.alert.state,
+    level: n.level,
+    openedAt: new Date(n.alert.openedAt).toISOString(),
+    presses: n.alert.presses,
+    deviceId: n.alert.deviceId,
+    subject: subject && {
+      id: subject.id,
+      name: subject.name,
+      address: subject.address,
+      phone: subject.phone,
+    },
+    recipient: { id: recipient.id, name: recipient.name, role: recipient.role },
+  });
+}
+
+/** Requests share an endpoint's capacity by origin: one bridge serves many recipients' addresses. */
+function endpointOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
   }
 }

@@ -9,11 +9,19 @@ export interface ReceivedWebhook {
   at: number;
 }
 
-/** A local HTTP endpoint standing in for an SMS / WeChat bridge. `status` sets what it answers. */
-export async function startWebhookServer() {
+/**
+ * A local HTTP endpoint standing in for an SMS / WeChat bridge. `state.status` sets what it
+ * answers; `state.hang` makes it take requests and never answer. `load` counts the requests it
+ * holds open, now and at most.
+ */
+export async function startWebhookServer(options: { status?: number; hang?: boolean } = {}) {
   const received: ReceivedWebhook[] = [];
-  const state = { status: 200 };
+  const state = { status: options.status ?? 200, hang: options.hang ?? false };
+  const load = { open: 0, maxOpen: 0 };
   const server = createServer((req, res) => {
+    load.open++;
+    load.maxOpen = Math.max(load.maxOpen, load.open);
+    res.on("close", () => load.open--);
     let body = "";
     req.on("data", (chunk) => {
       body += chunk;
@@ -26,7 +34,7 @@ export async function startWebhookServer() {
         json: JSON.parse(body),
         at: performance.now(),
       });
-      res.writeHead(state.status).end();
+      if (!state.hang) res.writeHead(state.status).end();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -34,7 +42,10 @@ export async function startWebhookServer() {
   return {
     received,
     state,
+    load,
     url: (path: string) => `http://127.0.0.1:${port}${path}`,
+    /** Drops the requests it holds open, as a crashing bridge would. */
+    dropOpen: () => server.closeAllConnections(),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -1,0 +1,132 @@
+import type Database from "better-sqlite3";
+import type { Logger } from "pino";
+
+export interface StorageHealthOptions {
+  log?: Logger;
+  /** Told of each storage failure, with its SQLite code (for the metric). */
+  onStorageFailure?: (code: string) => void;
+}
+
+/** SQLite codes saying the storage cannot serve (locked, full, read-only, failing), not that the data was wrong. */
+const STORAGE_FAILURE =
+  /^SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|PROTOCOL|NOMEM|PERM)/;
+
+export const isStorageFailure = (err: unknown): boolean =>
+  STORAGE_FAILURE.test((err as { code?: unknown }).code?.toString() ?? "");
+
+/** Caps the database (max_page_count, per connection): a write needing more room fails with SQLITE_FULL. */
+export function capSize(db: Database.Database, maxSizeMb: number, log: Logger | undefined): void {
+  const pageSize = db.pragma("page_size", { simple: true }) as number;
+  const wanted = Math.max(1, Math.floor((maxSizeMb * 1024 * 1024) / pageSize));
+  // SQLite will not set the cap below the current size; it caps there instead.
+  const pages = db.pragma(`max_page_count = ${wanted}`, { simple: true }) as number;
+  if (pages > wanted) {
+    log?.warn(
+      { maxSizeMb, sizeMb: Math.round((pages * pageSize) / 10_485.76) / 100 },
+      "the database is already larger than DB_MAX_SIZE_MB: capped at its current size",
+    );
+  }
+}
+
+/**
+ * Watches every repository call for storage failures: counts each, logs the start and the end of
+ * an episode, and makes `check` (so /readyz) fail from the first failure until the database takes
+ * writes again. The failed call still throws and its caller decides (ingest withholds the PUBACK,
+ * so the device re-sends).
+ *
+ * Whether it takes writes again is decided by a probe, not by the next write that happens to go
+ * through: a database at its cap still takes writes that fit in its free space, and readiness
+ * would flap with every one of them.
+ */
+export class StorageHealth {
+  private failure: { code: string; message: string; since: number } | undefined;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly options: StorageHealthOptions,
+  ) {}
+
+  /** Throws, naming the error, from a storage failure until the probe succeeds. */
+  check(): void {
+    if (!this.failure || this.probe()) return;
+    const { code, message, since } = this.failure;
+    throw new Error(
+      `${message} (${code}) since ${new Date(since).toISOString()}; ready again once the database takes writes`,
+    );
+  }
+
+  /** The same store, with the functions of each of its repositories watched. */
+  watch<T extends object>(store: T): T {
+    const watched: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(store)) {
+      if (typeof value !== "object" || value === null) {
+        watched[name] = value;
+        continue;
+      }
+      const repo: Record<string, unknown> = { ...value };
+      for (const [key, fn] of Object.entries(repo)) {
+        if (typeof fn !== "function") continue;
+        repo[key] = (...args: unknown[]) => this.call(fn as (...a: unknown[]) => unknown, value, args);
+      }
+      watched[name] = repo;
+    }
+    return watched as T;
+  }
+
+  private call(fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): unknown {
+    const failed = (err: unknown): never => {
+      const code = storageFailure(err);
+      if (code) {
+        this.options.onStorageFailure?.(code);
+        this.record(code, (err as Error).message);
+      }
+      throw err;
+    };
+    try {
+      const result = fn.apply(self, args);
+      return result instanceof Promise ? result.catch(failed) : result;
+    } catch (err) {
+      return failed(err);
+    }
+  }
+
+  private record(code: string, message: string): void {
+    if (this.failure?.code === code) return;
+    this.failure = { code, message, since: Date.now() };
+    this.options.log?.error(
+      { code, err: message },
+      `database write failed: ${message} (${code}); not ready until the database takes writes again`,
+    );
+  }
+
+  /**
+   * Takes the write lock without waiting and allocates a page, then rolls back, changing nothing:
+   * not locked, not at its cap, not read-only. (A full disk shows only when a commit is written,
+   * so that one may come back with the next write.)
+   */
+  private probe(): boolean {
+    if (this.db.inTransaction) return false;
+    const timeout = this.db.pragma("busy_timeout", { simple: true }) as number;
+    this.db.pragma("busy_timeout = 0");
+    try {
+      this.db.exec("BEGIN IMMEDIATE");
+      this.db.exec("CREATE TABLE readiness_probe (x)");
+      const since = this.failure && new Date(this.failure.since).toISOString();
+      this.options.log?.info({ since }, "the database takes writes again: ready");
+      this.failure = undefined;
+      return true;
+    } catch (err) {
+      const code = storageFailure(err);
+      if (code) this.record(code, (err as Error).message);
+      return false;
+    } finally {
+      if (this.db.inTransaction) this.db.exec("ROLLBACK");
+      this.db.pragma(`busy_timeout = ${timeout}`);
+    }
+  }
+}
+
+function storageFailure(err: unknown): string | undefined {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "string" && STORAGE_FAILURE.test(code) ? code : undefined;
+}
