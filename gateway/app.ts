@@ -1,7 +1,8 @@
 import type { AddressInfo } from "node:net";
-import pino, { type Logger } from "pino";
+import pino, { type DestinationStream } from "pino";
 import { AlertService } from "./alerts/service.ts";
 import { buildApi } from "./api/index.ts";
+import { Auth } from "./auth/index.ts";
 import { Broker } from "./broker/index.ts";
 import { EventBus } from "./bus/index.ts";
 import { type Clock, systemClock } from "./clock/index.ts";
@@ -18,28 +19,66 @@ import { Tracker } from "./tracking/index.ts";
 
 export interface GatewayDeps {
   clock?: Clock;
-  log?: Logger;
+  /** Where log lines go (stdout by default); the level is `LOG_LEVEL`. */
+  logTo?: DestinationStream;
 }
+
+/**
+ * Log lines never carry secrets or what identifies a resident: credentials, session cookies,
+ * phone numbers, home addresses, contact addresses (webhook URLs may hold tokens).
+ */
+export const logRedaction = [
+  "password",
+  "*.password",
+  "secret",
+  "*.secret",
+  "token",
+  "*.token",
+  "phone",
+  "*.phone",
+  "address",
+  "*.address",
+  "contacts",
+  "*.contacts",
+  "req.headers.cookie",
+  "req.headers.authorization",
+  'req.headers["x-csrf-token"]',
+  'res.headers["set-cookie"]',
+];
 
 export type Gateway = Awaited<ReturnType<typeof buildGateway>>;
 
 /** The composition root: wires every part; nothing listens until `start()`. */
 export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
   const clock = deps.clock ?? systemClock;
-  const log =
-    deps.log ??
-    pino({
-      level: config.LOG_LEVEL,
-      redact: { paths: ["password", "secret", "*.secret", "*.password"], censor: "[redacted]" },
-    });
-  const store = openSqliteStore(config.DATA_DIR);
+  const log = pino(
+    { level: config.LOG_LEVEL, redact: { paths: logRedaction, censor: "[redacted]" } },
+    deps.logTo ?? pino.destination(1),
+  );
+  const store = openSqliteStore(config.DATA_DIR, {
+    busyTimeoutMs: config.DB_BUSY_TIMEOUT_MS,
+    maxSizeMb: config.DB_MAX_SIZE_MB,
+    log,
+    onStorageFailure: (code) => metrics.storeWriteFailures.inc({ code }),
+  });
   const bus = new EventBus(log);
   const metrics = createMetrics(() => store.alerts.countByState());
   const ingest = new Ingest(
     { store, bus, clock, metrics, log },
     { maxPayloadBytes: config.MAX_PAYLOAD_BYTES, maxClockSkewMs: config.MAX_CLOCK_SKEW_MS },
   );
-  const broker = new Broker({ store, bus, ingest, metrics, log });
+  const broker = new Broker(
+    { store, bus, ingest, metrics, log },
+    {
+      maxPacketBytes: config.MQTT_MAX_PACKET_BYTES,
+      publishRate: { perSecond: config.DEVICE_PUBLISH_RATE, burst: config.DEVICE_PUBLISH_BURST },
+      connectRatePerIp: {
+        perSecond: config.MQTT_CONNECT_RATE_PER_IP,
+        burst: config.MQTT_CONNECT_BURST_PER_IP,
+      },
+      tls: config.mqttTls,
+    },
+  );
   const influx = config.INFLUX_URL
     ? influxTelemetry({
         url: config.INFLUX_URL,
@@ -48,6 +87,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
         username: config.INFLUX_USERNAME,
         password: config.INFLUX_PASSWORD,
         timeoutMs: 10_000,
+        retentionDays: config.TELEMETRY_RETENTION_DAYS,
       })
     : undefined;
   const telemetryStore = influx ?? store.telemetry;
@@ -89,26 +129,62 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     log,
     alarmContext: (deviceId, message) => tracker.alarmContext(deviceId, message),
   });
-  const stream = new AlertStream({ store, bus, metrics, log });
+  const auth = new Auth(
+    { store, clock, log },
+    {
+      sessionTtlMs: config.SESSION_TTL_HOURS * 3600_000,
+      maxFailuresPerUser: config.LOGIN_MAX_FAILURES,
+      maxFailuresPerAddress: config.LOGIN_MAX_FAILURES_PER_ADDRESS,
+      failureWindowMs: config.LOGIN_FAILURE_WINDOW_MIN * 60_000,
+    },
+  );
+  const stream = new AlertStream(
+    { store, bus, clock, metrics, log },
+    { maxBufferedBytes: config.STREAM_CLIENT_BUFFER_BYTES },
+  );
   const webhooks = new WebhookNotifier(
     { store, bus, clock, metrics, log },
     {
       secret: config.WEBHOOK_SECRET,
       timeoutMs: config.WEBHOOK_TIMEOUT_MS,
       retryDelaysMs: config.WEBHOOK_RETRY_DELAYS_MS,
+      concurrency: config.WEBHOOK_CONCURRENCY,
     },
   );
   const commands = new DeviceCommandNotifier({ store, bus, broker, clock, metrics, log });
   let ready = false;
   let pruneTimer: ReturnType<Clock["setTimer"]> | undefined;
-  /** Embedded telemetry is trimmed to its retention period once an hour (InfluxDB keeps its own policy). */
-  const pruneTelemetry = () => {
-    const removed = store.telemetry.prune(clock.now() - config.TELEMETRY_RETENTION_DAYS * 86_400_000);
-    if (removed > 0) log.info({ removed }, "pruned telemetry past its retention");
-    pruneTimer = clock.setTimer(pruneTelemetry, 3600_000);
+  /**
+   * Once an hour: positions past their retention (embedded telemetry; InfluxDB keeps its own
+   * policy), closed alerts and the access log past theirs, and expired sessions.
+   */
+  const prune = async () => {
+    const now = clock.now();
+    const removed = {
+      telemetry: influx ? 0 : store.telemetry.prune(now - config.TELEMETRY_RETENTION_DAYS * 86_400_000),
+      alerts: 0,
+      audit: 0,
+      sessions: await store.sessions.prune(now),
+    };
+    if (config.ALERT_RETENTION_DAYS > 0) {
+      const before = now - config.ALERT_RETENTION_DAYS * 86_400_000;
+      removed.alerts = await store.alerts.prune(before);
+      removed.audit = await store.audit.prune(before);
+    }
+    if (Object.values(removed).some((n) => n > 0)) log.info(removed, "pruned data past its retention");
+  };
+  const schedulePrune = () => {
+    pruneTimer = clock.setTimer(() => {
+      prune()
+        .catch((err) => log.error({ err }, "pruning failed"))
+        .finally(schedulePrune);
+    }, 3600_000);
   };
   const api = await buildApi({
     store,
+    auth,
+    cookieSecure: config.COOKIE_SECURE,
+    disconnectDevice: (deviceId, reason) => broker.disconnect(deviceId, reason),
     alerts,
     stream,
     metrics,
@@ -133,8 +209,9 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     telemetry,
     tracker,
     stream,
+    auth,
     /** Ports actually bound (useful when configured as 0). */
-    ports: { http: 0, mqtt: 0 },
+    ports: { http: 0, mqtt: 0, mqtts: 0 },
 
     async start() {
       if (influx) {
@@ -145,28 +222,42 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       }
       await telemetry.start();
       await tracker.start();
-      if (!influx) pruneTelemetry();
+      await auth.createFirstAdmin(config.ADMIN_USERNAME, config.ADMIN_PASSWORD);
+      await prune();
+      schedulePrune();
       stream.start();
       webhooks.start();
       commands.start();
       await alerts.start();
-      await broker.start(config.MQTT_PORT, config.HOST);
+      await broker.start({ host: config.HOST, port: config.MQTT_PORT, tlsPort: config.MQTTS_PORT });
       await api.listen({ port: config.PORT, host: config.HOST });
       broker.attachWebSocket(api.server);
       this.ports.http = (api.server.address() as AddressInfo).port;
       this.ports.mqtt = broker.port;
+      this.ports.mqtts = broker.tlsPort;
       ready = true;
-      log.info({ http: this.ports.http, mqtt: this.ports.mqtt }, "gateway started");
+      log.info(this.ports, "gateway started");
     },
 
-    /** Graceful stop: refuse new work, finish what is in flight, close the database last. */
+    /**
+     * Graceful stop: take no new work, finish what is in flight, close the database last. Nothing
+     * acknowledged is left unhandled; what is cut short (deadlines not yet due, webhooks still
+     * waiting) is durable and taken up again at the next start.
+     */
     async stop() {
       ready = false;
       if (pruneTimer) clock.clearTimer(pruneTimer);
-      stream.stop();
-      await broker.stop();
-      await api.close();
+      // Device messages from now on go unanswered (devices send them again to the next run);
+      // those being stored finish and get their PUBACK.
+      await ingest.stop();
+      // Alert transitions already queued finish while devices are still connected for their commands.
       await alerts.stop();
+      stream.stop();
+      // Closing the broker first also ends its WebSocket connections, which would hold the HTTP server open.
+      await broker.stop();
+      // HTTP requests under way finish (an accept still goes through the alert queue).
+      await api.close();
+      // Webhook requests under way finish, each within WEBHOOK_TIMEOUT_MS.
       await webhooks.stop();
       commands.stop();
       await tracker.stop();

@@ -1,4 +1,5 @@
-import { existsSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadScenario } from "../device-sim/scenario.ts";
@@ -23,11 +24,27 @@ if (!existsSync(join(dashboardDist, "index.html"))) {
 }
 const dataDir = env.DATA_DIR ?? "./data";
 const devicesFile = join(dataDir, "demo-devices.json");
+/** The demo's sign-ins, one per role, sharing one password; kept beside the data (mode 600). */
+const accountsFile = join(dataDir, "demo-accounts.json");
+const demoAccounts = [
+  { username: "admin", role: "admin", personId: null },
+  { username: "staff", role: "staff", personId: "chongsaikang-staff" },
+  { username: "doctor", role: "doctor", personId: "chongsaikang-g1-doctor" },
+  { username: "family", role: "family", personId: "family-0001" },
+] as const;
 const gateway = await main(env, async (gw) => {
   if (!(await gw.store.registry.isEmpty())) return;
   await seedDemo(gw.store, dataDir, { buttons: 50, tags: 20 }, Date.now());
-  gw.log.info({ devicesFile }, "seeded the demo district");
+  const password = env.ADMIN_PASSWORD ?? randomBytes(9).toString("base64url");
+  for (const a of demoAccounts) await gw.auth.createAccount(a, password, "demo");
+  writeFileSync(accountsFile, JSON.stringify({ usernames: demoAccounts.map((a) => a.username), password }), {
+    mode: 0o600,
+  });
+  gw.log.info({ devicesFile, accountsFile }, "seeded the demo district and its accounts");
 });
+const signIn = existsSync(accountsFile)
+  ? (JSON.parse(readFileSync(accountsFile, "utf8")) as { usernames: string[]; password: string })
+  : undefined;
 
 const host = env.HOST && env.HOST !== "0.0.0.0" ? env.HOST : "localhost";
 if (env.DEMO_SIMULATOR === "off") {
@@ -53,7 +70,9 @@ if (env.DEMO_SIMULATOR === "off") {
 
 console.log(`
   Community safety gateway is running.
-    Dashboard     http://${host}:${gateway.ports.http}/
+    Dashboard     http://${host}:${gateway.ports.http}/${
+      signIn ? `  sign in as ${signIn.usernames.join(", ")}, password ${signIn.password}` : ""
+    }
     API docs      http://${host}:${gateway.ports.http}/docs
     Live stream   http://${host}:${gateway.ports.http}/api/stream
     Metrics       http://${host}:${gateway.ports.http}/metrics

@@ -4,6 +4,8 @@ export class GatewayError extends Error {
     readonly code: string,
     readonly status: number,
     message: string,
+    /** For 429 and 503: when the client may try again (the Retry-After header). */
+    readonly retryAfterSec?: number,
   ) {
     super(message);
     this.name = "GatewayError";
@@ -25,4 +27,16 @@ export const Errors = {
   wrongRole: (personId: string, expected: string) =>
     new GatewayError("wrong_role", 400, `person '${personId}' is not a ${expected}`),
   notReady: (why: string) => new GatewayError("not_ready", 503, why),
+  unauthenticated: () => new GatewayError("unauthenticated", 401, "sign in first (POST /api/session)"),
+  badCredentials: () => new GatewayError("bad_credentials", 401, "wrong username or password"),
+  tooManyAttempts: (retryAfterSec: number) =>
+    new GatewayError(
+      "too_many_attempts",
+      429,
+      `too many failed sign-ins; try again in ${retryAfterSec} s`,
+      retryAfterSec,
+    ),
+  forbidden: (why: string) => new GatewayError("forbidden", 403, why),
+  csrf: () =>
+    new GatewayError("csrf", 403, "missing or wrong x-csrf-token header (GET /api/session gives the token)"),
 } as const;

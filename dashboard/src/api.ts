@@ -31,24 +31,51 @@ export class ApiError extends Error {
   }
 }
 
+export interface SessionInfo {
+  account: { username: string; role: "admin" | "staff" | "doctor" | "family" };
+  person: Person | null;
+  csrfToken: string;
+  expiresAt: number;
+}
+
+/** Echoed on every state-changing request: the server refuses them without it (CSRF). */
+let csrfToken = "";
+/** Called when the server says the session is gone (expired, signed out elsewhere, disabled). */
+let onSignedOut: () => void = () => undefined;
+export const whenSignedOut = (handler: () => void) => {
+  onSignedOut = handler;
+};
+
 async function request<T>(
   method: string,
   path: string,
   body?: unknown,
 ): Promise<{ data: T; headers: Headers }> {
+  const headers: Record<string, string> = { "x-csrf-token": csrfToken };
+  if (body !== undefined) headers["content-type"] = "application/json";
   const res = await fetch(path, {
     method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
   const json = text ? JSON.parse(text) : undefined;
+  if (res.status === 401 && !(method === "POST" && path === "/api/session")) onSignedOut();
   if (!res.ok)
     throw new ApiError(res.status, json?.error?.code ?? "error", json?.error?.message ?? res.statusText);
   return { data: json as T, headers: res.headers };
 }
 
+const signedIn = (info: SessionInfo) => {
+  csrfToken = info.csrfToken;
+  return info;
+};
+
 export const api = {
+  session: async () => signedIn((await request<SessionInfo>("GET", "/api/session")).data),
+  signIn: async (username: string, password: string) =>
+    signedIn((await request<SessionInfo>("POST", "/api/session", { username, password })).data),
+  signOut: () => request<void>("DELETE", "/api/session"),
   config: async () => (await request<UiConfig>("GET", "/api/ui-config")).data,
   /** The alerts, and the stream position they are current to. */
   alerts: async () => {
@@ -57,12 +84,10 @@ export const api = {
   },
   alert: async (id: string) =>
     (await request<AlertDetail>("GET", `/api/alerts/${encodeURIComponent(id)}`)).data,
-  accept: (id: string, by: string) =>
-    request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/accept`, { by }),
-  resolve: (id: string, by: string, note: string) =>
-    request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/resolve`, { by, note }),
-  cancel: (id: string, by: string) =>
-    request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/cancel`, { by }),
+  accept: (id: string) => request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/accept`, {}),
+  resolve: (id: string, note: string) =>
+    request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/resolve`, { note }),
+  cancel: (id: string) => request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/cancel`, {}),
   people: async () => (await request<Person[]>("GET", "/api/people")).data,
   assignments: async (residentId: string) =>
     (

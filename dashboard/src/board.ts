@@ -6,7 +6,8 @@ import { drawMiniMap } from "./map.ts";
 export interface BoardContext {
   people: Map<string, Person>;
   policies: UiConfig["policies"];
-  actor: () => string | null;
+  /** Whether the signed-in account acts as a person, and so may accept, resolve or cancel. */
+  canRespond: boolean;
   showError: (message: string) => void;
 }
 
@@ -128,15 +129,14 @@ export class AlertBoard {
   }
 
   private async act(a: Alert, action: "accept" | "resolve" | "cancel", note = ""): Promise<void> {
-    const actor = this.ctx.actor();
-    if (!actor) return this.ctx.showError(t("actor.required"));
+    if (!this.ctx.canRespond) return this.ctx.showError(t("actor.required"));
     try {
       const updated =
         action === "accept"
-          ? await api.accept(a.id, actor)
+          ? await api.accept(a.id)
           : action === "resolve"
-            ? await api.resolve(a.id, actor, note)
-            : await api.cancel(a.id, actor);
+            ? await api.resolve(a.id, note)
+            : await api.cancel(a.id);
       // The stream brings the same change; applying it now makes the click feel instant.
       this.alerts.set(a.id, updated.data);
       this.render();

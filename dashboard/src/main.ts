@@ -1,5 +1,5 @@
 import { notificationsButton, raiseAlarm, unlockAudio } from "./alarm.ts";
-import { api, type Person } from "./api.ts";
+import { ApiError, api, type Person, type SessionInfo, whenSignedOut } from "./api.ts";
 import { AlertBoard } from "./board.ts";
 import { DeviceList } from "./devices.ts";
 import { h, present } from "./dom.ts";
@@ -17,15 +17,51 @@ import { AlertFeed, type StreamStatus } from "./stream.ts";
 import "./style.css";
 
 type View = "alerts" | "map" | "devices";
-const ACTOR_KEY = "gateway.actor";
+const root = document.getElementById("app") as HTMLElement;
 
-async function boot(): Promise<void> {
-  const root = document.getElementById("app") as HTMLElement;
+/** The sign-in form; a successful sign-in starts the dashboard in place. */
+function showSignIn(message = ""): void {
+  const error = h("p", { class: "error", role: "alert", hidden: !message }, message);
+  const field = (id: string, type: string, key: MessageKey, autocomplete: string) =>
+    h(
+      "label",
+      { for: id },
+      t(key),
+      h("input", { id, name: id, type, autocomplete, required: true, maxlength: 200 }),
+    );
+  const form = h(
+    "form",
+    {
+      class: "signin",
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        const data = new FormData(form);
+        try {
+          await boot(await api.signIn(String(data.get("username")), String(data.get("password"))));
+        } catch (err) {
+          error.textContent = t("signin.failed", { message: (err as Error).message });
+          error.hidden = false;
+        }
+      },
+    },
+    h("h1", {}, t("app.title")),
+    h("h2", {}, t("signin.title")),
+    field("username", "text", "signin.username", "username"),
+    field("password", "password", "signin.password", "current-password"),
+    error,
+    h("button", { class: "primary", type: "submit" }, t("signin.submit")),
+  );
+  root.replaceChildren(form);
+  (form.querySelector("input") as HTMLInputElement).focus();
+}
+
+async function boot(session: SessionInfo): Promise<void> {
   document.documentElement.lang = currentLocale();
+  // The session ended (expired, signed out elsewhere, account disabled): back to the form.
+  whenSignedOut(() => location.reload());
   const config = await api.config();
   configureMaps(config);
   const people = new Map<string, Person>((await api.people()).map((p) => [p.id, p]));
-  let actor = localStorage.getItem(ACTOR_KEY);
   let view: View = (location.hash.slice(1) as View) || "alerts";
   let status: StreamStatus = "connecting";
   let errorText = "";
@@ -33,7 +69,7 @@ async function boot(): Promise<void> {
   const board = new AlertBoard({
     people,
     policies: config.policies,
-    actor: () => actor,
+    canRespond: session.person !== null,
     showError: (message) => {
       errorText = message;
       render();
@@ -93,27 +129,9 @@ async function boot(): Promise<void> {
       },
       ...locales.map((l) => h("option", { value: l.id, selected: l.id === currentLocale() }, l.name)),
     );
-    const responders = [...people.values()].filter((p) => p.role !== "resident");
-    const actorSelect = h(
-      "select",
-      {
-        id: "actor",
-        onchange: (e: Event) => {
-          actor = (e.target as HTMLSelectElement).value || null;
-          if (actor) localStorage.setItem(ACTOR_KEY, actor);
-          errorText = "";
-          render();
-        },
-      },
-      h("option", { value: "" }, t("actor.none")),
-      ...responders.map((p) =>
-        h(
-          "option",
-          { value: p.id, selected: p.id === actor },
-          `${p.name} · ${t(`role.${p.role}` as MessageKey)}`,
-        ),
-      ),
-    );
+    const who = session.person
+      ? `${session.person.name} · ${t(`role.${session.person.role}` as MessageKey)}`
+      : session.account.username;
     root.replaceChildren(
       ...present(
         h("a", { class: "skip", href: "#main" }, "Skip to content"),
@@ -133,8 +151,18 @@ async function boot(): Promise<void> {
             { class: "controls" },
             statusPill,
             notificationsButton(),
-            h("label", { for: "actor" }, t("actor.label")),
-            actorSelect,
+            h("span", { class: "who" }, t("signin.as", { name: who })),
+            h(
+              "button",
+              {
+                id: "sign-out",
+                onclick: async () => {
+                  await api.signOut().catch(() => undefined);
+                  location.reload();
+                },
+              },
+              t("signout"),
+            ),
             language,
           ),
         ),
@@ -167,6 +195,12 @@ async function boot(): Promise<void> {
   document.addEventListener("keydown", unlockAudio, { once: true });
 }
 
-boot().catch((err) => {
-  document.body.textContent = `Cannot start: ${(err as Error).message}`;
-});
+api
+  .session()
+  .then(boot, (err) => {
+    if (err instanceof ApiError && err.status === 401) return showSignIn();
+    throw err;
+  })
+  .catch((err) => {
+    document.body.textContent = `Cannot start: ${(err as Error).message}`;
+  });

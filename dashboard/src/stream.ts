@@ -1,4 +1,4 @@
-import type { Alert, AlertEvent } from "./api.ts";
+import { type Alert, type AlertEvent, api } from "./api.ts";
 
 export type StreamStatus = "connecting" | "live" | "down";
 
@@ -35,6 +35,8 @@ export class AlertFeed {
     });
     source.onerror = () => {
       this.onStatus("down");
+      // A stream refused because the session ended looks like any error here; asking tells.
+      void api.session().catch(() => undefined);
       // Reconnect ourselves, from the last id seen, with backoff: covers the cases EventSource does not.
       source.close();
       window.clearTimeout(this.timer);

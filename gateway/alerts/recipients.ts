@@ -12,7 +12,7 @@ export async function findRecipients(
   const subject = await registry.getPerson(subjectId);
   if (!subject) return [];
   const found = new Map<string, Person>();
-  const assignments = await registry.listAssignments(subjectId);
+  const assignments = await registry.listAssignments({ residentId: subjectId });
   for (const role of roles) {
     if (role === "doctor" || role === "family") {
       for (const a of assignments.filter((x) => x.relation === role)) {

@@ -1,20 +1,39 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { alertStates } from "../alerts/model.ts";
+import { type Alert, alertStates } from "../alerts/model.ts";
+import { mustSee, responderOf, sees, type Viewer } from "../auth/index.ts";
 import { Errors } from "../errors.ts";
+import { everyone, viewerOf } from "./access.ts";
 import type { ApiDeps } from "./index.ts";
 import * as s from "./schemas.ts";
 
 const params = z.object({ id: z.string().min(1).max(64) });
 
-/** Alerts: list, detail with audit trail, the responder actions, and the live stream. */
-export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store, alerts, stream }) => {
+/**
+ * Alerts: list, detail with audit trail, the responder actions, and the live stream. Each viewer
+ * gets only alerts about people in their scope; a responder acts as the person their account is.
+ */
+export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store, alerts, stream, auth }) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
+  const visibleAlert = async (viewer: Viewer, id: string) => {
+    const alert = await store.alerts.get(id);
+    if (!alert) throw Errors.notFound("alert", id);
+    mustSee(viewer, alert.subjectId, "alert", id);
+    return alert;
+  };
+  /** Checks scope, then does `act` as the viewer's person, and notes the account in the audit log. */
+  const respond = async (viewer: Viewer, id: string, action: string, act: (by: string) => Promise<Alert>) => {
+    await visibleAlert(viewer, id);
+    const alert = await act(responderOf(viewer).id);
+    await auth.audit(viewer.account.username, `alert.${action}`, alert.id);
+    return alert;
+  };
 
   app.get(
     "/api/alerts",
     {
+      config: { roles: everyone },
       schema: {
         tags: ["alerts"],
         querystring: z.object({
@@ -41,16 +60,20 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
     async (req, reply) => {
       // Read before the list: a page that streams from this id misses nothing the list lacks.
       reply.header("x-last-event-id", String(await store.alerts.lastEventId()));
-      return store.alerts.list({ states: req.query.state, limit: req.query.limit });
+      const { people } = viewerOf(req);
+      return store.alerts.list({
+        states: req.query.state,
+        subjectIds: people ? [...people] : undefined,
+        limit: req.query.limit,
+      });
     },
   );
 
   app.get(
     "/api/alerts/:id",
-    { schema: { tags: ["alerts"], params, response: { 200: s.alertDetail } } },
+    { config: { roles: everyone }, schema: { tags: ["alerts"], params, response: { 200: s.alertDetail } } },
     async (req) => {
-      const alert = await store.alerts.get(req.params.id);
-      if (!alert) throw Errors.notFound("alert", req.params.id);
+      const alert = await visibleAlert(viewerOf(req), req.params.id);
       const [events, attempts] = await Promise.all([
         store.alerts.events(alert.id),
         store.attempts.forAlert(alert.id),
@@ -59,41 +82,53 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
     },
   );
 
-  const by = z.object({ by: s.id.describe("The responder's person id") });
   app.post(
     "/api/alerts/:id/accept",
-    { schema: { tags: ["alerts"], params, body: by, response: { 200: s.alert } } },
-    (req) => alerts.accept(req.params.id, req.body.by),
+    {
+      config: { roles: everyone },
+      schema: {
+        tags: ["alerts"],
+        description: "Accept as the signed-in account's person",
+        params,
+        response: { 200: s.alert },
+      },
+    },
+    (req) => respond(viewerOf(req), req.params.id, "accept", (by) => alerts.accept(req.params.id, by)),
   );
   app.post(
     "/api/alerts/:id/resolve",
     {
+      config: { roles: everyone },
       schema: {
         tags: ["alerts"],
         params,
-        body: by.extend({ note: z.string().trim().min(1, "say what was done").max(2000) }),
+        body: z.object({ note: z.string().trim().min(1, "say what was done").max(2000) }),
         response: { 200: s.alert },
       },
     },
-    (req) => alerts.resolve(req.params.id, req.body.by, req.body.note),
+    (req) =>
+      respond(viewerOf(req), req.params.id, "resolve", (by) =>
+        alerts.resolve(req.params.id, by, req.body.note),
+      ),
   );
   app.post(
     "/api/alerts/:id/cancel",
     {
+      config: { roles: everyone },
       schema: {
         tags: ["alerts"],
         description: "A responder marks the alert a false alarm",
         params,
-        body: by,
         response: { 200: s.alert },
       },
     },
-    (req) => alerts.cancel(req.params.id, req.body.by),
+    (req) => respond(viewerOf(req), req.params.id, "cancel", (by) => alerts.cancel(req.params.id, by)),
   );
 
   app.get(
     "/api/stream",
     {
+      config: { roles: everyone },
       schema: {
         tags: ["alerts"],
         description:
@@ -106,7 +141,13 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
       const fromHeader = typeof header === "string" && /^\d+$/.test(header) ? Number(header) : undefined;
       if (!stream.running) throw Errors.notReady("the live stream is stopped; retry with Last-Event-ID");
       reply.hijack();
-      await stream.attach(reply.raw, fromHeader ?? req.query.lastEventId);
+      const viewer = viewerOf(req);
+      const session = req.session as NonNullable<typeof req.session>;
+      await stream.attach(reply.raw, fromHeader ?? req.query.lastEventId, {
+        sees: (alert) => sees(viewer, alert.subjectId),
+        scoped: viewer.people !== null,
+        expiresAt: session.expiresAt,
+      });
     },
   );
 };

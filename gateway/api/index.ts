@@ -10,22 +10,28 @@ import {
 import type { Logger } from "pino";
 import type { EscalationPolicies } from "../alerts/policy.ts";
 import type { AlertService } from "../alerts/service.ts";
+import type { Auth } from "../auth/index.ts";
 import type { EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import { GatewayError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import type { AlertStream } from "../notify/stream.ts";
+import { isStorageFailure } from "../store/sqlite-health.ts";
 import type { TelemetryStore } from "../store/telemetry.ts";
 import type { Store } from "../store/types.ts";
 import type { Tracker } from "../tracking/index.ts";
+import { installAccessControl } from "./access.ts";
 import { alertRoutes } from "./alerts.ts";
 import { dashboardRoutes } from "./dashboard.ts";
 import { healthRoutes } from "./health.ts";
 import { registryRoutes } from "./registry.ts";
+import { sessionRoutes } from "./session.ts";
 import { trackingRoutes } from "./tracking.ts";
 
 export interface ApiDeps {
   store: Store;
+  auth: Auth;
+  cookieSecure: "auto" | "true" | "false";
   alerts: AlertService;
   stream: AlertStream;
   metrics: Metrics;
@@ -38,6 +44,8 @@ export interface ApiDeps {
   ui: { tileUrl: string | null; tileAttribution: string };
   policies: EscalationPolicies;
   isConnected: (deviceId: string) => boolean;
+  /** Ends a device's MQTT connection now (secret rotated, device revoked). */
+  disconnectDevice: (deviceId: string, reason: string) => void;
   isReady: () => boolean;
 }
 
@@ -53,6 +61,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof GatewayError) {
+      if (err.retryAfterSec) reply.header("retry-after", String(err.retryAfterSec));
       return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
     }
     if (hasZodFastifySchemaValidationErrors(err)) {
@@ -60,6 +69,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         .map((v) => `${err.validationContext}${v.instancePath.replaceAll("/", ".")}: ${v.message}`)
         .join("; ");
       return reply.code(400).send({ error: { code: "invalid_request", message } });
+    }
+    if (isStorageFailure(err)) {
+      req.log.error({ err }, "request failed: the database cannot serve");
+      return reply
+        .code(503)
+        .header("retry-after", "5")
+        .send({
+          error: { code: "not_ready", message: `the database cannot serve now: ${(err as Error).message}` },
+        });
     }
     const status = (err as { statusCode?: number }).statusCode ?? 500;
     if (status < 500) {
@@ -74,6 +92,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url}` } }),
   );
 
+  installAccessControl(app, deps);
   await app.register(fastifySwagger, {
     openapi: {
       info: {
@@ -81,11 +100,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         description: "Call buttons and locator tags: registry, alerts, escalation, live stream",
         version: "1",
       },
+      components: { securitySchemes: { session: { type: "apiKey", in: "cookie", name: "gw_session" } } },
+      security: [{ session: [] }],
     },
     transform: jsonSchemaTransform,
   });
   await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
   await app.register(healthRoutes, deps);
+  await app.register(sessionRoutes, deps);
   await app.register(registryRoutes, deps);
   await app.register(alertRoutes, deps);
   await app.register(trackingRoutes, deps);

@@ -1,29 +1,47 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { mustBeInArea, mustSee, sees, type Viewer } from "../auth/index.ts";
 import { hashSecret, newDeviceSecret } from "../broker/secrets.ts";
 import { Errors } from "../errors.ts";
 import type { Device, Person, Role } from "../store/types.ts";
 import { deviceKinds, roles } from "../store/types.ts";
+import { adminOnly, everyone, managers, viewerOf } from "./access.ts";
 import type { ApiDeps } from "./index.ts";
 import * as s from "./schemas.ts";
 
-/** Communities, grids, people, assignments and devices. */
+/**
+ * Communities, grids, people, assignments and devices. Everyone reads what is in their scope;
+ * staff change people and devices in their own area; only admins add communities and grids.
+ */
 export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   fastify,
-  { store, isConnected, clock, bus, tracker },
+  { store, isConnected, clock, bus, tracker, auth, disconnectDevice },
 ) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const { registry } = store;
+  const actor = (v: Viewer) => v.account.username;
 
   const mustExist = async <T>(what: string, id: string, get: (id: string) => Promise<T | undefined>) => {
     const found = await get(id);
     if (!found) throw Errors.notFound(what, id);
     return found;
   };
+  /** A person this viewer may see; anyone else reads as absent. */
+  const visiblePerson = async (viewer: Viewer, id: string) => {
+    const p = await mustExist("person", id, registry.getPerson);
+    mustSee(viewer, p.id, "person", id);
+    return p;
+  };
+  const visibleDevice = async (viewer: Viewer, id: string) => {
+    const d = await mustExist("device", id, registry.getDevice);
+    mustSee(viewer, d.ownerId, "device", id);
+    return d;
+  };
   const communityExists = async (id: string) =>
     mustExist("community", id, async (x) => (await registry.listCommunities()).find((c) => c.id === x));
-  const checkPerson = async (p: Person) => {
+  const checkPerson = async (viewer: Viewer, p: Pick<Person, "communityId" | "gridId">) => {
+    mustBeInArea(viewer, p);
     await communityExists(p.communityId);
     if (p.gridId) {
       const grid = await mustExist("grid", p.gridId, async (x) =>
@@ -34,45 +52,72 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       }
     }
   };
-  const personWithRole = async (id: string, role: Role) => {
-    const p = await mustExist("person", id, registry.getPerson);
+  const personWithRole = async (viewer: Viewer, id: string, role: Role) => {
+    const p = await visiblePerson(viewer, id);
     if (p.role !== role) throw Errors.wrongRole(id, role);
     return p;
   };
+  /** Admins see every community; others their own. */
+  const ownCommunity = (viewer: Viewer) => (viewer.people === null ? null : viewer.person?.communityId);
 
   app.post(
     "/api/communities",
-    { schema: { tags: ["registry"], body: s.community, response: { 201: s.community } } },
-    async (req, reply) => reply.code(201).send(await registry.createCommunity(req.body)),
+    {
+      config: { roles: adminOnly },
+      schema: { tags: ["registry"], body: s.community, response: { 201: s.community } },
+    },
+    async (req, reply) => {
+      const created = await registry.createCommunity(req.body);
+      await auth.audit(actor(viewerOf(req)), "community.create", created.id);
+      return reply.code(201).send(created);
+    },
   );
   app.get(
     "/api/communities",
-    { schema: { tags: ["registry"], response: { 200: z.array(s.community) } } },
-    () => registry.listCommunities(),
+    { config: { roles: everyone }, schema: { tags: ["registry"], response: { 200: z.array(s.community) } } },
+    async (req) => {
+      const own = ownCommunity(viewerOf(req));
+      return (await registry.listCommunities()).filter((c) => own === null || c.id === own);
+    },
   );
   app.post(
     "/api/grids",
-    { schema: { tags: ["registry"], body: s.grid, response: { 201: s.grid } } },
+    { config: { roles: adminOnly }, schema: { tags: ["registry"], body: s.grid, response: { 201: s.grid } } },
     async (req, reply) => {
       await communityExists(req.body.communityId);
-      return reply.code(201).send(await registry.createGrid(req.body));
+      const created = await registry.createGrid(req.body);
+      await auth.audit(actor(viewerOf(req)), "grid.create", created.id);
+      return reply.code(201).send(created);
     },
   );
-  app.get("/api/grids", { schema: { tags: ["registry"], response: { 200: z.array(s.grid) } } }, () =>
-    registry.listGrids(),
+  app.get(
+    "/api/grids",
+    { config: { roles: everyone }, schema: { tags: ["registry"], response: { 200: z.array(s.grid) } } },
+    async (req) => {
+      const own = ownCommunity(viewerOf(req));
+      return (await registry.listGrids()).filter((g) => own === null || g.communityId === own);
+    },
   );
 
   app.post(
     "/api/people",
-    { schema: { tags: ["people"], body: s.personInput, response: { 201: s.person } } },
+    {
+      config: { roles: managers },
+      schema: { tags: ["people"], body: s.personInput, response: { 201: s.person } },
+    },
     async (req, reply) => {
-      await checkPerson(req.body);
-      return reply.code(201).send(await registry.createPerson(req.body));
+      const viewer = viewerOf(req);
+      await checkPerson(viewer, req.body);
+      const created = await registry.createPerson(req.body);
+      await auth.audit(actor(viewer), "person.create", created.id);
+      bus.emit("access.changed", {});
+      return reply.code(201).send(created);
     },
   );
   app.get(
     "/api/people",
     {
+      config: { roles: everyone },
       schema: {
         tags: ["people"],
         querystring: z.object({
@@ -83,16 +128,23 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
         response: { 200: z.array(s.person) },
       },
     },
-    (req) => registry.listPeople(req.query),
+    async (req) => {
+      const viewer = viewerOf(req);
+      return (await registry.listPeople(req.query)).filter((p) => sees(viewer, p.id));
+    },
   );
   app.get(
     "/api/people/:id",
-    { schema: { tags: ["people"], params: z.object({ id: s.id }), response: { 200: s.person } } },
-    (req) => mustExist("person", req.params.id, registry.getPerson),
+    {
+      config: { roles: everyone },
+      schema: { tags: ["people"], params: z.object({ id: s.id }), response: { 200: s.person } },
+    },
+    (req) => visiblePerson(viewerOf(req), req.params.id),
   );
   app.patch(
     "/api/people/:id",
     {
+      config: { roles: managers },
       schema: {
         tags: ["people"],
         params: z.object({ id: s.id }),
@@ -101,58 +153,93 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       },
     },
     async (req) => {
-      const current = await mustExist("person", req.params.id, registry.getPerson);
+      const viewer = viewerOf(req);
+      const current = await visiblePerson(viewer, req.params.id);
       const next = { ...current, ...req.body };
-      await checkPerson(next);
-      return registry.updatePerson(next);
+      await checkPerson(viewer, next);
+      const updated = await registry.updatePerson(next);
+      await auth.audit(actor(viewer), "person.update", current.id, { fields: Object.keys(req.body) });
+      bus.emit("access.changed", {});
+      return updated;
     },
   );
   app.delete(
     "/api/people/:id",
-    { schema: { tags: ["people"], params: z.object({ id: s.id }) } },
+    { config: { roles: managers }, schema: { tags: ["people"], params: z.object({ id: s.id }) } },
     async (req, reply) => {
-      await mustExist("person", req.params.id, registry.getPerson);
+      const viewer = viewerOf(req);
+      await visiblePerson(viewer, req.params.id);
       await registry.deletePerson(req.params.id);
+      await auth.audit(actor(viewer), "person.remove", req.params.id);
+      bus.emit("access.changed", {});
       return reply.code(204).send();
     },
   );
 
   app.post(
     "/api/assignments",
-    { schema: { tags: ["people"], body: s.assignmentInput, response: { 201: s.assignment } } },
+    {
+      config: { roles: managers },
+      schema: { tags: ["people"], body: s.assignmentInput, response: { 201: s.assignment } },
+    },
     async (req, reply) => {
-      await personWithRole(req.body.residentId, "resident");
-      await personWithRole(req.body.personId, req.body.relation);
-      return reply.code(201).send(await registry.createAssignment(req.body));
+      const viewer = viewerOf(req);
+      await personWithRole(viewer, req.body.residentId, "resident");
+      await personWithRole(viewer, req.body.personId, req.body.relation);
+      const created = await registry.createAssignment(req.body);
+      await auth.audit(actor(viewer), "assignment.create", req.body.residentId, {
+        personId: req.body.personId,
+        relation: req.body.relation,
+      });
+      bus.emit("access.changed", {});
+      return reply.code(201).send(created);
     },
   );
   app.get(
     "/api/assignments",
     {
+      config: { roles: everyone },
       schema: {
         tags: ["people"],
         querystring: z.object({ residentId: s.id.optional() }),
         response: { 200: z.array(s.assignment) },
       },
     },
-    (req) => registry.listAssignments(req.query.residentId),
+    async (req) => {
+      const viewer = viewerOf(req);
+      return (await registry.listAssignments(req.query)).filter((a) => sees(viewer, a.residentId));
+    },
   );
   app.delete(
     "/api/assignments/:id",
-    { schema: { tags: ["people"], params: z.object({ id: z.coerce.number().int() }) } },
+    {
+      config: { roles: managers },
+      schema: { tags: ["people"], params: z.object({ id: z.coerce.number().int() }) },
+    },
     async (req, reply) => {
+      const viewer = viewerOf(req);
+      const found = (await registry.listAssignments()).find((a) => a.id === req.params.id);
+      if (!found || !sees(viewer, found.residentId))
+        throw Errors.notFound("assignment", String(req.params.id));
       await registry.deleteAssignment(req.params.id);
+      await auth.audit(actor(viewer), "assignment.remove", found.residentId, { personId: found.personId });
+      bus.emit("access.changed", {});
       return reply.code(204).send();
     },
   );
 
   app.post(
     "/api/devices",
-    { schema: { tags: ["devices"], body: s.deviceInput, response: { 201: s.deviceRegistered } } },
+    {
+      config: { roles: managers },
+      schema: { tags: ["devices"], body: s.deviceInput, response: { 201: s.deviceRegistered } },
+    },
     async (req, reply) => {
-      await mustExist("person", req.body.ownerId, registry.getPerson);
+      const viewer = viewerOf(req);
+      await visiblePerson(viewer, req.body.ownerId);
       const secret = newDeviceSecret();
       await registry.createDevice({ ...req.body, createdAt: clock.now() }, await hashSecret(secret));
+      await auth.audit(actor(viewer), "device.register", req.body.id, { ownerId: req.body.ownerId });
       bus.emit("device.registered", { deviceId: req.body.id, kind: req.body.kind });
       return reply.code(201).send({ id: req.body.id, secret });
     },
@@ -165,22 +252,69 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   app.get(
     "/api/devices",
     {
+      config: { roles: everyone },
       schema: {
         tags: ["devices"],
         querystring: z.object({ kind: z.enum(deviceKinds).optional() }),
         response: { 200: z.array(s.device) },
       },
     },
-    async (req) =>
-      (await registry.listDevices())
-        .filter((d) => !req.query.kind || d.kind === req.query.kind)
-        .map(withState),
+    async (req) => {
+      const viewer = viewerOf(req);
+      return (await registry.listDevices())
+        .filter((d) => (!req.query.kind || d.kind === req.query.kind) && sees(viewer, d.ownerId))
+        .map(withState);
+    },
   );
   app.get(
     "/api/devices/:id",
-    { schema: { tags: ["devices"], params: z.object({ id: s.id }), response: { 200: s.device } } },
+    {
+      config: { roles: everyone },
+      schema: { tags: ["devices"], params: z.object({ id: s.id }), response: { 200: s.device } },
+    },
+    async (req) => withState(await visibleDevice(viewerOf(req), req.params.id)),
+  );
+  app.post(
+    "/api/devices/:id/secret",
+    {
+      config: { roles: managers },
+      schema: {
+        tags: ["devices"],
+        description:
+          "Issues a new secret: the old one stops working and the device is disconnected at once. Also reinstates a revoked device.",
+        params: z.object({ id: s.id }),
+        response: { 200: s.deviceRegistered },
+      },
+    },
     async (req) => {
-      return withState(await mustExist("device", req.params.id, registry.getDevice));
+      const viewer = viewerOf(req);
+      const device = await visibleDevice(viewer, req.params.id);
+      const secret = newDeviceSecret();
+      await registry.setDeviceSecret(device.id, await hashSecret(secret));
+      disconnectDevice(device.id, "secret rotated");
+      await auth.audit(actor(viewer), "device.rotate-secret", device.id);
+      return { id: device.id, secret };
+    },
+  );
+  app.post(
+    "/api/devices/:id/revoke",
+    {
+      config: { roles: managers },
+      schema: {
+        tags: ["devices"],
+        description:
+          "The device is disconnected at once and refused at CONNECT (return code 5) until its secret is rotated",
+        params: z.object({ id: s.id }),
+        response: { 200: s.device },
+      },
+    },
+    async (req) => {
+      const viewer = viewerOf(req);
+      const device = await visibleDevice(viewer, req.params.id);
+      await registry.revokeDevice(device.id, clock.now());
+      disconnectDevice(device.id, "revoked");
+      await auth.audit(actor(viewer), "device.revoke", device.id);
+      return withState(await visibleDevice(viewer, device.id));
     },
   );
 };

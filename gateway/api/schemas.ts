@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { alertEventTypes, alertKinds, alertStates } from "../alerts/model.ts";
-import { deviceKinds, relations, roles } from "../store/types.ts";
+import { accountRoles, deviceKinds, relations, roles } from "../store/types.ts";
 
 /** Ids people type and read: letters, digits, dot, dash, underscore. */
 export const id = z
@@ -19,18 +19,25 @@ export const contact = z.object({
   address: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
 });
 
-export const personInput = z.object({
-  id,
+const personFields = z.object({
   name: z.string().min(1).max(200),
   role: z.enum(roles),
   communityId: id,
-  gridId: id.nullable().default(null),
-  phone: z.string().max(40).nullable().default(null),
-  address: z.string().max(300).nullable().default(null),
-  contacts: z.array(contact).max(10).default([]),
+  gridId: id.nullable(),
+  phone: z.string().max(40).nullable(),
+  address: z.string().max(300).nullable(),
+  contacts: z.array(contact).max(10),
 });
-export const person = personInput.required();
-export const personPatch = personInput.omit({ id: true }).partial();
+export const personInput = personFields.extend({
+  id,
+  gridId: personFields.shape.gridId.default(null),
+  phone: personFields.shape.phone.default(null),
+  address: personFields.shape.address.default(null),
+  contacts: personFields.shape.contacts.default([]),
+});
+export const person = personFields.extend({ id });
+/** Only the fields sent change: no defaults here, or a patch would blank the others. */
+export const personPatch = personFields.partial();
 
 export const deviceInput = z.object({ id, kind: z.enum(deviceKinds), ownerId: id });
 export const position = z.object({
@@ -50,6 +57,7 @@ export const deviceState = z.object({
 });
 export const device = deviceInput.extend({
   createdAt: z.number(),
+  revokedAt: z.number().nullable().describe("Set while the device may not connect"),
   connected: z.boolean().describe("An MQTT connection is open now"),
   state: deviceState.nullable(),
 });
@@ -98,3 +106,27 @@ export const attempt = z.object({
   detail: z.string().nullable(),
 });
 export const alertDetail = alert.extend({ events: z.array(alertEvent), attempts: z.array(attempt) });
+
+export const username = z.string().regex(/^[\w.@-]{1,64}$/, "use 1-64 letters, digits, '.', '_', '@' or '-'");
+export const password = z.string().min(10, "use at least 10 characters").max(200);
+export const account = z.object({
+  username,
+  role: z.enum(accountRoles),
+  personId: id.nullable(),
+  createdAt: z.number(),
+  disabledAt: z.number().nullable(),
+});
+export const sessionInfo = z.object({
+  account,
+  person: person.nullable().describe("The person the account acts as"),
+  csrfToken: z.string().describe("Send as the x-csrf-token header on every POST, PUT, PATCH and DELETE"),
+  expiresAt: z.number(),
+});
+export const auditEntry = z.object({
+  id: z.number(),
+  at: z.number(),
+  actor: z.string(),
+  action: z.string(),
+  target: z.string().nullable(),
+  detail: z.record(z.string(), z.unknown()).nullable(),
+});

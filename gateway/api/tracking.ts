@@ -1,8 +1,11 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { mustSee, sees, type Viewer } from "../auth/index.ts";
 import { Errors } from "../errors.ts";
+import type { Geofence } from "../rules/geofence.ts";
 import { geofenceShapeSchema, scheduleSchema } from "../rules/geofence.ts";
+import { everyone, managers, viewerOf } from "./access.ts";
 import type { ApiDeps } from "./index.ts";
 import * as s from "./schemas.ts";
 
@@ -30,16 +33,20 @@ const trackPoint = z.object({
   fix: z.string(),
 });
 
-/** Locator tags with their latest state, a tag's track, and safe zones (geofences). */
+/**
+ * Locator tags with their latest state, a tag's track, and safe zones (geofences). A track says
+ * where a child has been, so every read of one is written to the access audit log.
+ */
 export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
   fastify,
-  { store, bus, telemetry, clock },
+  { store, bus, telemetry, clock, auth },
 ) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
 
   app.get(
     "/api/devices/:id/track",
     {
+      config: { roles: everyone },
       schema: {
         tags: ["devices"],
         description:
@@ -54,51 +61,93 @@ export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
       },
     },
     async (req) => {
-      if (!(await store.registry.getDevice(req.params.id))) throw Errors.notFound("device", req.params.id);
+      const viewer = viewerOf(req);
+      const device = await store.registry.getDevice(req.params.id);
+      if (!device) throw Errors.notFound("device", req.params.id);
+      mustSee(viewer, device.ownerId, "device", device.id);
       const to = req.query.to ?? clock.now();
       const from = req.query.from ?? to - 24 * 3600_000;
       if (from > to) throw Errors.invalid("querystring.from: must not be after 'to'");
       const points = await telemetry.track(req.params.id, from, to, req.query.limit);
+      await auth.audit(viewer.account.username, "track.read", device.id, {
+        ownerId: device.ownerId,
+        from,
+        to,
+        points: points.length,
+      });
       return points.map(({ deviceId: _, ...p }) => p);
     },
   );
 
-  const checkDevices = async (ids: string[]) => {
+  /** Every tag of a zone must exist, be a locator tag, and be in the viewer's scope. */
+  const checkDevices = async (viewer: Viewer, ids: string[]) => {
     for (const id of ids) {
       const device = await store.registry.getDevice(id);
-      if (!device) throw Errors.notFound("device", id);
+      if (!device || !sees(viewer, device.ownerId)) throw Errors.notFound("device", id);
       if (device.kind !== "locator-tag")
         throw Errors.invalid(`deviceIds: '${id}' is a ${device.kind}, not a locator tag`);
     }
   };
-  const mustExist = async (id: string) => {
+  const ownersOf = async (g: Geofence) =>
+    (await Promise.all(g.deviceIds.map((id) => store.registry.getDevice(id)))).map((d) => d?.ownerId);
+  /** A zone is visible when one of its tags is; its other tags are left out of the answer. */
+  const asSeenBy = async (viewer: Viewer, g: Geofence): Promise<Geofence | undefined> => {
+    if (viewer.people === null) return g;
+    const owners = await ownersOf(g);
+    const deviceIds = g.deviceIds.filter((_, i) => owners[i] !== undefined && sees(viewer, owners[i]));
+    return deviceIds.length > 0 ? { ...g, deviceIds } : undefined;
+  };
+  const mustExist = async (viewer: Viewer, id: string) => {
     const found = await store.geofences.get(id);
-    if (!found) throw Errors.notFound("geofence", id);
+    const seen = found && (await asSeenBy(viewer, found));
+    if (!seen) throw Errors.notFound("geofence", id);
+    return { found: found as Geofence, seen };
+  };
+  /** Only a zone whose tags are all in scope may be changed. */
+  const mustManage = async (viewer: Viewer, id: string) => {
+    const { found, seen } = await mustExist(viewer, id);
+    if (seen.deviceIds.length !== found.deviceIds.length)
+      throw Errors.forbidden(`geofence '${id}' also guards tags outside your area`);
     return found;
   };
 
   app.post(
     "/api/geofences",
-    { schema: { tags: ["geofences"], body: geofenceInput, response: { 201: geofence } } },
+    {
+      config: { roles: managers },
+      schema: { tags: ["geofences"], body: geofenceInput, response: { 201: geofence } },
+    },
     async (req, reply) => {
+      const viewer = viewerOf(req);
       if (await store.geofences.get(req.body.id)) throw Errors.alreadyExists("geofence", req.body.id);
-      await checkDevices(req.body.deviceIds);
+      await checkDevices(viewer, req.body.deviceIds);
       const created = await store.geofences.create(req.body);
+      await auth.audit(viewer.account.username, "geofence.create", created.id);
       bus.emit("geofences.changed", {});
       return reply.code(201).send(created);
     },
   );
-  app.get("/api/geofences", { schema: { tags: ["geofences"], response: { 200: z.array(geofence) } } }, () =>
-    store.geofences.list(),
+  app.get(
+    "/api/geofences",
+    { config: { roles: everyone }, schema: { tags: ["geofences"], response: { 200: z.array(geofence) } } },
+    async (req) => {
+      const viewer = viewerOf(req);
+      const seen = await Promise.all((await store.geofences.list()).map((g) => asSeenBy(viewer, g)));
+      return seen.filter((g) => g !== undefined);
+    },
   );
   app.get(
     "/api/geofences/:id",
-    { schema: { tags: ["geofences"], params: z.object({ id: s.id }), response: { 200: geofence } } },
-    (req) => mustExist(req.params.id),
+    {
+      config: { roles: everyone },
+      schema: { tags: ["geofences"], params: z.object({ id: s.id }), response: { 200: geofence } },
+    },
+    async (req) => (await mustExist(viewerOf(req), req.params.id)).seen,
   );
   app.put(
     "/api/geofences/:id",
     {
+      config: { roles: managers },
       schema: {
         tags: ["geofences"],
         params: z.object({ id: s.id }),
@@ -107,19 +156,23 @@ export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
       },
     },
     async (req) => {
-      await mustExist(req.params.id);
-      await checkDevices(req.body.deviceIds);
+      const viewer = viewerOf(req);
+      await mustManage(viewer, req.params.id);
+      await checkDevices(viewer, req.body.deviceIds);
       const updated = await store.geofences.update({ ...req.body, id: req.params.id });
+      await auth.audit(viewer.account.username, "geofence.update", updated.id);
       bus.emit("geofences.changed", {});
       return updated;
     },
   );
   app.delete(
     "/api/geofences/:id",
-    { schema: { tags: ["geofences"], params: z.object({ id: s.id }) } },
+    { config: { roles: managers }, schema: { tags: ["geofences"], params: z.object({ id: s.id }) } },
     async (req, reply) => {
-      await mustExist(req.params.id);
+      const viewer = viewerOf(req);
+      await mustManage(viewer, req.params.id);
       await store.geofences.remove(req.params.id);
+      await auth.audit(viewer.account.username, "geofence.remove", req.params.id);
       bus.emit("geofences.changed", {});
       return reply.code(204).send();
     },

@@ -26,6 +26,8 @@ export interface EventMap {
   /** The condition is over: resolve the device's open alert of this kind, as the gateway. */
   "alert.clear": { kind: AlertKind; deviceId: string; note: string };
   "geofences.changed": Record<string, never>;
+  /** People, assignments or accounts changed: who may see what must be worked out again. */
+  "access.changed": Record<string, never>;
   "device.command": { deviceId: string; command: DeviceCommand; pressReceivedHr?: number };
 }
 

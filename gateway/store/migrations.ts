@@ -141,3 +141,41 @@ CREATE INDEX telemetry_received ON telemetry(received_at);
 CREATE TABLE telemetry_spool (id INTEGER PRIMARY KEY AUTOINCREMENT, point TEXT NOT NULL);
 `,
 });
+
+migrations.push({
+  version: 3,
+  name: "accounts, sessions, the access audit log, device revocation, alert retention",
+  sql: `
+CREATE TABLE accounts (
+  username TEXT PRIMARY KEY,
+  password_hash TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('admin','staff','doctor','family')),
+  person_id TEXT REFERENCES people(id),
+  created_at INTEGER NOT NULL,
+  disabled_at INTEGER
+);
+CREATE TABLE sessions (
+  id_hash TEXT PRIMARY KEY,
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  csrf_token TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX sessions_username ON sessions(username);
+CREATE TABLE audit_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT,
+  detail TEXT
+);
+CREATE INDEX audit_log_at ON audit_log(at);
+ALTER TABLE devices ADD COLUMN revoked_at INTEGER;
+-- Closed alerts past their retention may be deleted; an open or accepted alert's trail never.
+DROP TRIGGER alert_events_append_only_delete;
+CREATE TRIGGER alert_events_append_only_delete BEFORE DELETE ON alert_events
+  WHEN (SELECT state FROM alerts WHERE id = OLD.alert_id) IN ('open','accepted')
+  BEGIN SELECT RAISE(ABORT, 'an active alert''s trail cannot be deleted'); END;
+`,
+});

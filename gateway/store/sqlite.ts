@@ -6,6 +6,8 @@ import { alertStates } from "../alerts/model.ts";
 import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import { migrations } from "./migrations.ts";
+import { sqliteAccounts, sqliteAudit, sqliteSessions } from "./sqlite-auth.ts";
+import { capSize, StorageHealth, type StorageHealthOptions } from "./sqlite-health.ts";
 import { sqliteGeofences, sqliteSpool, sqliteTelemetry, sqliteTracking } from "./sqlite-tracking.ts";
 import type {
   AlertRepository,
@@ -30,30 +32,43 @@ type Row = Record<string, unknown>;
  * synchronous=FULL fsyncs every commit, so an acknowledged press survives a power cut, not only a
  * crashed process. Commits are small and rare (presses, alert transitions), so the fsync is cheap.
  */
-export function openSqliteStore(dataDir: string): Store {
+export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): Store {
   mkdirSync(dataDir, { recursive: true });
   const db = new Database(join(dataDir, "gateway.db"));
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = ON");
-  db.pragma("busy_timeout = 5000");
+  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+  if (options.maxSizeMb !== undefined) capSize(db, options.maxSizeMb, options.log);
   migrate(db);
-  return {
+  const health = new StorageHealth(db, options);
+  return health.watch({
     registry: registry(db),
     deviceEvents: deviceEvents(db),
     alerts: alerts(db),
     attempts: attempts(db),
     tracking: sqliteTracking(db),
     geofences: sqliteGeofences(db),
+    accounts: sqliteAccounts(db),
+    sessions: sqliteSessions(db),
+    audit: sqliteAudit(db),
     telemetry: sqliteTelemetry(db),
     spool: sqliteSpool(db),
     ping: async () => {
       db.prepare("SELECT 1").get();
+      health.check();
     },
     close: async () => {
       db.close();
     },
-  };
+  });
+}
+
+export interface SqliteOptions extends StorageHealthOptions {
+  /** How long a write waits for another connection's lock; better-sqlite3 blocks the process meanwhile. */
+  busyTimeoutMs?: number;
+  /** Cap on the database's size: beyond it, writes fail with SQLITE_FULL. */
+  maxSizeMb?: number;
 }
 
 function migrate(db: Database.Database): void {
@@ -99,6 +114,7 @@ function registry(db: Database.Database): RegistryRepository {
     kind: r.kind as Device["kind"],
     ownerId: r.owner_id as string,
     createdAt: r.created_at as number,
+    revokedAt: (r.revoked_at as number | null) ?? null,
   });
   const toAssignment = (r: Row): Assignment => ({
     id: r.id as number,
@@ -188,16 +204,24 @@ function registry(db: Database.Database): RegistryRepository {
         db.prepare(
           "INSERT INTO devices (id, kind, owner_id, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)",
         ).run(d.id, d.kind, d.ownerId, secretHash, d.createdAt);
-        return d;
+        return { ...d, revokedAt: null };
       }),
     getDevice: async (id) => {
       const r = db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as Row | undefined;
       return r && toDevice(r);
     },
+    setDeviceSecret: async (id, secretHash) => {
+      db.prepare("UPDATE devices SET secret_hash = ?, revoked_at = NULL WHERE id = ?").run(secretHash, id);
+    },
+    revokeDevice: async (id, at) => {
+      db.prepare("UPDATE devices SET revoked_at = ? WHERE id = ?").run(at, id);
+    },
     getDeviceSecretHash: async (id) =>
-      (db.prepare("SELECT secret_hash FROM devices WHERE id = ?").get(id) as Row | undefined)?.secret_hash as
-        | string
-        | undefined,
+      (
+        db.prepare("SELECT secret_hash FROM devices WHERE id = ? AND revoked_at IS NULL").get(id) as
+          | Row
+          | undefined
+      )?.secret_hash as string | undefined,
     listDevices: async () => (db.prepare("SELECT * FROM devices ORDER BY id").all() as Row[]).map(toDevice),
     createAssignment: async (a) => {
       try {
@@ -211,11 +235,14 @@ function registry(db: Database.Database): RegistryRepository {
         throw err;
       }
     },
-    listAssignments: async (residentId) =>
+    listAssignments: async ({ residentId, personId } = {}) =>
       (
         db
-          .prepare("SELECT * FROM assignments WHERE (? IS NULL OR resident_id = ?) ORDER BY id")
-          .all(residentId ?? null, residentId ?? null) as Row[]
+          .prepare(
+            `SELECT * FROM assignments WHERE (@residentId IS NULL OR resident_id = @residentId)
+               AND (@personId IS NULL OR person_id = @personId) ORDER BY id`,
+          )
+          .all({ residentId: residentId ?? null, personId: personId ?? null }) as Row[]
       ).map(toAssignment),
     deleteAssignment: async (id) => {
       const info = db.prepare("DELETE FROM assignments WHERE id = ?").run(id);
@@ -286,6 +313,16 @@ function alerts(db: Database.Database): AlertRepository {
     "INSERT INTO alert_events (alert_id, at, type, actor, data) VALUES (?, ?, ?, ?, ?)",
   );
   const markHandled = db.prepare("UPDATE device_events SET handled = 1 WHERE id = ?");
+  /** Retention: closed alerts with their trail and attempts, and handled device events, older than `before`. */
+  const pruneAlerts = db.transaction((before: number): number => {
+    const old = "SELECT id FROM alerts WHERE state IN ('resolved','cancelled') AND closed_at < ?";
+    db.prepare(`DELETE FROM notification_attempts WHERE alert_id IN (${old})`).run(before);
+    db.prepare(`DELETE FROM alert_events WHERE alert_id IN (${old})`).run(before);
+    db.prepare("DELETE FROM device_events WHERE handled = 1 AND received_at < ?").run(before);
+    return db
+      .prepare("DELETE FROM alerts WHERE state IN ('resolved','cancelled') AND closed_at < ?")
+      .run(before).changes;
+  });
   const commit = db.transaction((change: Parameters<AlertRepository["commit"]>[0]): AlertEvent[] => {
     upsert.run(change.alert);
     if (change.handledEventId !== undefined) markHandled.run(change.handledEventId);
@@ -308,15 +345,18 @@ function alerts(db: Database.Database): AlertRepository {
         .get(deviceId, kind) as Row | undefined;
       return r && toAlert(r);
     },
-    list: async ({ states, limit }) => {
+    list: async ({ states, subjectIds, limit }) => {
       const wanted = states ?? [...alertStates];
+      const marks = (xs: readonly unknown[]) => xs.map(() => "?").join(",");
+      const bySubject = subjectIds ? `AND subject_id IN (${marks(subjectIds)})` : "";
       const rows = db
         .prepare(
-          `SELECT * FROM alerts WHERE state IN (${wanted.map(() => "?").join(",")}) ORDER BY opened_at DESC LIMIT ?`,
+          `SELECT * FROM alerts WHERE state IN (${marks(wanted)}) ${bySubject} ORDER BY opened_at DESC LIMIT ?`,
         )
-        .all(...wanted, limit) as Row[];
+        .all(...wanted, ...(subjectIds ?? []), limit) as Row[];
       return rows.map(toAlert);
     },
+    prune: async (before) => pruneAlerts(before),
     countByState: async () => {
       const counts = Object.fromEntries(alertStates.map((s) => [s, 0])) as Record<AlertState, number>;
       for (const r of db.prepare("SELECT state, COUNT(*) AS n FROM alerts GROUP BY state").all() as Row[]) {

@@ -39,6 +39,37 @@ export interface Device {
   kind: DeviceKind;
   ownerId: string;
   createdAt: number;
+  /** When the device was revoked: it can no longer connect until its secret is rotated. */
+  revokedAt: number | null;
+}
+
+/** What a dashboard user may do; staff, doctors and family act as the person they are linked to. */
+export const accountRoles = ["admin", "staff", "doctor", "family"] as const;
+export type AccountRole = (typeof accountRoles)[number];
+export interface Account {
+  username: string;
+  role: AccountRole;
+  /** The person the account acts as; required except for admins. */
+  personId: string | null;
+  createdAt: number;
+  disabledAt: number | null;
+}
+export interface Session {
+  /** SHA-256 of the cookie's token, so a copy of the database holds no usable session. */
+  idHash: string;
+  username: string;
+  csrfToken: string;
+  createdAt: number;
+  expiresAt: number;
+}
+/** Who did or read what, outside the alert trail: sign-ins, registry changes, track reads. */
+export interface AuditEntry {
+  id: number;
+  at: number;
+  actor: string;
+  action: string;
+  target: string | null;
+  detail: Record<string, unknown> | null;
 }
 export interface Assignment {
   id: number;
@@ -85,6 +116,9 @@ export interface Store {
   readonly attempts: AttemptRepository;
   readonly tracking: TrackingRepository;
   readonly geofences: GeofenceRepository;
+  readonly accounts: AccountRepository;
+  readonly sessions: SessionRepository;
+  readonly audit: AuditRepository;
   /** The embedded telemetry store (used when no InfluxDB is configured). */
   readonly telemetry: TelemetryStore & { prune(before: number): number };
   /** Where telemetry waits while InfluxDB is down. */
@@ -104,12 +138,16 @@ export interface RegistryRepository {
   getPerson(id: string): Promise<Person | undefined>;
   listPeople(filter?: { role?: Role; communityId?: string; gridId?: string }): Promise<Person[]>;
   deletePerson(id: string): Promise<void>;
-  createDevice(d: Device, secretHash: string): Promise<Device>;
+  createDevice(d: Omit<Device, "revokedAt">, secretHash: string): Promise<Device>;
+  /** A new secret; also reinstates a revoked device. */
+  setDeviceSecret(id: string, secretHash: string): Promise<void>;
+  revokeDevice(id: string, at: number): Promise<void>;
   getDevice(id: string): Promise<Device | undefined>;
+  /** The secret hash of a device that may connect: undefined when unknown or revoked. */
   getDeviceSecretHash(id: string): Promise<string | undefined>;
   listDevices(): Promise<Device[]>;
   createAssignment(a: Omit<Assignment, "id">): Promise<Assignment>;
-  listAssignments(residentId?: string): Promise<Assignment[]>;
+  listAssignments(filter?: { residentId?: string; personId?: string }): Promise<Assignment[]>;
   deleteAssignment(id: number): Promise<void>;
   isEmpty(): Promise<boolean>;
 }
@@ -126,7 +164,10 @@ export interface AlertRepository {
   get(id: string): Promise<Alert | undefined>;
   /** The open or accepted alert of this kind for this device, if any. */
   findActive(deviceId: string, kind: Alert["kind"]): Promise<Alert | undefined>;
-  list(filter: { states?: AlertState[]; limit: number }): Promise<Alert[]>;
+  /** Newest first; `subjectIds` limits the list to alerts about those people. */
+  list(filter: { states?: AlertState[]; subjectIds?: readonly string[]; limit: number }): Promise<Alert[]>;
+  /** Deletes closed alerts (their trail, attempts and device events) closed before `before`. */
+  prune(before: number): Promise<number>;
   countByState(): Promise<Record<AlertState, number>>;
   /** Saves the alert, appends its events and marks the consumed device event, in one transaction. */
   commit(change: AlertChange): Promise<AlertEvent[]>;
@@ -171,4 +212,29 @@ export interface GeofenceRepository {
   create(g: Geofence): Promise<Geofence>;
   update(g: Geofence): Promise<Geofence>;
   remove(id: string): Promise<void>;
+}
+
+export interface AccountRepository {
+  create(a: Account, passwordHash: string): Promise<Account>;
+  get(username: string): Promise<Account | undefined>;
+  passwordHash(username: string): Promise<string | undefined>;
+  list(): Promise<Account[]>;
+  update(a: Account, passwordHash?: string): Promise<Account>;
+  remove(username: string): Promise<void>;
+  count(): Promise<number>;
+}
+
+export interface SessionRepository {
+  create(s: Session): Promise<void>;
+  get(idHash: string): Promise<Session | undefined>;
+  remove(idHash: string): Promise<void>;
+  /** Ends every session of an account (password changed, disabled, removed). */
+  removeFor(username: string): Promise<void>;
+  prune(now: number): Promise<number>;
+}
+
+export interface AuditRepository {
+  record(e: Omit<AuditEntry, "id">): Promise<void>;
+  list(filter: { actor?: string; action?: string; target?: string; limit: number }): Promise<AuditEntry[]>;
+  prune(before: number): Promise<number>;
 }

@@ -24,9 +24,14 @@ export const freePort = () =>
     });
   });
 
+/** The first admin of every measured gateway; the scripts sign in as it to register devices. */
+const ADMIN_PASSWORD = "bench-admin-password";
+
 export interface GatewayProcess {
   process: ChildProcess;
   base: string;
+  /** The admin's session cookie, for requests made outside `post` (the live stream). */
+  cookie: string;
   mqttUrl: string;
   post<T = unknown>(path: string, body: unknown): Promise<T>;
   stop(): Promise<void>;
@@ -55,6 +60,7 @@ export async function startGatewayProcess(
         HOST: "127.0.0.1",
         DATA_DIR: dataDir,
         LOG_LEVEL: "error",
+        ADMIN_PASSWORD,
         ...env,
       },
       stdio: ["ignore", "inherit", "inherit"],
@@ -64,14 +70,23 @@ export async function startGatewayProcess(
     if (i > 300 || child.exitCode !== null) throw new Error("the gateway did not start");
     await sleep(100);
   }
+  const signIn = await fetch(`${base}/api/session`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: "admin", password: ADMIN_PASSWORD }),
+  });
+  if (!signIn.ok) throw new Error(`sign-in: ${signIn.status} ${await signIn.text()}`);
+  const cookie = (signIn.headers.get("set-cookie") ?? "").split(";")[0] as string;
+  const { csrfToken } = (await signIn.json()) as { csrfToken: string };
   return {
     process: child,
     base,
+    cookie,
     mqttUrl: `mqtt://127.0.0.1:${mqttPort}`,
     async post<T>(path: string, body: unknown): Promise<T> {
       const res = await fetch(base + path, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", cookie, "x-csrf-token": csrfToken },
         body: JSON.stringify(body),
       });
       if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);

@@ -227,8 +227,11 @@ async function gatewayPoint(n: number, withIngest: boolean) {
   });
   await new Promise<void>((r) => hooks.listen(0, "127.0.0.1", r));
   const hookUrl = `http://127.0.0.1:${(hooks.address() as AddressInfo).port}/`;
-  const gw = await startGatewayProcess({ LOG_LEVEL: "warn", HEARTBEAT_SEC_LOCATOR_TAG: "60" }, (dir) =>
-    seed(dir, n, hookUrl),
+  // The load comes from three addresses at rates no real device reaches: lift the device limits.
+  const unlimited = { MQTT_CONNECT_RATE_PER_IP: "0", DEVICE_PUBLISH_RATE: "0" };
+  const gw = await startGatewayProcess(
+    { LOG_LEVEL: "warn", HEARTBEAT_SEC_LOCATOR_TAG: "60", ...unlimited },
+    (dir) => seed(dir, n, hookUrl),
   );
   const pid = gw.process.pid ?? 0;
   const port = Number(new URL(gw.mqttUrl).port);
@@ -255,7 +258,7 @@ async function gatewayPoint(n: number, withIngest: boolean) {
     console.log(`  gateway CPU with ${n} devices heartbeating, nothing else: ${result.cpuHeartbeatOnly}`);
 
     // Read the stream with node:http (undici's fetch body adds milliseconds of buffering of its own).
-    const streamRequest = httpGet(`${gw.base}/api/stream`, (res) => {
+    const streamRequest = httpGet(`${gw.base}/api/stream`, { headers: { cookie: gw.cookie } }, (res) => {
       let buffer = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => {

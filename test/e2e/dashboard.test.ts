@@ -6,6 +6,7 @@ import { launchChromium } from "../support/browser.ts";
 import {
   call,
   connectDevice,
+  PEOPLE_PASSWORD,
   registerDevice,
   seedCommunity,
   startGateway,
@@ -39,16 +40,27 @@ describe("dashboard in Chromium", () => {
     expect(errors.splice(0)).toEqual([]);
   });
 
-  async function open(path = "/") {
+  /** Opens the page, signing in through the form as `username` when it asks. */
+  async function open(path = "/", username = "dr-tsering") {
     await page.goto(`${gw.http}${path}`);
+    if (await page.locator("form.signin").isVisible()) {
+      await page.fill("#username", username);
+      await page.fill("#password", PEOPLE_PASSWORD);
+      await page.locator("form.signin button[type=submit]").click();
+    }
     await page.locator(".status.live").waitFor();
   }
   const card = (alertId: string) => page.locator(`li.alert[data-alert-id="${alertId}"]`);
 
   it("shows a press within a second; accepting in the page tells the device; resolving turns it green", async () => {
     const device: TestDevice = await connectDevice(gw, await registerDevice(gw, "btn-dondrub"));
+    await page.goto(gw.http);
+    await page.fill("#username", "dr-tsering");
+    await page.fill("#password", "wrong password");
+    await page.locator("form.signin button[type=submit]").click();
+    await page.getByText("wrong username or password").waitFor();
     await open();
-    await page.selectOption("#actor", "dr-tsering");
+    await page.getByText("Signed in as 次仁医生 Dr Tsering").waitFor();
 
     const pressedAt = Date.now();
     await device.event("press");
@@ -184,8 +196,6 @@ describe("dashboard in Chromium", () => {
   it("can be worked with the keyboard alone", async () => {
     const device = await connectDevice(gw, await registerDevice(gw, "btn-keys"));
     await open();
-    await page.focus("#actor");
-    await page.keyboard.press("ArrowDown"); // the first responder in the list
     await device.event("press");
     const accept = page.locator("li.alert").getByRole("button", { name: "Accept" });
     await accept.waitFor();
@@ -200,8 +210,33 @@ describe("dashboard in Chromium", () => {
     await device.close();
   });
 
+  it("shows a family member only their own relative, and signs out", async () => {
+    await call(gw, "POST", "/api/people", {
+      id: "other-resident",
+      name: "Another resident",
+      role: "resident",
+      communityId: "chongsaikang",
+    });
+    const ours = await connectDevice(gw, await registerDevice(gw, "btn-ours"));
+    const theirs = await connectDevice(gw, await registerDevice(gw, "btn-theirs", "other-resident"));
+    await theirs.event("press");
+    await theirs.waitForCommand("received");
+    await open("/", "pema");
+    await ours.event("press");
+    await page.locator("li.alert", { hasText: "btn-ours" }).waitFor();
+    await theirs.event("press", undefined, Date.now()); // live, after the page loaded: still not shown
+    await theirs.waitForCommand("received");
+    await expect(page.locator("li.alert").count()).resolves.toBe(1);
+    await page.locator("#sign-out").click();
+    await page.locator("form.signin").waitFor();
+    await page.reload();
+    await page.locator("form.signin").waitFor();
+    await ours.close();
+    await theirs.close();
+  });
+
   it("registers a device from the page and shows its secret once", async () => {
-    await open("/#devices");
+    await open("/#devices", "lhakpa");
     await page.fill("#device-id", "btn-new");
     await page.selectOption("#device-owner", "dondrub");
     await page.getByRole("button", { name: "Register" }).click();

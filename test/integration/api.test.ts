@@ -6,6 +6,7 @@ import {
   metric,
   registerDevice,
   seedCommunity,
+  signIn,
   startGateway,
   type TestGateway,
 } from "../support/gateway.ts";
@@ -35,6 +36,7 @@ describe("HTTP API", () => {
       kind: "locator-tag",
       ownerId: "dondrub",
       createdAt: expect.any(Number),
+      revokedAt: null,
       connected: false,
       state: null,
     });
@@ -100,7 +102,11 @@ describe("HTTP API", () => {
   it("refuses malformed JSON bodies and unknown alert states", async () => {
     const res = await fetch(`${gw.http}/api/people`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: {
+        "content-type": "application/json",
+        cookie: gw.cookie,
+        "x-csrf-token": gw.session?.csrf ?? "",
+      },
       body: "{oops",
     });
     expect(res.status).toBe(400);
@@ -114,33 +120,39 @@ describe("HTTP API", () => {
 
   it("edits people and refuses to delete someone still referenced", async () => {
     const patched = await call(gw, "PATCH", "/api/people/pema", { phone: "+86 891 000 0000" });
-    expect(patched.body).toMatchObject({ id: "pema", phone: "+86 891 000 0000", role: "family" });
+    // Fields left out of a patch keep their values.
+    expect(patched.body).toMatchObject({
+      id: "pema",
+      phone: "+86 891 000 0000",
+      role: "family",
+      gridId: "grid-1",
+      contacts: [{ kind: "webhook", address: "http://127.0.0.1:9/pema" }],
+    });
     const del = await call(gw, "DELETE", "/api/people/pema");
     expect(del).toMatchObject({ status: 409, body: { error: { code: "in_use" } } });
     expect((await call(gw, "GET", "/api/people/pema")).status).toBe(200);
   });
 
   it("answers accept, resolve and cancel on a missing or closed alert with the catalogue's errors", async () => {
-    expect(await call(gw, "POST", "/api/alerts/nope/accept", { by: "dr-tsering" })).toMatchObject({
+    const doctor = await signIn(gw, "dr-tsering");
+    expect(await call(gw, "POST", "/api/alerts/nope/accept", {}, doctor)).toMatchObject({
       status: 404,
       body: { error: { code: "not_found" } },
     });
     const device = await connectDevice(gw, await registerDevice(gw, "btn-api"));
     await device.event("press");
     const { alertId } = await device.waitForCommand("received");
-    expect(await call(gw, "POST", `/api/alerts/${alertId}/accept`, { by: "dondrub" })).toMatchObject({
-      status: 400,
-      body: { error: { code: "wrong_role" } },
+    // The admin account acts as no person, so it cannot be the responder.
+    expect(await call(gw, "POST", `/api/alerts/${alertId}/accept`, {})).toMatchObject({
+      status: 403,
+      body: { error: { code: "forbidden" } },
     });
-    expect(
-      await call(gw, "POST", `/api/alerts/${alertId}/resolve`, { by: "dr-tsering", note: " " }),
-    ).toMatchObject({
+    expect(await call(gw, "POST", `/api/alerts/${alertId}/resolve`, { note: " " }, doctor)).toMatchObject({
       status: 400,
     });
-    expect((await call(gw, "POST", `/api/alerts/${alertId}/cancel`, { by: "lhakpa" })).body.state).toBe(
-      "cancelled",
-    );
-    expect(await call(gw, "POST", `/api/alerts/${alertId}/accept`, { by: "dr-tsering" })).toMatchObject({
+    const cancelled = await call(gw, "POST", `/api/alerts/${alertId}/cancel`, {}, await signIn(gw, "lhakpa"));
+    expect(cancelled.body).toMatchObject({ state: "cancelled", closedBy: "lhakpa" });
+    expect(await call(gw, "POST", `/api/alerts/${alertId}/accept`, {}, doctor)).toMatchObject({
       status: 409,
       body: { error: { code: "alert_closed" } },
     });
@@ -149,7 +161,7 @@ describe("HTTP API", () => {
 
   it("resumes the live stream from Last-Event-ID without missing or repeating an event", async () => {
     const device = await connectDevice(gw, await registerDevice(gw, "btn-stream"));
-    const first = openSse(`${gw.http}/api/stream`);
+    const first = openSse(`${gw.http}/api/stream`, { cookie: gw.cookie });
     await waitFor(() => gw.api.server.listening);
     await device.event("press");
     await waitFor(() => first.messages.length >= 2, 5000, "first events");
@@ -158,10 +170,11 @@ describe("HTTP API", () => {
 
     // While the page is away: the alert is accepted and resolved.
     const { alertId } = await device.waitForCommand("received");
-    await call(gw, "POST", `/api/alerts/${alertId}/accept`, { by: "dr-tsering" });
-    await call(gw, "POST", `/api/alerts/${alertId}/resolve`, { by: "dr-tsering", note: "visited" });
+    const doctor = await signIn(gw, "dr-tsering");
+    await call(gw, "POST", `/api/alerts/${alertId}/accept`, {}, doctor);
+    await call(gw, "POST", `/api/alerts/${alertId}/resolve`, { note: "visited" }, doctor);
 
-    const resumed = openSse(`${gw.http}/api/stream`, { "last-event-id": lastSeen });
+    const resumed = openSse(`${gw.http}/api/stream`, { "last-event-id": lastSeen, cookie: gw.cookie });
     await waitFor(() => resumed.messages.length >= 2, 5000, "replayed events");
     await device.event("press"); // a new alert, live
     await waitFor(() => resumed.messages.length >= 4, 5000, "live events");

@@ -7,6 +7,7 @@ import {
   metric,
   registerDevice,
   seedCommunity,
+  signIn,
   startGateway,
   type TestGateway,
   WEBHOOK_SECRET,
@@ -33,7 +34,7 @@ describe("call-button loop", () => {
 
   it("escalates a press from doctor to family, and closes the loop back to the device", async () => {
     const device = await connectDevice(gw, await registerDevice(gw, "btn-dondrub"));
-    const stream = openSse(`${gw.http}/api/stream`);
+    const stream = openSse(`${gw.http}/api/stream`, { cookie: gw.cookie });
     await waitFor(() => gw.api.server.listening && true);
 
     await device.event("press");
@@ -71,7 +72,8 @@ describe("call-button loop", () => {
     expect(toFamily.json).toMatchObject({ alertId: received.alertId, level: 2 });
 
     // The doctor accepts after all: the device is told who is coming, escalation stops.
-    const accepted = await call(gw, "POST", `/api/alerts/${received.alertId}/accept`, { by: "dr-tsering" });
+    const doctor = await signIn(gw, "dr-tsering");
+    const accepted = await call(gw, "POST", `/api/alerts/${received.alertId}/accept`, {}, doctor);
     expect(accepted.status).toBe(200);
     expect(accepted.body).toMatchObject({ state: "accepted", acceptedBy: "dr-tsering", deadlineAt: null });
     const acceptedCommand = await device.waitForCommand("accepted");
@@ -79,10 +81,13 @@ describe("call-button loop", () => {
     await clock.advance(10 * 60_000);
     expect(hooks.received.some((h) => h.path === "/lhakpa" || h.path === "/staff-yang")).toBe(false);
 
-    const resolved = await call(gw, "POST", `/api/alerts/${received.alertId}/resolve`, {
-      by: "dr-tsering",
-      note: "Blood pressure checked, all well",
-    });
+    const resolved = await call(
+      gw,
+      "POST",
+      `/api/alerts/${received.alertId}/resolve`,
+      { note: "Blood pressure checked, all well" },
+      doctor,
+    );
     expect(resolved.body).toMatchObject({ state: "resolved", outcome: "Blood pressure checked, all well" });
     await device.waitForCommand("resolved");
 

@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
-import pino from "pino";
+import type { DestinationStream } from "pino";
 import { buildGateway, type Gateway } from "../../gateway/app.ts";
 import type { Clock } from "../../gateway/clock/index.ts";
 import { loadConfig } from "../../gateway/config/index.ts";
@@ -10,12 +10,19 @@ import type { DeviceCommand } from "../../gateway/ingest/contract.ts";
 import { waitFor } from "./wait.ts";
 
 export const WEBHOOK_SECRET = "test-webhook-secret-0123456789";
+export const ADMIN_PASSWORD = "test-admin-password";
+
+/** A signed-in dashboard session: the cookie to send and the CSRF token to echo. */
+export interface SessionCreds {
+  cookie: string;
+  csrf: string;
+}
 
 export const tempDataDir = () => mkdtempSync(join(tmpdir(), "gateway-test-"));
 
 /** A real gateway on free ports with its own SQLite file. */
 export async function startGateway(
-  options: { dataDir?: string; clock?: Clock; env?: Record<string, string> } = {},
+  options: { dataDir?: string; clock?: Clock; env?: Record<string, string>; logTo?: DestinationStream } = {},
 ) {
   const dataDir = options.dataDir ?? tempDataDir();
   const config = loadConfig({
@@ -25,22 +32,53 @@ export async function startGateway(
     DATA_DIR: dataDir,
     WEBHOOK_SECRET,
     WEBHOOK_RETRY_DELAYS_MS: "1000,4000",
+    ADMIN_PASSWORD,
+    LOG_LEVEL: process.env.TEST_LOG ?? "silent",
     ...options.env,
   });
-  const gateway = await buildGateway(config, {
-    clock: options.clock,
-    log: pino({ level: process.env.TEST_LOG ?? "silent" }),
-  });
+  const gateway = await buildGateway(config, { clock: options.clock, logTo: options.logTo });
   await gateway.start();
-  return Object.assign(gateway, { dataDir, http: `http://127.0.0.1:${gateway.ports.http}` });
+  const http = `http://127.0.0.1:${gateway.ports.http}`;
+  // Signed in as the first admin, so that `call` works on every route; tests of scope sign in others.
+  const admin = await login({ http }, "admin", ADMIN_PASSWORD);
+  return Object.assign(gateway, {
+    dataDir,
+    http,
+    session: admin as SessionCreds | undefined,
+    cookie: admin.cookie,
+  });
 }
 export type TestGateway = Awaited<ReturnType<typeof startGateway>>;
 
-/** Calls the HTTP API; returns status and parsed body. */
-export async function call(gw: { http: string }, method: string, path: string, body?: unknown) {
+/** Signs in; throws unless the gateway accepts the password. */
+export async function login(gw: { http: string }, username: string, password: string): Promise<SessionCreds> {
+  const res = await fetch(`${gw.http}/api/session`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username, password }),
+  });
+  if (res.status !== 200) throw new Error(`sign-in as ${username}: ${res.status} ${await res.text()}`);
+  const cookie = (res.headers.get("set-cookie") ?? "").split(";")[0] as string;
+  return { cookie, csrf: ((await res.json()) as { csrfToken: string }).csrfToken };
+}
+
+/**
+ * Calls the HTTP API as `as` (by default the gateway's admin session; `null` for no session);
+ * returns status and parsed body.
+ */
+export async function call(
+  gw: { http: string; session?: SessionCreds },
+  method: string,
+  path: string,
+  body?: unknown,
+  as: SessionCreds | null | undefined = gw.session,
+) {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (as) Object.assign(headers, { cookie: as.cookie, "x-csrf-token": as.csrf });
   const res = await fetch(gw.http + path, {
     method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
+    headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -50,7 +88,10 @@ export async function call(gw: { http: string }, method: string, path: string, b
 }
 
 /** One community with a resident, their doctor and family, a grid worker and staff, each with a webhook. */
-export async function seedCommunity(gw: { http: string }, webhookUrl: (path: string) => string) {
+export async function seedCommunity(
+  gw: { http: string; session?: SessionCreds },
+  webhookUrl: (path: string) => string,
+) {
   const ok = async (method: string, path: string, body: unknown) => {
     const res = await call(gw, method, path, body);
     if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
@@ -74,10 +115,24 @@ export async function seedCommunity(gw: { http: string }, webhookUrl: (path: str
   await person("staff-yang", "杨 Yang", "staff");
   await ok("POST", "/api/assignments", { residentId: "dondrub", personId: "dr-tsering", relation: "doctor" });
   await ok("POST", "/api/assignments", { residentId: "dondrub", personId: "pema", relation: "family" });
+  // Each responder signs in with their person id as username (see `signIn`).
+  for (const [username, role] of [
+    ["dr-tsering", "doctor"],
+    ["pema", "family"],
+    ["lhakpa", "staff"],
+    ["staff-yang", "staff"],
+  ]) {
+    await ok("POST", "/api/users", { username, role, personId: username, password: PEOPLE_PASSWORD });
+  }
 }
 
+export const PEOPLE_PASSWORD = "test-people-password";
+
+/** Signs in as one of the accounts `seedCommunity` (or a test) created with PEOPLE_PASSWORD. */
+export const signIn = (gw: { http: string }, username: string) => login(gw, username, PEOPLE_PASSWORD);
+
 export async function registerDevice(
-  gw: { http: string },
+  gw: { http: string; session?: SessionCreds },
   id: string,
   ownerId = "dondrub",
   kind = "call-button",
