@@ -50,9 +50,13 @@ export class AlertService {
 
   async start(): Promise<void> {
     const { store, bus, log } = this.deps;
+    this.scheduler.start();
+    // First, before anything new is notified: otherwise its delivery, not yet recorded, would go twice.
+    await this.resumeNotifications();
     const failed = (deviceId: string) => (err: unknown) => log.error({ err, deviceId }, "alert rule failed");
     this.unsubscribe = [
       bus.on("device.event", (e) => void this.onDeviceEvent(e).catch(failed(e.deviceId))),
+      bus.on("device.resent", (e) => void this.onResent(e).catch(failed(e.deviceId))),
       bus.on("alert.raise", (r) => void this.raise(r).catch(failed(r.deviceId))),
       bus.on("alert.clear", (c) => void this.clear(c).catch(failed(c.deviceId))),
     ];
@@ -63,14 +67,22 @@ export class AlertService {
         { deviceId: e.deviceId, seq: e.message.seq },
         "handling a device event left over from the last run",
       );
-      await this.onDeviceEvent({ ...e, eventId: e.id, receivedHr: performance.now() });
+      // One event that cannot be handled must not keep the gateway from starting; it stays unhandled.
+      await this.onDeviceEvent({ ...e, eventId: e.id, receivedHr: performance.now() }).catch(
+        failed(e.deviceId),
+      );
     }
   }
 
+  /** Finishes the transitions already queued; deadlines not yet due wait in the database for the next start. */
   async stop(): Promise<void> {
     for (const off of this.unsubscribe.splice(0)) off();
     this.scheduler.stop();
-    await this.queue.catch(() => undefined);
+    // A queued task may queue another (an API call arriving meanwhile): wait until the queue stays put.
+    for (let tail: Promise<unknown> | undefined; tail !== this.queue; ) {
+      tail = this.queue;
+      await tail;
+    }
   }
 
   accept(alertId: string, by: string): Promise<Alert> {
@@ -94,34 +106,59 @@ export class AlertService {
     });
   }
 
-  private onDeviceEvent(e: EventMap["device.event"]): Promise<unknown> {
+  /**
+   * A device sends an event again until it hears `received`. If the first one is still unhandled
+   * (its alert could not be saved: the database was locked or full), handle it now; if it was
+   * handled but the confirmation was lost (a crash), confirm again. Nothing is stored twice.
+   */
+  private onResent(e: EventMap["device.resent"]): Promise<unknown> {
+    // Queued behind the first delivery's handling, so that it is not handled twice.
     return this.serially(async () => {
-      const { store, log } = this.deps;
-      const device = await store.registry.getDevice(e.deviceId);
-      if (!device) throw Errors.notFound("device", e.deviceId);
-      const trace = { handledEventId: e.eventId, pressReceivedHr: e.receivedHr };
-      if (e.message.type === "cancel") {
-        const active = await this.activeAlertOf(e.deviceId);
-        if (!active) {
-          log.info({ deviceId: e.deviceId }, "cancel with no active alert");
-          await store.deviceEvents.markHandled(e.eventId);
-          return;
-        }
-        return this.apply(active, { type: "cancel", by: e.deviceId, reason: "device" }, trace);
-      }
-      const kind = kindOfEvent[e.message.type];
-      const existing = await store.alerts.findActive(e.deviceId, kind);
-      const input: AlertInput = {
-        type: "trigger",
-        alertId: randomUUID(),
-        kind,
-        deviceId: e.deviceId,
-        subjectId: device.ownerId,
-        seq: e.message.seq,
-        data: device.kind === "locator-tag" ? this.deps.alarmContext?.(e.deviceId, e.message) : undefined,
-      };
-      return this.apply(existing, input, trace);
+      const { store, bus } = this.deps;
+      const stored = await store.deviceEvents.find(e.deviceId, e.message.seq, e.message.ts);
+      if (!stored) return;
+      if (!stored.handled)
+        return this.handleDeviceEvent({ ...stored, eventId: stored.id, receivedHr: e.receivedHr });
+      if (e.message.type === "cancel") return;
+      const active = await store.alerts.findActive(e.deviceId, kindOfEvent[e.message.type]);
+      if (active)
+        bus.emit("device.command", {
+          deviceId: e.deviceId,
+          command: { type: "received", alertId: active.id },
+        });
     });
+  }
+
+  private onDeviceEvent(e: EventMap["device.event"]): Promise<unknown> {
+    return this.serially(() => this.handleDeviceEvent(e));
+  }
+
+  private async handleDeviceEvent(e: EventMap["device.event"]): Promise<unknown> {
+    const { store, log } = this.deps;
+    const device = await store.registry.getDevice(e.deviceId);
+    if (!device) throw Errors.notFound("device", e.deviceId);
+    const trace = { handledEventId: e.eventId, pressReceivedHr: e.receivedHr };
+    if (e.message.type === "cancel") {
+      const active = await this.activeAlertOf(e.deviceId);
+      if (!active) {
+        log.info({ deviceId: e.deviceId }, "cancel with no active alert");
+        await store.deviceEvents.markHandled(e.eventId);
+        return;
+      }
+      return this.apply(active, { type: "cancel", by: e.deviceId, reason: "device" }, trace);
+    }
+    const kind = kindOfEvent[e.message.type];
+    const existing = await store.alerts.findActive(e.deviceId, kind);
+    const input: AlertInput = {
+      type: "trigger",
+      alertId: randomUUID(),
+      kind,
+      deviceId: e.deviceId,
+      subjectId: device.ownerId,
+      seq: e.message.seq,
+      data: device.kind === "locator-tag" ? this.deps.alarmContext?.(e.deviceId, e.message) : undefined,
+    };
+    return this.apply(existing, input, trace);
   }
 
   private raise({ kind, deviceId, data }: EventMap["alert.raise"]): Promise<unknown> {
@@ -184,6 +221,43 @@ export class AlertService {
       }
     }
     return next;
+  }
+
+  /**
+   * A crash (or a stop with deliveries still waiting) can leave an escalating alert's notification
+   * unsent: its level is stored, its webhook never went out. Each webhook contact of a level
+   * reached so far with no delivered attempt is notified again. At least once, then: a webhook
+   * delivered just before a crash, without its result stored, goes out twice.
+   */
+  private async resumeNotifications(): Promise<void> {
+    const { store, bus, policies, log } = this.deps;
+    for (const alert of await store.alerts.withDeadlines()) {
+      if (alert.state !== "open") continue;
+      const delivered = new Set(
+        (await store.attempts.forAlert(alert.id))
+          .filter((a) => a.channel === "webhook" && a.status === "delivered")
+          .map((a) => `${a.level}|${a.personId}|${a.address}`),
+      );
+      const levels = policies[alert.kind].levels.slice(0, alert.level);
+      for (const [i, step] of levels.entries()) {
+        const level = i + 1;
+        const recipients = (await findRecipients(store.registry, alert.subjectId, step.notify))
+          .map((p) => ({
+            ...p,
+            contacts: p.contacts.filter(
+              (c) => c.kind === "webhook" && !delivered.has(`${level}|${p.id}|${c.address}`),
+            ),
+          }))
+          .filter((p) => p.contacts.length > 0);
+        if (recipients.length === 0) continue;
+        log.warn(
+          // Not `level`: that key is the log line's own.
+          { alertId: alert.id, escalationLevel: level, recipients: recipients.map((p) => p.id) },
+          "notifying again: the last run stopped before this notification was delivered",
+        );
+        bus.emit("alert.notify", { alert, level, recipients });
+      }
+    }
   }
 
   private async activeAlertOf(deviceId: string): Promise<Alert | undefined> {

@@ -13,6 +13,8 @@ export interface EventMap {
     receivedAt: number;
     receivedHr: number;
   };
+  /** A device sent an event again that was stored before (a QoS 1 retry, or no `received` yet). */
+  "device.resent": { deviceId: string; message: DeviceEvent; receivedHr: number };
   "device.heartbeat": { deviceId: string; message: Heartbeat; receivedAt: number };
   "device.connected": { deviceId: string };
   "device.disconnected": { deviceId: string };

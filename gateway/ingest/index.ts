@@ -13,13 +13,39 @@ export * from "./contract.ts";
  * an acknowledged press is never lost, and a re-delivered one never counts twice.
  */
 export class Ingest {
+  /** Device events being stored, for `stop()` to wait for. */
+  private readonly storing = new Set<Promise<unknown>>();
+  private stopped = false;
+
   constructor(
     private readonly deps: { store: Store; bus: EventBus; clock: Clock; metrics: Metrics; log: Logger },
     private readonly limits: ParseLimits,
   ) {}
 
-  /** Returns the refusal reason, or undefined when the message was accepted (or was a duplicate). */
-  async receive(deviceId: string, topic: string, payload: Buffer): Promise<RefusalReason | undefined> {
+  /**
+   * Returns the refusal reason, or undefined when the message was accepted (or was a duplicate).
+   * After `stop()`, never settles.
+   */
+  receive(deviceId: string, topic: string, payload: Buffer): Promise<RefusalReason | undefined> {
+    // Never answered: the broker closes the connection without a PUBACK and the device sends it
+    // again to the next run. Refusing instead would only make the device reconnect and retry at once.
+    if (this.stopped) return new Promise(() => undefined);
+    const receiving = this.handle(deviceId, topic, payload);
+    this.storing.add(receiving);
+    void receiving.catch(() => undefined).finally(() => this.storing.delete(receiving));
+    return receiving;
+  }
+
+  /**
+   * Takes no more messages; those being stored finish, and are acknowledged, before this resolves.
+   * Called first in a graceful stop, so that every acknowledged event is handled before the exit.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.allSettled([...this.storing]);
+  }
+
+  private async handle(deviceId: string, topic: string, payload: Buffer): Promise<RefusalReason | undefined> {
     const { store, bus, clock, metrics, log } = this.deps;
     const receivedHr = performance.now();
     const receivedAt = clock.now();
@@ -38,7 +64,8 @@ export class Ingest {
     const eventId = await store.deviceEvents.record(deviceId, value.message, receivedAt);
     if (eventId === undefined) {
       metrics.duplicates.inc();
-      log.info({ deviceId, seq: value.message.seq }, "duplicate device event dropped");
+      log.info({ deviceId, seq: value.message.seq }, "duplicate device event: not stored again");
+      bus.emit("device.resent", { deviceId, message: value.message, receivedHr });
       return undefined;
     }
     bus.emit("device.event", { deviceId, eventId, message: value.message, receivedAt, receivedHr });

@@ -252,6 +252,13 @@ function registry(db: Database.Database): RegistryRepository {
   };
 }
 
+const toStored = (r: Row) => ({
+  id: r.id as number,
+  deviceId: r.device_id as string,
+  message: { type: r.type, ts: r.ts, seq: r.seq } as DeviceEvent,
+  receivedAt: r.received_at as number,
+});
+
 function deviceEvents(db: Database.Database): DeviceEventRepository {
   const insert = db.prepare(
     "INSERT INTO device_events (device_id, seq, ts, type, received_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -262,12 +269,13 @@ function deviceEvents(db: Database.Database): DeviceEventRepository {
       return info.changes === 0 ? undefined : Number(info.lastInsertRowid);
     },
     unhandled: async () =>
-      (db.prepare("SELECT * FROM device_events WHERE handled = 0 ORDER BY id").all() as Row[]).map((r) => ({
-        id: r.id as number,
-        deviceId: r.device_id as string,
-        message: { type: r.type, ts: r.ts, seq: r.seq } as DeviceEvent,
-        receivedAt: r.received_at as number,
-      })),
+      (db.prepare("SELECT * FROM device_events WHERE handled = 0 ORDER BY id").all() as Row[]).map(toStored),
+    find: async (deviceId, seq, ts) => {
+      const r = db
+        .prepare("SELECT * FROM device_events WHERE device_id = ? AND seq = ? AND ts = ?")
+        .get(deviceId, seq, ts) as Row | undefined;
+      return r && { ...toStored(r), handled: r.handled === 1 };
+    },
     markHandled: async (id) => {
       db.prepare("UPDATE device_events SET handled = 1 WHERE id = ?").run(id);
     },

@@ -158,6 +158,8 @@ export interface DeviceEventRepository {
   /** Events stored but not yet handled by the rules (the gateway stopped in between). */
   unhandled(): Promise<StoredDeviceEvent[]>;
   markHandled(id: number): Promise<void>;
+  /** The stored event a re-delivery repeats, and whether the rules have handled it. */
+  find(deviceId: string, seq: number, ts: number): Promise<(StoredDeviceEvent & { handled: boolean }) | undefined>;
 }
 
 export interface AlertRepository {

@@ -147,6 +147,21 @@ describe("call-button loop", () => {
     await device.close();
   });
 
+  it("confirms a re-sent press again, without a second alert or press", async () => {
+    const device = await connectDevice(gw, await registerDevice(gw, "btn-dondrub"));
+    const ts = clock.now();
+    await device.event("press", 1, ts);
+    const { alertId } = await device.waitForCommand("received");
+    // The device did not hear `received` (say the gateway crashed first) and sends the same press again.
+    await device.event("press", 1, ts);
+    await waitFor(() => device.commands.filter((c) => c.type === "received").length === 2);
+    expect(device.commands.filter((c) => c.type === "received").map((c) => c.alertId)).toEqual([alertId, alertId]);
+    const alerts = (await call(gw, "GET", "/api/alerts")).body;
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ id: alertId, presses: 1 });
+    await device.close();
+  });
+
   it("retries a failing webhook with backoff without holding up the next level", async () => {
     hooks.state.status = 503;
     const device = await connectDevice(gw, await registerDevice(gw, "btn-dondrub"));
