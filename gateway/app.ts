@@ -27,7 +27,7 @@ export interface GatewayDeps {
  * Log lines never carry secrets or what identifies a resident: credentials, session cookies,
  * phone numbers, home addresses, contact addresses (webhook URLs may hold tokens).
  */
-export const logRedaction = [
+const logRedaction = [
   "password",
   "*.password",
   "secret",

@@ -159,7 +159,11 @@ export interface DeviceEventRepository {
   unhandled(): Promise<StoredDeviceEvent[]>;
   markHandled(id: number): Promise<void>;
   /** The stored event a re-delivery repeats, and whether the rules have handled it. */
-  find(deviceId: string, seq: number, ts: number): Promise<(StoredDeviceEvent & { handled: boolean }) | undefined>;
+  find(
+    deviceId: string,
+    seq: number,
+    ts: number,
+  ): Promise<(StoredDeviceEvent & { handled: boolean }) | undefined>;
 }
 
 export interface AlertRepository {

@@ -155,7 +155,10 @@ describe("call-button loop", () => {
     // The device did not hear `received` (say the gateway crashed first) and sends the same press again.
     await device.event("press", 1, ts);
     await waitFor(() => device.commands.filter((c) => c.type === "received").length === 2);
-    expect(device.commands.filter((c) => c.type === "received").map((c) => c.alertId)).toEqual([alertId, alertId]);
+    expect(device.commands.filter((c) => c.type === "received").map((c) => c.alertId)).toEqual([
+      alertId,
+      alertId,
+    ]);
     const alerts = (await call(gw, "GET", "/api/alerts")).body;
     expect(alerts).toHaveLength(1);
     expect(alerts[0]).toMatchObject({ id: alertId, presses: 1 });
