@@ -46,11 +46,16 @@ function connectOne(id: string): Promise<Socket> {
         }),
       );
     });
-    // CONNACK is 4 bytes: 0x20 0x02 flags returnCode.
-    socket.once("data", (data) => {
-      if (data[0] === 0x20 && data[3] === 0) resolve(socket);
-      else reject(new Error(`${id}: CONNACK ${data[3]}`));
-    });
+    // CONNACK is 4 bytes: 0x20 0x02 flags returnCode; TCP may deliver them in pieces.
+    let received = Buffer.alloc(0);
+    const onData = (data: Buffer) => {
+      received = Buffer.concat([received, data]);
+      if (received.length < 4) return;
+      socket.off("data", onData);
+      if (received[0] === 0x20 && received[3] === 0) resolve(socket);
+      else reject(new Error(`${id}: CONNACK ${received[3]}`));
+    };
+    socket.on("data", onData);
   });
 }
 

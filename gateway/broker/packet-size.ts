@@ -80,8 +80,13 @@ export class PacketSizeGuard extends Duplex {
     this.transport.resume();
   }
 
+  /**
+   * Hands each write straight to the socket, waiting only when it pushes back: waiting for every
+   * write to flush would send a packet's header and body in separate TCP segments.
+   */
   override _write(chunk: Buffer, encoding: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.transport.write(chunk, encoding, done);
+    if (this.transport.write(chunk, encoding)) done();
+    else this.transport.once("drain", () => done());
   }
 
   override _final(done: (err?: Error | null) => void): void {

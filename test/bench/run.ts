@@ -139,7 +139,9 @@ async function seed(dataDir: string, n: number, hookUrl: string): Promise<void> 
     db.prepare(
       "INSERT INTO assignments (resident_id, person_id, relation) VALUES ('resident', 'doctor', 'doctor')",
     ).run();
-    const device = db.prepare("INSERT INTO devices VALUES (?, ?, 'resident', ?, ?)");
+    const device = db.prepare(
+      "INSERT INTO devices (id, kind, owner_id, secret_hash, created_at) VALUES (?, ?, 'resident', ?, ?)",
+    );
     for (let i = 0; i < n; i++) device.run(`dev-${i}`, "locator-tag", hash, Date.now());
     for (let i = 0; i < PROBES; i++) device.run(`probe-${i}`, "call-button", hash, Date.now());
   })();
