@@ -39,7 +39,8 @@ export function installAccessControl(app: FastifyInstance, deps: { auth: Auth; s
   });
   app.addHook("onRequest", async (req) => {
     const config = req.routeOptions.config;
-    if (config.public || !req.url.startsWith("/api/")) return;
+    // By the matched route, not the raw URL, so no spelling of a path slips past.
+    if (config.public || !req.routeOptions.url?.startsWith("/api/")) return;
     const token = readCookie(req.headers.cookie, SESSION_COOKIE);
     const found = token ? await deps.auth.session(token) : undefined;
     if (!found) throw Errors.unauthenticated();
