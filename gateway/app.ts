@@ -154,6 +154,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
   const commands = new DeviceCommandNotifier({ store, bus, broker, clock, metrics, log });
   let ready = false;
   let pruneTimer: ReturnType<Clock["setTimer"]> | undefined;
+  let stopped = false;
   /**
    * Once an hour: positions past their retention (embedded telemetry; InfluxDB keeps its own
    * policy), closed alerts and the access log past theirs, and expired sessions.
@@ -174,6 +175,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     if (Object.values(removed).some((n) => n > 0)) log.info(removed, "pruned data past its retention");
   };
   const schedulePrune = () => {
+    if (stopped) return; // stopped while a prune was running
     pruneTimer = clock.setTimer(() => {
       prune()
         .catch((err) => log.error({ err }, "pruning failed"))
@@ -184,6 +186,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     store,
     auth,
     cookieSecure: config.COOKIE_SECURE,
+    trustProxy: config.TRUST_PROXY,
     disconnectDevice: (deviceId, reason) => broker.disconnect(deviceId, reason),
     alerts,
     stream,
@@ -246,6 +249,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
      */
     async stop() {
       ready = false;
+      stopped = true;
       if (pruneTimer) clock.clearTimer(pruneTimer);
       // Device messages from now on go unanswered (devices send them again to the next run);
       // those being stored finish and get their PUBACK.

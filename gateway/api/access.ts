@@ -66,9 +66,7 @@ export function setSessionCookie(
   maxAgeSec: number,
   secure: "auto" | "true" | "false",
 ) {
-  const https =
-    secure === "true" ||
-    (secure === "auto" && (req.protocol === "https" || req.headers["x-forwarded-proto"] === "https"));
+  const https = secure === "true" || (secure === "auto" && req.protocol === "https");
   reply.header(
     "set-cookie",
     `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSec}${https ? "; Secure" : ""}`,

@@ -145,7 +145,6 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
       const session = req.session as NonNullable<typeof req.session>;
       await stream.attach(reply.raw, fromHeader ?? req.query.lastEventId, {
         sees: (alert) => sees(viewer, alert.subjectId),
-        scoped: viewer.people !== null,
         expiresAt: session.expiresAt,
       });
     },

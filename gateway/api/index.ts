@@ -16,11 +16,11 @@ import type { Clock } from "../clock/index.ts";
 import { GatewayError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import type { AlertStream } from "../notify/stream.ts";
-import { isStorageFailure } from "../store/sqlite-health.ts";
+import { storageFailure } from "../store/sqlite-health.ts";
 import type { TelemetryStore } from "../store/telemetry.ts";
 import type { Store } from "../store/types.ts";
 import type { Tracker } from "../tracking/index.ts";
-import { installAccessControl } from "./access.ts";
+import { installAccessControl, SESSION_COOKIE } from "./access.ts";
 import { alertRoutes } from "./alerts.ts";
 import { dashboardRoutes } from "./dashboard.ts";
 import { healthRoutes } from "./health.ts";
@@ -32,6 +32,8 @@ export interface ApiDeps {
   store: Store;
   auth: Auth;
   cookieSecure: "auto" | "true" | "false";
+  /** Client address and protocol from X-Forwarded-* (sign-in limits count per client, not per proxy). */
+  trustProxy: boolean;
   alerts: AlertService;
   stream: AlertStream;
   metrics: Metrics;
@@ -56,6 +58,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     // Live-stream sockets never go idle; without this, close() would wait on them.
     forceCloseConnections: true,
+    trustProxy: deps.trustProxy,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -70,7 +73,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         .join("; ");
       return reply.code(400).send({ error: { code: "invalid_request", message } });
     }
-    if (isStorageFailure(err)) {
+    if (storageFailure(err)) {
       req.log.error({ err }, "request failed: the database cannot serve");
       return reply
         .code(503)
@@ -100,7 +103,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         description: "Call buttons and locator tags: registry, alerts, escalation, live stream",
         version: "1",
       },
-      components: { securitySchemes: { session: { type: "apiKey", in: "cookie", name: "gw_session" } } },
+      components: { securitySchemes: { session: { type: "apiKey", in: "cookie", name: SESSION_COOKIE } } },
       security: [{ session: [] }],
     },
     transform: jsonSchemaTransform,

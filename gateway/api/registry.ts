@@ -155,6 +155,9 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
     async (req) => {
       const viewer = viewerOf(req);
       const current = await visiblePerson(viewer, req.params.id);
+      // A role decides scope (a grid worker's is their grid): staff must not widen their own.
+      if (req.body.role && req.body.role !== current.role && viewer.people !== null)
+        throw Errors.forbidden("only an admin changes a person's role");
       const next = { ...current, ...req.body };
       await checkPerson(viewer, next);
       const updated = await registry.updatePerson(next);

@@ -30,7 +30,7 @@ export async function resolveViewer(store: Store, account: Account): Promise<Vie
   const { registry } = store;
   const person = account.personId ? ((await registry.getPerson(account.personId)) ?? null) : null;
   if (account.role === "admin") return { account, person, people: null, area: null };
-  // An account whose person was deleted sees nothing rather than everything.
+  // Not reached while the person exists (it cannot be deleted while an account acts as it).
   if (!person) return { account, person, people: new Set(), area: null };
   if (account.role === "staff") {
     const area = {

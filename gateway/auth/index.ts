@@ -27,7 +27,7 @@ const unknownAccountHash = await hashSecret(randomBytes(16).toString("base64url"
  */
 export class Auth {
   /** Failed sign-ins by `user:<name>` and `addr:<ip>`, counted in fixed windows. */
-  private readonly failures = new Map<string, { count: number; resetAt: number }>();
+  private readonly failures = new Map<string, { count: number; resetAt: number; audited: boolean }>();
 
   constructor(
     private readonly deps: { store: Store; clock: Clock; log: Logger },
@@ -92,8 +92,7 @@ export class Auth {
   async removeAccount(username: string, by: string): Promise<void> {
     const { store } = this.deps;
     if (!(await store.accounts.get(username))) throw Errors.notFound("account", username);
-    await store.sessions.removeFor(username);
-    await store.accounts.remove(username);
+    await store.accounts.remove(username); // its sessions go with it (ON DELETE CASCADE)
     await this.audit(by, "account.remove", username);
   }
 
@@ -118,21 +117,24 @@ export class Auth {
   async checkPassword(username: string, password: string, address: string): Promise<Account> {
     const { store } = this.deps;
     const keys = [`user:${username}`, `addr:${address}`];
-    const blockedFor = Math.max(...keys.map((k) => this.blockedFor(k)));
-    if (blockedFor > 0) {
-      await this.audit(username, "login.throttled", username, { address });
-      throw Errors.tooManyAttempts(Math.ceil(blockedFor / 1000));
+    const blocked = keys.map((k) => this.blocked(k)).find((b) => b !== undefined);
+    if (blocked) {
+      // One line per blocked window, not per refused guess: a flood must not fill the log.
+      if (!blocked.audited) await this.audit(username, "login.throttled", username, { address });
+      blocked.audited = true;
+      throw Errors.tooManyAttempts(Math.ceil((blocked.resetAt - this.deps.clock.now()) / 1000));
     }
+    // Counted before the (slow) check, so that guesses sent all at once are limited too.
+    for (const k of keys) this.count(k, +1);
     const account = await store.accounts.get(username);
     const hash = await store.accounts.passwordHash(username);
     const matches = await verifySecret(password, hash ?? unknownAccountHash);
     if (!account || !hash || !matches || account.disabledAt !== null) {
-      for (const k of keys) this.fail(k);
       const reason = !account ? "unknown account" : matches ? "disabled" : "wrong password";
       await this.audit(username, "login.failed", username, { address, reason });
       throw Errors.badCredentials();
     }
-    this.failures.delete(keys[0] as string);
+    for (const k of keys) this.count(k, -1);
     return account;
   }
 
@@ -179,25 +181,26 @@ export class Auth {
       );
   }
 
-  private blockedFor(key: string): number {
-    const now = this.deps.clock.now();
+  /** The key's window when it has used up its failures, else undefined. */
+  private blocked(key: string) {
     const entry = this.failures.get(key);
-    if (!entry || entry.resetAt <= now) return 0;
+    if (!entry || entry.resetAt <= this.deps.clock.now()) return undefined;
     const max = key.startsWith("user:")
       ? this.options.maxFailuresPerUser
       : this.options.maxFailuresPerAddress;
-    return entry.count >= max ? entry.resetAt - now : 0;
+    return entry.count >= max ? entry : undefined;
   }
 
-  private fail(key: string): void {
+  /** +1 for an attempt under way, -1 when it turned out right. */
+  private count(key: string, by: 1 | -1): void {
     const now = this.deps.clock.now();
     // Bound the table under a spray of usernames: drop windows that have ended.
     if (this.failures.size > 10_000) {
       for (const [k, v] of this.failures) if (v.resetAt <= now) this.failures.delete(k);
     }
     const entry = this.failures.get(key);
-    if (!entry || entry.resetAt <= now)
-      this.failures.set(key, { count: 1, resetAt: now + this.options.failureWindowMs });
-    else entry.count++;
+    if (entry && entry.resetAt > now) entry.count = Math.max(0, entry.count + by);
+    else if (by > 0)
+      this.failures.set(key, { count: 1, resetAt: now + this.options.failureWindowMs, audited: false });
   }
 }

@@ -290,6 +290,9 @@ export class Broker {
       throw refusal(BAD_USERNAME_OR_PASSWORD, "unknown device");
     }
     if (!matches) throw refusal(BAD_USERNAME_OR_PASSWORD, "wrong secret");
+    // Rotated or revoked while the secret was being checked: the disconnect found nobody to close.
+    if ((await this.deps.store.registry.getDeviceSecretHash(username)) !== hash)
+      throw refusal(NOT_AUTHORIZED, "secret rotated or device revoked during authentication");
   }
 }
 

@@ -11,7 +11,7 @@ export interface Rate {
 }
 
 /** Refusals closer together than this belong to one episode, which is logged once. */
-export const EPISODE_GAP_MS = 10_000;
+const EPISODE_GAP_MS = 10_000;
 
 /**
  * A device is disconnected when more than this many of its publishes are refused within
@@ -21,7 +21,7 @@ export const EPISODE_GAP_MS = 10_000;
 export const FLOOD_REFUSALS = 200;
 export const FLOOD_WINDOW_MS = 10_000;
 
-export class TokenBucket {
+class TokenBucket {
   private tokens: number;
   private updatedAt: number;
 
@@ -56,7 +56,7 @@ export class TokenBucket {
 }
 
 /** Refusals grouped into episodes, so that a flood is logged once, not once per message. */
-export class RefusalEpisode {
+class RefusalEpisode {
   private lastAt = Number.NEGATIVE_INFINITY;
 
   /** Records a refusal; true when it starts a new episode. */

@@ -8,7 +8,7 @@ export const MQTT_MAX_PACKET = 268_435_460;
  * soon as its remaining length says so. mqtt-packet has no limit: it would buffer a packet of
  * 256 MB whole before aedes saw it.
  */
-export class PacketLengthMeter {
+class PacketLengthMeter {
   private reading: "type" | "length" | "body" = "type";
   private length = 0;
   private lengthBytes = 0;

@@ -93,8 +93,13 @@ export const configSchema = z
     LOGIN_MAX_FAILURES: positiveInt.default(5),
     LOGIN_MAX_FAILURES_PER_ADDRESS: positiveInt.default(20),
     LOGIN_FAILURE_WINDOW_MIN: positiveInt.default(15),
-    /** `auto`: Secure cookies when the request came over HTTPS (directly or per X-Forwarded-Proto). */
+    /** `auto`: Secure cookies when the request came over HTTPS (per X-Forwarded-Proto with TRUST_PROXY). */
     COOKIE_SECURE: z.enum(["auto", "true", "false"]).default("auto"),
+    /** Behind a reverse proxy: take the client's address and protocol from X-Forwarded-* headers. */
+    TRUST_PROXY: z
+      .enum(["true", "false"])
+      .default("false")
+      .transform((v) => v === "true"),
     /** Closed alerts, their trail, and the access log are deleted after this many days; 0 keeps them. */
     ALERT_RETENTION_DAYS: z.coerce.number().int().min(0).default(0),
 
@@ -142,7 +147,7 @@ export interface MqttTls {
 }
 
 /** Reads the broker's certificate and key at start-up, so a wrong path or pair stops it with a clear message. */
-export function loadMqttTls(certFile: string | undefined, keyFile: string | undefined): MqttTls | undefined {
+function loadMqttTls(certFile: string | undefined, keyFile: string | undefined): MqttTls | undefined {
   if (!certFile && !keyFile) return undefined;
   if (!certFile) throw new ConfigError("MQTT_TLS_CERT: required with MQTT_TLS_KEY (TLS needs both)");
   if (!keyFile) throw new ConfigError("MQTT_TLS_KEY: required with MQTT_TLS_CERT (TLS needs both)");

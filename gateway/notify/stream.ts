@@ -19,8 +19,6 @@ export interface StreamOptions {
 /** Who is reading: which alerts they may see, and until when their session lasts. */
 export interface StreamViewer {
   sees(alert: Alert): boolean;
-  /** False for a viewer who sees everything: their stream need not be re-scoped. */
-  scoped: boolean;
   expiresAt: number;
 }
 
@@ -43,7 +41,7 @@ interface StreamClient {
  */
 export class AlertStream {
   private readonly clients = new Set<StreamClient>();
-  private unsubscribe: (() => void) | undefined;
+  private unsubscribe: (() => void)[] = [];
   private keepalive: NodeJS.Timeout | undefined;
   /** False while stopped: new connections are refused (503) and pages retry from their last id. */
   running = false;
@@ -55,7 +53,7 @@ export class AlertStream {
 
   start(): void {
     this.running = true;
-    this.unsubscribe = this.deps.bus.on("alert.changed", ({ alert, events, pressReceivedHr }) => {
+    const offAlerts = this.deps.bus.on("alert.changed", ({ alert, events, pressReceivedHr }) => {
       if (this.clients.size === 0) return;
       // Encoded once, written to every client.
       const frames = events.map((e) => ({ id: e.id, chunk: Buffer.from(frame(alert, e)) }));
@@ -70,13 +68,10 @@ export class AlertStream {
       }
       if (events[0]?.type === "opened") observePressLatency(this.deps.metrics, "stream", pressReceivedHr);
     });
-    // Who may see what changed: scoped readers reconnect (losslessly) and are scoped afresh.
-    const offAccess = this.deps.bus.on("access.changed", () => this.end((c) => c.viewer.scoped));
-    const offAlerts = this.unsubscribe;
-    this.unsubscribe = () => {
-      offAlerts();
-      offAccess();
-    };
+    // Who may see what changed (or a session ended): every reader reconnects, losslessly, and is
+    // checked and scoped afresh; one that was signed out, disabled or demoted is refused then.
+    const offAccess = this.deps.bus.on("access.changed", () => this.end(() => true));
+    this.unsubscribe = [offAlerts, offAccess];
     this.keepalive = setInterval(() => {
       const now = this.deps.clock.now();
       this.end((c) => c.viewer.expiresAt <= now);
@@ -99,7 +94,7 @@ export class AlertStream {
 
   stop(): void {
     this.running = false;
-    this.unsubscribe?.();
+    for (const off of this.unsubscribe.splice(0)) off();
     clearInterval(this.keepalive);
     // End and drop the connections: a page reconnects on its own, and an idle keep-alive
     // socket would hold the HTTP server's close for seconds.
@@ -131,8 +126,9 @@ export class AlertStream {
     for (const e of await store.alerts.eventsAfter(lastEventId, MAX_REPLAY)) {
       const alert = alerts.get(e.alertId) ?? (await store.alerts.get(e.alertId));
       last = e.id;
-      if (!alert || !viewer.sees(alert)) continue;
+      if (!alert) continue;
       alerts.set(alert.id, alert);
+      if (!viewer.sees(alert)) continue;
       // The replay goes at the client's pace; live frames wait in `held`, which counts toward its bound.
       if (!res.write(frame(alert, e))) await drained(res);
       if (res.destroyed) return;

@@ -11,8 +11,11 @@ export interface StorageHealthOptions {
 const STORAGE_FAILURE =
   /^SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|PROTOCOL|NOMEM|PERM)/;
 
-export const isStorageFailure = (err: unknown): boolean =>
-  STORAGE_FAILURE.test((err as { code?: unknown }).code?.toString() ?? "");
+/** The SQLite code of a storage failure, or undefined for any other error. */
+export function storageFailure(err: unknown): string | undefined {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === "string" && STORAGE_FAILURE.test(code) ? code : undefined;
+}
 
 /** Caps the database (max_page_count, per connection): a write needing more room fails with SQLITE_FULL. */
 export function capSize(db: Database.Database, maxSizeMb: number, log: Logger | undefined): void {
@@ -126,7 +129,3 @@ export class StorageHealth {
   }
 }
 
-function storageFailure(err: unknown): string | undefined {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === "string" && STORAGE_FAILURE.test(code) ? code : undefined;
-}

@@ -197,6 +197,10 @@ function registry(db: Database.Database): RegistryRepository {
         .prepare("SELECT id FROM assignments WHERE resident_id = ? OR person_id = ? LIMIT 1")
         .get(id, id) as Row | undefined;
       if (assigned) throw Errors.inUse("person", id, `assignment ${assigned.id}`);
+      const account = db.prepare("SELECT username FROM accounts WHERE person_id = ? LIMIT 1").get(id) as
+        | Row
+        | undefined;
+      if (account) throw Errors.inUse("person", id, `account '${account.username}'`);
       db.prepare("DELETE FROM people WHERE id = ?").run(id);
     },
     createDevice: async (d, secretHash) =>

@@ -507,6 +507,13 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
       sessions.grid,
     );
     expect(outside).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
+    // Nor make themselves community staff: a role decides scope, and only an admin changes one.
+    const promoted = await call(gw, "PATCH", "/api/people/lhakpa", { role: "staff" }, sessions.grid);
+    expect(promoted).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
+    expect((await call(gw, "GET", "/api/people/lhakpa")).body.role).toBe("grid-worker");
+    // A person an account acts as cannot be deleted from under it.
+    const linked = await call(gw, "DELETE", "/api/people/pema");
+    expect(linked).toMatchObject({ status: 409, body: { error: { code: "in_use" } } });
   });
 
   it("streams to each viewer only the alerts it may see", async () => {
@@ -525,6 +532,30 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
     await norbu.close();
     await family.close();
     await admin.close();
+  });
+
+  it("ends a live stream as soon as its account is disabled, an admin's too", async () => {
+    const other = await call(gw, "POST", "/api/users", {
+      username: "second-admin",
+      role: "admin",
+      personId: null,
+      password: PEOPLE_PASSWORD,
+    });
+    expect(other.status).toBe(201);
+    const session = await login(gw, "second-admin", PEOPLE_PASSWORD);
+    const res = await fetch(`${gw.http}/api/stream`, { headers: { cookie: session.cookie } });
+    expect(res.status).toBe(200);
+    const ended = (async () => {
+      for await (const _ of res.body ?? []) {
+        // read until the server ends it
+      }
+    })();
+    await waitFor(() => gw.stream.size >= 1);
+    await call(gw, "PATCH", "/api/users/second-admin", { disabled: true });
+    await ended;
+    const again = await fetch(`${gw.http}/api/stream`, { headers: { cookie: session.cookie } });
+    expect(again.status).toBe(401);
+    await again.body?.cancel();
   });
 
   it("refuses a state-changing request without the session's CSRF token", async () => {
@@ -573,7 +604,13 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
       action: string;
     }[];
     expect(audit.filter((e) => e.action === "login.failed")).toHaveLength(5);
-    expect(audit.some((e) => e.action === "login.throttled")).toBe(true);
+    expect(audit.filter((e) => e.action === "login.throttled")).toHaveLength(1); // once per window
+
+    // Guesses sent all at once are limited as well: they are counted before the password is checked.
+    const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => attempt(`burst-${i}`)));
+    const statuses = burst.map((r) => r.status);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(7);
   });
 
   it("records who accepted and resolved, and every read of a tag's track", async () => {
