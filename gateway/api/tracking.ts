@@ -88,18 +88,25 @@ export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
         throw Errors.invalid(`deviceIds: '${id}' is a ${device.kind}, not a locator tag`);
     }
   };
-  const ownersOf = async (g: Geofence) =>
-    (await Promise.all(g.deviceIds.map((id) => store.registry.getDevice(id)))).map((d) => d?.ownerId);
+  /** Tag id -> owner, for the given tags, or for every device when there are many zones to judge. */
+  const ownersOf = async (deviceIds?: string[]) => {
+    const devices = deviceIds
+      ? await Promise.all(deviceIds.map((id) => store.registry.getDevice(id)))
+      : await store.registry.listDevices();
+    return new Map(devices.flatMap((d) => (d ? [[d.id, d.ownerId] as const] : [])));
+  };
   /** A zone is visible when one of its tags is; its other tags are left out of the answer. */
-  const asSeenBy = async (viewer: Viewer, g: Geofence): Promise<Geofence | undefined> => {
+  const asSeenBy = (viewer: Viewer, g: Geofence, owners: Map<string, string>): Geofence | undefined => {
     if (viewer.people === null) return g;
-    const owners = await ownersOf(g);
-    const deviceIds = g.deviceIds.filter((_, i) => owners[i] !== undefined && sees(viewer, owners[i]));
+    const deviceIds = g.deviceIds.filter((id) => {
+      const owner = owners.get(id);
+      return owner !== undefined && sees(viewer, owner);
+    });
     return deviceIds.length > 0 ? { ...g, deviceIds } : undefined;
   };
   const mustExist = async (viewer: Viewer, id: string) => {
     const found = await store.geofences.get(id);
-    const seen = found && (await asSeenBy(viewer, found));
+    const seen = found && asSeenBy(viewer, found, await ownersOf(found.deviceIds));
     if (!seen) throw Errors.notFound("geofence", id);
     return { found: found as Geofence, seen };
   };
@@ -132,7 +139,8 @@ export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
     { config: { roles: everyone }, schema: { tags: ["geofences"], response: { 200: z.array(geofence) } } },
     async (req) => {
       const viewer = viewerOf(req);
-      const seen = await Promise.all((await store.geofences.list()).map((g) => asSeenBy(viewer, g)));
+      const owners = await ownersOf();
+      const seen = (await store.geofences.list()).map((g) => asSeenBy(viewer, g, owners));
       return seen.filter((g) => g !== undefined);
     },
   );

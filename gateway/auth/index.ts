@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { hashSecret, PASSWORD, verifySecret } from "../broker/secrets.ts";
+import { hashSecret, newDeviceSecret, PASSWORD, verifySecret } from "../broker/secrets.ts";
 import type { Clock } from "../clock/index.ts";
 import { Errors } from "../errors.ts";
 import type { Account, Session, Store } from "../store/types.ts";
@@ -18,7 +18,7 @@ export interface AuthOptions {
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("base64url");
 /** Verified against when the username is unknown, so a refusal takes as long either way. */
-const unknownAccountHash = await hashSecret(randomBytes(16).toString("base64url"), PASSWORD);
+const unknownAccountHash = await hashSecret(newDeviceSecret(), PASSWORD);
 
 /**
  * Accounts, passwords and sessions. A session is a random 256-bit token in an httpOnly cookie;
