@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests drive, when they are missing:
-#   mosquitto-clients  mosquitto_pub / mosquitto_sub / mosquitto_rr, a device client that is not MQTT.js
-#   mosquitto          the broker `npm run bench` measures the gateway against
-#   influxdb           influxd 1.6, the telemetry store the InfluxDB tests start on a free port
-#   openssl            makes the self-signed certificate the MQTT-over-TLS test connects with
+# Installs every Debian package the tests and `npm run bench` drive, when it is missing.
+# The table below is the one list: test/unit/system-deps.test.ts fails when a test starts a
+# program that is not in it, or when a row names the wrong package.
 set -euo pipefail
 need=()
-command -v mosquitto_rr >/dev/null 2>&1 || need+=(mosquitto-clients)
-command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
-command -v influxd >/dev/null 2>&1 || need+=(influxdb)
-command -v openssl >/dev/null 2>&1 || need+=(openssl)
+while read -r program package; do
+  [ -z "$program" ] && continue
+  if [[ $program == /* ]]; then [ -e "$program" ] && continue; else command -v "$program" >/dev/null 2>&1 && continue; fi
+  need+=("$package")
+done <<'TABLE'
+mosquitto_rr                                   mosquitto-clients
+mosquitto_pub                                  mosquitto-clients
+mosquitto_sub                                  mosquitto-clients
+mosquitto                                      mosquitto
+influxd                                        influxdb
+openssl                                        openssl
+/usr/bin/chromium                              chromium
+/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc   fonts-wqy-zenhei
+TABLE
+# What each is for: the mosquitto clients are device clients that are not MQTT.js; mosquitto is
+# the broker the benchmark measures the gateway against; influxd (1.x) is the telemetry store the
+# InfluxDB tests start on a free port; openssl makes the MQTT-over-TLS test's certificate;
+# Chromium runs the dashboard tests, and the CJK font lets it draw the Chinese page.
 [ ${#need[@]} -eq 0 ] && exit 0
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 echo "Installing Debian packages for the tests: ${need[*]}"
