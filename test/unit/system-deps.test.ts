@@ -22,7 +22,7 @@ function installTable(): Map<string, string> {
 }
 
 /** Programs a source file starts: by spawn/execFile, a shell's `exec`/`command -v`, or a browser's executablePath. */
-export function programsStarted(source: string): Set<string> {
+function programsStarted(source: string): Set<string> {
   const patterns = [
     /(?<![.\w])(?:spawn|spawnSync|execFile|execFileSync|run)\(\s*["']([^"'$]+)["']/g,
     /\bexecutablePath:\s*["']([^"']+)["']/g,
@@ -58,6 +58,7 @@ function packageOf(path: string): string {
 function fromBaseSystem(path: string): boolean {
   const owner = packageOf(path);
   if (!owner) return false;
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format, not a template
   const [essential, priority] = sh("dpkg-query", "-W", "-f=${Essential} ${Priority}", owner).split(" ");
   return essential === "yes" || priority === "required";
 }
@@ -69,19 +70,29 @@ describe("system packages the tests need", () => {
         'spawn("redis-server", ["--port", "0"]);',
         "await run(\n  'psql', [...args]);",
         'chromium.launch({ executablePath: "/usr/bin/chromium" });',
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: a test file's text, with its template
         'spawn("bash", ["-c", `ulimit -n 4096 && exec haproxy -f ${cfg}`]);',
         'execFileSync("bash", ["-c", "command -v pg_ctl"]);',
         'spawn(process.execPath, ["--import", "tsx"]); /^id: (\\d+)$/m.exec(f); db.exec("BEGIN");',
         'db.prepare("INSERT INTO people VALUES (?)").run("doctor");',
       ].join("\n"),
     );
-    expect([...found].sort()).toEqual(["/usr/bin/chromium", "bash", "haproxy", "pg_ctl", "psql", "redis-server"]);
+    expect([...found].sort()).toEqual([
+      "/usr/bin/chromium",
+      "bash",
+      "haproxy",
+      "pg_ctl",
+      "psql",
+      "redis-server",
+    ]);
   });
 
   it("installs every program the tests and the benchmark start", () => {
     const table = installTable();
     const missing: string[] = [];
-    const scanned = [...sources("test"), ...sources("device-sim")].filter((f) => !f.endsWith("system-deps.test.ts"));
+    const scanned = [...sources("test"), ...sources("device-sim")].filter(
+      (f) => !f.endsWith("system-deps.test.ts"),
+    );
     for (const file of scanned) {
       for (const program of programsStarted(readFileSync(file, "utf8"))) {
         if (table.has(program)) continue;
@@ -101,7 +112,9 @@ describe("system packages the tests need", () => {
   it("names, for each program, the package that really provides it", () => {
     const table = installTable();
     expect(table.get("/usr/bin/chromium")).toBe("chromium");
-    expect([...table.values()].some((p) => p.startsWith("fonts-wqy") || p.startsWith("fonts-noto-cjk"))).toBe(true);
+    expect([...table.values()].some((p) => p.startsWith("fonts-wqy") || p.startsWith("fonts-noto-cjk"))).toBe(
+      true,
+    );
     for (const [program, pkg] of table) {
       const path = resolve(program);
       expect(existsSync(path), program).toBe(true);

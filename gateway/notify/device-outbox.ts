@@ -1,0 +1,130 @@
+import type { Logger } from "pino";
+import type { Broker } from "../broker/index.ts";
+import type { EventBus } from "../bus/index.ts";
+import type { Clock } from "../clock/index.ts";
+import { commandTopic, type DeviceCommand } from "../ingest/contract.ts";
+import { type Metrics, observePressLatency } from "../metrics.ts";
+import type { Store } from "../store/types.ts";
+
+/**
+ * Closes the loop to the resident through a durable outbox. Each command (`received`,
+ * `accepted`, `resolved`) is stored as a pending notification attempt before it is sent; it goes
+ * out at once if the device is listening, else when it next subscribes, and again on every new
+ * connection until the device acknowledges it (PUBACK). Only then is it recorded delivered. It
+ * survives a restart, keeps its order, and expires after `ttlMs`.
+ */
+export class DeviceOutbox {
+  private unsubscribe: (() => void)[] = [];
+  /** Per device, on its current connection: the rows sent, and those not acknowledged yet, in order. */
+  private readonly connections = new Map<
+    string,
+    { sent: Set<number>; unacknowledged: { id: number | undefined; payload: string }[] }
+  >();
+
+  constructor(
+    private readonly deps: {
+      store: Store;
+      bus: EventBus;
+      broker: Broker;
+      clock: Clock;
+      metrics: Metrics;
+      log: Logger;
+    },
+    private readonly options: { ttlMs: number },
+  ) {}
+
+  start(): void {
+    const { bus, log } = this.deps;
+    const failed = (deviceId: string) => (err: unknown) =>
+      log.error({ err, deviceId }, "device outbox failed");
+    this.unsubscribe = [
+      bus.on(
+        "device.command",
+        (c) => void this.enqueue(c.deviceId, c.command, c.pressReceivedHr).catch(failed(c.deviceId)),
+      ),
+      bus.on("device.listening", ({ deviceId }) => void this.flush(deviceId).catch(failed(deviceId))),
+      bus.on("device.disconnected", ({ deviceId }) => this.connections.delete(deviceId)),
+      bus.on("device.connected", ({ deviceId }) => this.connections.delete(deviceId)),
+      bus.on(
+        "device.acknowledged",
+        ({ deviceId, payload }) => void this.acknowledged(deviceId, payload).catch(failed(deviceId)),
+      ),
+    ];
+  }
+
+  stop(): void {
+    for (const off of this.unsubscribe.splice(0)) off();
+    this.connections.clear();
+  }
+
+  private async enqueue(deviceId: string, command: DeviceCommand, pressReceivedHr?: number): Promise<void> {
+    const { store, broker, clock, log } = this.deps;
+    const payload = JSON.stringify(command);
+    const now = clock.now();
+    // The resident hears back even when the command cannot be stored (database locked or full);
+    // it is then sent once, not kept for a reconnect.
+    const id = await store.attempts
+      .start({
+        alertId: command.alertId,
+        level: 0,
+        personId: null,
+        channel: "device",
+        event: command.type,
+        address: commandTopic(deviceId),
+        attempt: 1,
+        at: now,
+        payload,
+        expiresAt: now + this.options.ttlMs,
+      })
+      .catch((err) => {
+        log.error({ err, deviceId }, "could not store the device command; sending it anyway");
+        return undefined;
+      });
+    if (broker.isListening(deviceId)) await this.send(deviceId, id, payload, command.type, pressReceivedHr);
+  }
+
+  /** Sends, in order, what waits for the device and was not sent on this connection yet. */
+  private async flush(deviceId: string): Promise<void> {
+    const { store, clock } = this.deps;
+    for (const row of await store.attempts.pendingCommands(commandTopic(deviceId), clock.now())) {
+      const command = JSON.parse(row.payload) as DeviceCommand;
+      await this.send(deviceId, row.id, row.payload, command.type);
+    }
+  }
+
+  private async send(
+    deviceId: string,
+    id: number | undefined,
+    payload: string,
+    type: DeviceCommand["type"],
+    pressReceivedHr?: number,
+  ): Promise<void> {
+    const { broker, metrics, log } = this.deps;
+    let connection = this.connections.get(deviceId);
+    if (!connection) {
+      connection = { sent: new Set(), unacknowledged: [] };
+      this.connections.set(deviceId, connection);
+    }
+    if (id !== undefined) {
+      if (connection.sent.has(id)) return;
+      connection.sent.add(id);
+    }
+    connection.unacknowledged.push({ id, payload });
+    const error = await broker.publishCommand(deviceId, payload);
+    metrics.notifications.inc({ channel: "device", result: error ? "failed" : "sent" });
+    if (error) log.warn({ deviceId, error }, "device command not sent; it waits for the next connection");
+    else if (type === "received") observePressLatency(metrics, "device", pressReceivedHr);
+  }
+
+  /** A PUBACK: for the command whose payload the broker still had, else for the oldest one sent. */
+  private async acknowledged(deviceId: string, payload: string | null): Promise<void> {
+    const { store, clock, metrics } = this.deps;
+    const waiting = this.connections.get(deviceId)?.unacknowledged ?? [];
+    const i = payload === null ? 0 : waiting.findIndex((c) => c.payload === payload);
+    const [acked] = i < 0 ? [] : waiting.splice(i, 1);
+    const what = payload ?? acked?.payload;
+    if (what === undefined) return;
+    const n = await store.attempts.commandAcknowledged(commandTopic(deviceId), what, clock.now());
+    if (n > 0) metrics.notifications.inc({ channel: "device", result: "delivered" });
+  }
+}
