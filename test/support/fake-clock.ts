@@ -1,8 +1,13 @@
 import type { Clock, Timer } from "../../gateway/clock/index.ts";
 
-/** A clock that only moves when told to. `advance` fires due timers in order, letting async work settle. */
+/**
+ * A clock that only moves when told to. `advance` moves wall and monotonic time together and fires
+ * due timers in order, letting async work settle; `jump` steps the wall clock alone, as NTP or an
+ * operator would, and fires nothing.
+ */
 export class FakeClock implements Clock {
   private timers: { at: number; fn: () => void; timer: Timer }[] = [];
+  private steady = 0;
 
   constructor(private current = Date.now()) {}
 
@@ -10,9 +15,13 @@ export class FakeClock implements Clock {
     return this.current;
   }
 
+  monotonic(): number {
+    return this.steady;
+  }
+
   setTimer(fn: () => void, ms: number): Timer {
     const timer = { id: Symbol("timer") };
-    this.timers.push({ at: this.current + Math.max(0, ms), fn, timer });
+    this.timers.push({ at: this.steady + Math.max(0, ms), fn, timer });
     return timer;
   }
 
@@ -25,17 +34,24 @@ export class FakeClock implements Clock {
   }
 
   async advance(ms: number): Promise<void> {
-    const target = this.current + ms;
+    const target = this.steady + ms;
     for (;;) {
       await settle();
       const next = this.timers.filter((t) => t.at <= target).sort((a, b) => a.at - b.at)[0];
       if (!next) break;
       this.timers = this.timers.filter((t) => t !== next);
-      this.current = Math.max(this.current, next.at);
+      this.current += Math.max(0, next.at - this.steady);
+      this.steady = Math.max(this.steady, next.at);
       next.fn();
     }
-    this.current = target;
+    this.current += target - this.steady;
+    this.steady = target;
     await settle();
+  }
+
+  /** Steps the wall clock by `ms` (negative: back); monotonic time and timers stay put. */
+  jump(ms: number): void {
+    this.current += ms;
   }
 }
 
