@@ -9,7 +9,7 @@ import { type Clock, systemClock } from "./clock/index.ts";
 import type { Config } from "./config/index.ts";
 import { Ingest } from "./ingest/index.ts";
 import { createMetrics } from "./metrics.ts";
-import { DeviceCommandNotifier } from "./notify/device-command.ts";
+import { DeviceOutbox } from "./notify/device-outbox.ts";
 import { AlertStream } from "./notify/stream.ts";
 import { WebhookNotifier } from "./notify/webhook.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
@@ -121,14 +121,20 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       flushMs: 10_000,
     },
   );
-  const alerts = new AlertService({
-    store,
-    bus,
-    clock,
-    policies: config.policies,
-    log,
-    alarmContext: (deviceId, message) => tracker.alarmContext(deviceId, message),
-  });
+  const alerts = new AlertService(
+    {
+      store,
+      bus,
+      clock,
+      policies: config.policies,
+      phrases: config.phrases,
+      metrics,
+      log,
+      isWatching: (personId) => stream.isWatching(personId),
+      alarmContext: (deviceId, message) => tracker.alarmContext(deviceId, message),
+    },
+    { quietPeriodMs: config.ALERT_QUIET_PERIOD_MIN * 60_000, sweepMs: config.DEADLINE_SWEEP_SEC * 1000 },
+  );
   const auth = new Auth(
     { store, clock, log },
     {
@@ -143,15 +149,19 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { maxBufferedBytes: config.STREAM_CLIENT_BUFFER_BYTES },
   );
   const webhooks = new WebhookNotifier(
-    { store, bus, clock, metrics, log },
+    { store, bus, clock, metrics, log, deviceState: (id) => tracker.state(id) },
     {
+      publicUrl: config.PUBLIC_URL ?? null,
       secret: config.WEBHOOK_SECRET,
       timeoutMs: config.WEBHOOK_TIMEOUT_MS,
       retryDelaysMs: config.WEBHOOK_RETRY_DELAYS_MS,
       concurrency: config.WEBHOOK_CONCURRENCY,
     },
   );
-  const commands = new DeviceCommandNotifier({ store, bus, broker, clock, metrics, log });
+  const commands = new DeviceOutbox(
+    { store, bus, broker, clock, metrics, log },
+    { ttlMs: config.DEVICE_COMMAND_TTL_HOURS * 3600_000 },
+  );
   let ready = false;
   let pruneTimer: ReturnType<Clock["setTimer"]> | undefined;
   let stopped = false;
@@ -198,6 +208,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     telemetry: telemetryStore,
     ui: { tileUrl: config.TILE_URL ?? null, tileAttribution: config.TILE_ATTRIBUTION },
     policies: config.policies,
+    phrases: config.phrases,
     isConnected: (id) => broker.isConnected(id),
     isReady: () => ready,
   });

@@ -81,8 +81,14 @@ export interface DemoSize {
 export async function seedDemo(store: Store, dataDir: string, size: DemoSize, now: number): Promise<string> {
   const { registry } = store;
   const people: Person[] = [];
-  const add = async (p: Omit<Person, "phone" | "address" | "contacts"> & Partial<Person>) => {
-    const person = await registry.createPerson({ phone: null, address: null, contacts: [], ...p });
+  const add = async (p: Omit<Person, "phone" | "address" | "contacts" | "locale"> & Partial<Person>) => {
+    const person = await registry.createPerson({
+      phone: null,
+      address: null,
+      locale: "zh-CN",
+      contacts: [],
+      ...p,
+    });
     people.push(person);
     return person;
   };

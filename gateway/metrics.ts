@@ -87,6 +87,17 @@ export function createMetrics(alertCounts: () => Promise<Record<AlertState, numb
       help: "Age of the oldest telemetry point in memory not yet written",
       registers: [registry],
     }),
+    escalationTroubles: new Counter({
+      name: "gateway_escalation_troubles_total",
+      help: "Alerts that reached nobody (unreached) or ran out of repeats (exhausted): the catch-all was paged",
+      labelNames: ["trouble"] as const,
+      registers: [registry],
+    }),
+    deadlineRetries: new Counter({
+      name: "gateway_deadline_retries_total",
+      help: "Due deadlines whose handling failed (a locked database, say) and is retried with backoff",
+      registers: [registry],
+    }),
     alerts: new Gauge({
       name: "gateway_alerts",
       help: "Alerts by state",

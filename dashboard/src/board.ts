@@ -57,19 +57,26 @@ export class AlertBoard {
 
   private card(a: Alert): HTMLElement {
     const subject = this.ctx.people.get(a.subjectId);
-    // Everyone on the levels reached so far has been told.
-    const levels = this.ctx.policies[a.kind]?.levels.slice(0, a.level) ?? [];
+    // Everyone on the levels reached so far has been told (the alert carries its own policy).
+    const levels = a.policy.levels.slice(0, a.level);
     const roles = [...new Set(levels.flatMap((l) => l.notify))]
       .map((r) => t(`role.${r}` as MessageKey))
       .join(", ");
     const active = a.state === "open" || a.state === "accepted";
+    // Nobody reachable, or nobody accepted after every repeat: the card says so, in red.
+    const trouble = a.state === "open" && (a.unreached || a.exhausted);
     return h(
       "li",
-      { class: `alert ${COLOUR[a.state]}`, dataset: { alertId: a.id, state: a.state, kind: a.kind } },
+      {
+        class: `alert ${COLOUR[a.state]}${trouble ? " trouble" : ""}`,
+        dataset: { alertId: a.id, state: a.state, kind: a.kind },
+      },
       h(
         "div",
         { class: "alert-head" },
         h("span", { class: "badge" }, t(`state.${a.state}` as MessageKey)),
+        trouble &&
+          h("span", { class: "badge trouble" }, t(a.exhausted ? "alert.exhausted" : "alert.unreached")),
         h("strong", { class: "kind" }, t(`kind.${a.kind}` as MessageKey)),
         h("span", { class: "who" }, subject?.name ?? a.subjectId),
         h(
@@ -232,6 +239,7 @@ export class AlertBoard {
                   .map((r) => t(`role.${r}` as MessageKey))
                   .join(", "),
                 actor: name(e.actor),
+                kind: e.data.to ? t(`kind.${e.data.to}` as MessageKey) : "",
                 note: String(e.data.note ?? ""),
               }),
             ),

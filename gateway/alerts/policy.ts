@@ -9,9 +9,13 @@ export const escalationLevelSchema = z.strictObject({
 });
 
 export const escalationPolicySchema = z.strictObject({
-  levels: z.array(escalationLevelSchema).min(1, "a policy needs at least one level"),
-  /** After the last level: notify it again every `acceptWithinSec` until accepted, or stop. */
+  levels: z.array(escalationLevelSchema).min(1, "a policy needs at least one level").max(10),
+  /** After the last level: notify the last level reached again every `acceptWithinSec`, or stop. */
   repeatLast: z.boolean(),
+  /** How many times the last level is paged again before the alert is `exhausted` (PagerDuty's num_loops). */
+  maxRepeats: z.number().int().min(0).max(100).default(6),
+  /** After accepting: time to resolve before the accepter is reminded, and as long again before it re-opens. */
+  resolveWithinSec: z.number().int().positive().default(1800),
 });
 export type EscalationPolicy = z.infer<typeof escalationPolicySchema>;
 
@@ -29,19 +33,37 @@ export const defaultPolicies: EscalationPolicies = {
   call: {
     levels: [level(["doctor"], 60), level(["family"], 120), level(["grid-worker", "staff"], 300)],
     repeatLast: true,
+    maxRepeats: 6,
+    resolveWithinSec: 1800,
   },
   fall: {
     levels: [level(["doctor", "family"], 60), level(["grid-worker", "staff"], 300)],
     repeatLast: true,
+    maxRepeats: 6,
+    resolveWithinSec: 1200,
   },
   sos: {
     levels: [level(["family", "grid-worker"], 60), level(["staff"], 300)],
     repeatLast: true,
+    maxRepeats: 6,
+    resolveWithinSec: 1200,
   },
   "geofence-exit": {
     levels: [level(["family", "grid-worker"], 120), level(["staff"], 600)],
     repeatLast: true,
+    maxRepeats: 6,
+    resolveWithinSec: 1800,
   },
-  "device-offline": { levels: [level(["grid-worker", "staff"], 3600)], repeatLast: false },
-  "low-battery": { levels: [level(["family", "grid-worker", "staff"], 3600)], repeatLast: false },
+  "device-offline": {
+    levels: [level(["grid-worker", "staff"], 3600)],
+    repeatLast: false,
+    maxRepeats: 0,
+    resolveWithinSec: 86_400,
+  },
+  "low-battery": {
+    levels: [level(["family", "grid-worker", "staff"], 3600)],
+    repeatLast: false,
+    maxRepeats: 0,
+    resolveWithinSec: 86_400,
+  },
 };

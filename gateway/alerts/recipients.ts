@@ -1,30 +1,57 @@
-import type { Person, RegistryRepository, Role } from "../store/types.ts";
+import type { Person, Store } from "../store/types.ts";
+import type { Audience, Responder } from "./decide.ts";
+
+/** Who could be paged about a resident or child, and the people records behind the ids. */
+export interface FoundAudience {
+  audience: Audience;
+  people: Map<string, Person>;
+}
 
 /**
- * Who holds a role for a given resident or child: their assigned doctor and family, the grid
- * worker of their grid, the staff of their community.
+ * Who holds a role for a resident or child (their assigned doctor and family, the grid worker of
+ * their grid, the staff of their community) and whether anything reaches each of them now: a
+ * webhook contact whose last delivery did not fail, or the dashboard open in their name.
+ * The catch-all is the community's staff who can be reached, or else the admins.
  */
-export async function findRecipients(
-  registry: RegistryRepository,
+export async function findAudience(
+  store: Store,
   subjectId: string,
-  roles: Role[],
-): Promise<Person[]> {
+  isWatching: (personId: string | null) => boolean,
+): Promise<FoundAudience> {
+  const { registry } = store;
+  const people = new Map<string, Person>();
+  const byRole: Partial<Record<Person["role"], Person[]>> = {};
   const subject = await registry.getPerson(subjectId);
-  if (!subject) return [];
-  const found = new Map<string, Person>();
-  const assignments = await registry.listAssignments({ residentId: subjectId });
-  for (const role of roles) {
-    if (role === "doctor" || role === "family") {
-      for (const a of assignments.filter((x) => x.relation === role)) {
-        const person = await registry.getPerson(a.personId);
-        if (person) found.set(person.id, person);
-      }
-    } else if (role === "grid-worker" && subject.gridId) {
-      for (const p of await registry.listPeople({ role, gridId: subject.gridId })) found.set(p.id, p);
-    } else if (role === "staff") {
-      for (const p of await registry.listPeople({ role, communityId: subject.communityId }))
-        found.set(p.id, p);
+  if (subject) {
+    for (const a of await registry.listAssignments({ residentId: subjectId })) {
+      const person = await registry.getPerson(a.personId);
+      if (person) byRole[a.relation] = [...(byRole[a.relation] ?? []), person];
+    }
+    if (subject.gridId)
+      byRole["grid-worker"] = await registry.listPeople({ role: "grid-worker", gridId: subject.gridId });
+    byRole.staff = await registry.listPeople({ role: "staff", communityId: subject.communityId });
+  }
+  const all = Object.values(byRole).flat();
+  const failing = await store.attempts.failing(all.flatMap((p) => p.contacts.map((c) => c.address)));
+  const reachable = (p: Person) => isWatching(p.id) || p.contacts.some((c) => !failing.has(c.address));
+  const responders = (list: Person[] = []): Responder[] =>
+    list.map((p) => {
+      people.set(p.id, p);
+      return { id: p.id, reachable: reachable(p) };
+    });
+  const audience: Audience = {
+    byRole: Object.fromEntries(Object.entries(byRole).map(([role, list]) => [role, responders(list)])),
+    catchAll: (byRole.staff ?? []).filter(reachable).map((p) => p.id),
+  };
+  if (audience.catchAll.length === 0) {
+    // Admins: those linked to a person are paged on their contacts; all see the alert on the board.
+    for (const account of await store.accounts.list()) {
+      if (account.role !== "admin" || account.disabledAt !== null || !account.personId) continue;
+      const person = await registry.getPerson(account.personId);
+      if (!person) continue;
+      people.set(person.id, person);
+      audience.catchAll.push(person.id);
     }
   }
-  return [...found.values()];
+  return { audience, people };
 }

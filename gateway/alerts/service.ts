@@ -4,11 +4,13 @@ import type { EventBus, EventMap } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
-import type { Store } from "../store/types.ts";
-import { type AlertInput, decide } from "./decide.ts";
-import type { Alert, AlertKind } from "./model.ts";
+import type { Metrics } from "../metrics.ts";
+import { DEFAULT_LOCALE, devicePhrase, type PhraseCatalogue } from "../notify/phrases.ts";
+import type { Person, Store } from "../store/types.ts";
+import { type Actor, type AlertInput, decide, type Effect, isStale } from "./decide.ts";
+import { type Alert, type AlertKind, emergencyKinds } from "./model.ts";
 import type { EscalationPolicies } from "./policy.ts";
-import { findRecipients } from "./recipients.ts";
+import { findAudience } from "./recipients.ts";
 import { DeadlineScheduler } from "./scheduler.ts";
 
 const kindOfEvent: Record<Exclude<DeviceEvent["type"], "cancel">, AlertKind> = {
@@ -22,37 +24,58 @@ export interface AlertServiceDeps {
   bus: EventBus;
   clock: Clock;
   policies: EscalationPolicies;
+  phrases: PhraseCatalogue;
+  metrics: Metrics;
   log: Logger;
+  /** Whether the dashboard is open in this person's name (null: any admin's). */
+  isWatching?: (personId: string | null) => boolean;
   /** What an alarm from this device should record (last position, lateness); locator tags only. */
   alarmContext?: (deviceId: string, message: DeviceEvent) => Record<string, unknown>;
 }
 
+export interface AlertServiceOptions {
+  /** A press this long after an active alert's last activity opens a new alert instead of joining it. */
+  quietPeriodMs: number;
+  /** How often deadlines are re-read from the database and failed ones retried. */
+  sweepMs: number;
+}
+
 /** The gateway itself, as the actor of alerts it resolves (a tag came back, heartbeats resumed). */
-export const GATEWAY_ACTOR = "gateway";
+export const GATEWAY_ACTOR: Actor = { id: "gateway", name: "gateway", role: "gateway" };
 
 /**
- * Runs the alert life cycle: turns stored device events and responder actions into decisions,
- * stores each decision in one transaction, then carries out its effects through the bus.
- * Work is serialised, so two presses of one device can never open two alerts.
+ * Runs the alert life cycle: turns stored device events, responder actions and due deadlines
+ * into decisions, stores each decision in one transaction, then carries out its effects through
+ * the bus. Work is serialised, so two presses of one device can never open two alerts.
  */
 export class AlertService {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly scheduler: DeadlineScheduler;
   private unsubscribe: (() => void)[] = [];
 
-  constructor(private readonly deps: AlertServiceDeps) {
-    this.scheduler = new DeadlineScheduler(deps.clock, (alertId) => {
-      void this.escalate(alertId, { type: "deadline" }).catch((err) =>
-        deps.log.error({ err, alertId }, "escalation failed"),
-      );
-    });
+  constructor(
+    private readonly deps: AlertServiceDeps,
+    private readonly options: AlertServiceOptions,
+  ) {
+    this.scheduler = new DeadlineScheduler(
+      {
+        clock: deps.clock,
+        log: deps.log,
+        load: () => deps.store.alerts.withDeadlines(),
+        fire: (alertId, at) => this.onDeadline(alertId, at),
+        serially: (task) => this.serially(task),
+        onRetry: () => deps.metrics.deadlineRetries.inc(),
+      },
+      options.sweepMs,
+    );
   }
 
   async start(): Promise<void> {
-    const { store, bus, log } = this.deps;
-    this.scheduler.start();
-    // First, before anything new is notified: otherwise its delivery, not yet recorded, would go twice.
-    await this.resumeNotifications();
+    const { store, bus, log, policies } = this.deps;
+    const adopted = await store.alerts.adoptPolicies((kind) => policies[kind]);
+    if (adopted > 0) log.info({ adopted }, "alerts from before policies travelled with them took today's");
+    // First, before anything new is paged: otherwise its delivery, not yet recorded, would go twice.
+    await this.resumePages();
     const failed = (deviceId: string) => (err: unknown) => log.error({ err, deviceId }, "alert rule failed");
     this.unsubscribe = [
       bus.on("device.event", (e) => void this.onDeviceEvent(e).catch(failed(e.deviceId))),
@@ -60,7 +83,8 @@ export class AlertService {
       bus.on("alert.raise", (r) => void this.raise(r).catch(failed(r.deviceId))),
       bus.on("alert.clear", (c) => void this.clear(c).catch(failed(c.deviceId))),
     ];
-    for (const alert of await store.alerts.withDeadlines()) this.scheduler.set(alert.id, alert.deadlineAt);
+    // Deadlines that fell due while the gateway was down fire now.
+    await this.scheduler.start();
     // Events stored (and acknowledged to the device) but not handled before the last stop.
     for (const e of await store.deviceEvents.unhandled()) {
       log.warn(
@@ -86,24 +110,21 @@ export class AlertService {
   }
 
   accept(alertId: string, by: string): Promise<Alert> {
-    return this.serially(async () => {
-      const person = await this.responder(by);
-      return this.apply(await this.get(alertId), { type: "accept", by, byName: person.name });
-    });
+    return this.serially(async () =>
+      this.apply(await this.get(alertId), { type: "accept", by: await this.responder(by) }),
+    );
   }
 
   resolve(alertId: string, by: string, note: string): Promise<Alert> {
-    return this.serially(async () => {
-      await this.responder(by);
-      return this.apply(await this.get(alertId), { type: "resolve", by, note });
-    });
+    return this.serially(async () =>
+      this.apply(await this.get(alertId), { type: "resolve", by: await this.responder(by), note }),
+    );
   }
 
   cancel(alertId: string, by: string): Promise<Alert> {
-    return this.serially(async () => {
-      await this.responder(by);
-      return this.apply(await this.get(alertId), { type: "cancel", by, reason: "false-alarm" });
-    });
+    return this.serially(async () =>
+      this.apply(await this.get(alertId), { type: "false-alarm", by: await this.responder(by) }),
+    );
   }
 
   /**
@@ -114,18 +135,17 @@ export class AlertService {
   private onResent(e: EventMap["device.resent"]): Promise<unknown> {
     // Queued behind the first delivery's handling, so that it is not handled twice.
     return this.serially(async () => {
-      const { store, bus } = this.deps;
+      const { store } = this.deps;
       const stored = await store.deviceEvents.find(e.deviceId, e.message.seq, e.message.ts);
       if (!stored) return;
       if (!stored.handled)
         return this.handleDeviceEvent({ ...stored, eventId: stored.id, receivedHr: e.receivedHr });
       if (e.message.type === "cancel") return;
-      const active = await store.alerts.findActive(e.deviceId, kindOfEvent[e.message.type]);
-      if (active)
-        bus.emit("device.command", {
-          deviceId: e.deviceId,
-          command: { type: "received", alertId: active.id },
-        });
+      const active = await store.alerts.findActive(e.deviceId, emergencyKinds);
+      if (active) {
+        const subject = await store.registry.getPerson(active.subjectId);
+        this.commandDevice(active, { type: "device", command: "received", phrase: "received" }, subject);
+      }
     });
   }
 
@@ -134,37 +154,38 @@ export class AlertService {
   }
 
   private async handleDeviceEvent(e: EventMap["device.event"]): Promise<unknown> {
-    const { store, log } = this.deps;
+    const { store, log, clock } = this.deps;
     const device = await store.registry.getDevice(e.deviceId);
     if (!device) throw Errors.notFound("device", e.deviceId);
     const trace = { handledEventId: e.eventId, pressReceivedHr: e.receivedHr };
+    let active = await store.alerts.findActive(e.deviceId, emergencyKinds);
     if (e.message.type === "cancel") {
-      const active = await this.activeAlertOf(e.deviceId);
-      if (!active) {
-        log.info({ deviceId: e.deviceId }, "cancel with no active alert");
-        await store.deviceEvents.markHandled(e.eventId);
-        return;
-      }
-      return this.apply(active, { type: "cancel", by: e.deviceId, reason: "device" }, trace);
+      if (active) return this.apply(active, { type: "resident-cancel" }, trace);
+      log.info({ deviceId: e.deviceId }, "cancel with no active alert");
+      return store.deviceEvents.markHandled(e.eventId);
     }
-    const kind = kindOfEvent[e.message.type];
-    const existing = await store.alerts.findActive(e.deviceId, kind);
+    const alertId = randomUUID();
+    if (active && isStale(active, clock.now(), this.options.quietPeriodMs)) {
+      // Hours of quiet: this is a new emergency, not more of the old one.
+      await this.apply(active, { type: "supersede", by: alertId });
+      active = undefined;
+    }
     const input: AlertInput = {
       type: "trigger",
-      alertId: randomUUID(),
-      kind,
+      alertId,
+      kind: kindOfEvent[e.message.type],
       deviceId: e.deviceId,
       subjectId: device.ownerId,
       seq: e.message.seq,
       data: device.kind === "locator-tag" ? this.deps.alarmContext?.(e.deviceId, e.message) : undefined,
     };
-    return this.apply(existing, input, trace);
+    return this.apply(active, input, trace);
   }
 
   private raise({ kind, deviceId, data }: EventMap["alert.raise"]): Promise<unknown> {
     return this.serially(async () => {
       const { store } = this.deps;
-      if (await store.alerts.findActive(deviceId, kind)) return;
+      if (await store.alerts.findActive(deviceId, [kind])) return;
       const device = await store.registry.getDevice(deviceId);
       if (!device) return;
       const input: AlertInput = {
@@ -181,91 +202,136 @@ export class AlertService {
 
   private clear({ kind, deviceId, note }: EventMap["alert.clear"]): Promise<unknown> {
     return this.serially(async () => {
-      const active = await this.deps.store.alerts.findActive(deviceId, kind);
+      const active = await this.deps.store.alerts.findActive(deviceId, [kind]);
       if (active) return this.apply(active, { type: "resolve", by: GATEWAY_ACTOR, note });
     });
   }
 
-  private escalate(alertId: string, input: AlertInput): Promise<unknown> {
-    return this.serially(async () => this.apply(await this.get(alertId), input));
+  /** A deadline the scheduler holds fell due: fire it if the database still says so. */
+  private async onDeadline(alertId: string, at: number): Promise<void> {
+    const alert = await this.deps.store.alerts.get(alertId);
+    if (!alert || alert.deadlineAt !== at) {
+      this.scheduler.set(alertId, alert?.deadlineAt ?? null);
+      return;
+    }
+    await this.apply(alert, { type: "deadline" });
   }
 
+  /**
+   * Decides, stores the decision in one transaction, then carries out its effects. Everything the
+   * effects need is read before the commit: once it is stored, they go out without more I/O.
+   */
   private async apply(
     alert: Alert | undefined,
     input: AlertInput,
     trace: { handledEventId?: number; pressReceivedHr?: number } = {},
   ): Promise<Alert> {
-    const { store, bus, clock, policies } = this.deps;
-    const kind = alert?.kind ?? (input.type === "trigger" ? input.kind : "call");
-    const decision = decide(alert, input, clock.now(), policies[kind]);
-    const { next } = decision;
+    const { store, bus, clock, policies, metrics, log } = this.deps;
+    const subjectId = alert?.subjectId ?? (input.type === "trigger" ? input.subjectId : "");
+    const pages = input.type === "trigger" || input.type === "deadline";
+    const { audience, people } = pages
+      ? await findAudience(store, subjectId, this.deps.isWatching ?? (() => false))
+      : { audience: { byRole: {}, catchAll: [] }, people: new Map<string, Person>() };
+    const decision = decide(alert, input, clock.now(), { policies, audience });
+    const { next, effects } = decision;
+    for (const effect of effects) {
+      if (effect.type === "device") continue;
+      for (const id of effect.recipients) {
+        if (people.has(id)) continue;
+        const person = await store.registry.getPerson(id);
+        if (person) people.set(id, person);
+      }
+    }
+    const subject = people.get(subjectId) ?? (await store.registry.getPerson(subjectId));
     const events = await store.alerts.commit({
       alert: next,
       events: decision.events,
       handledEventId: trace.handledEventId,
     });
     this.scheduler.set(next.id, next.deadlineAt);
-    const pressReceivedHr = trace.pressReceivedHr;
+    const { pressReceivedHr } = trace;
+    for (const e of events) {
+      if (e.type !== "unreached" && e.type !== "escalation-exhausted") continue;
+      const trouble = e.type === "unreached" ? "unreached" : "exhausted";
+      metrics.escalationTroubles.inc({ trouble });
+      log.error(
+        { alertId: next.id, kind: next.kind, subjectId, catchAll: next.notified },
+        trouble === "unreached"
+          ? "nobody on any escalation level can be reached: paging the catch-all"
+          : "nobody accepted after every repeat: paging the catch-all and stopping",
+      );
+    }
     if (events.length > 0) bus.emit("alert.changed", { alert: next, events, pressReceivedHr });
-    for (const effect of decision.effects) {
-      if (effect.type === "command") {
-        bus.emit("device.command", { deviceId: effect.deviceId, command: effect.command, pressReceivedHr });
+    for (const effect of effects) {
+      if (effect.type === "device") {
+        this.commandDevice(next, effect, subject, pressReceivedHr);
         continue;
       }
-      const recipients = await findRecipients(store.registry, next.subjectId, effect.roles);
-      if (recipients.length > 0) {
-        bus.emit("alert.notify", { alert: next, level: effect.level, recipients, pressReceivedHr });
-      } else if (effect.level < policies[kind].levels.length) {
-        // Nobody holds this level's roles: waiting out its deadline would only delay help.
-        return this.apply(next, { type: "level-empty" });
-      }
+      const recipients = effect.recipients.flatMap((id) => people.get(id) ?? []);
+      const event = effect.type === "page" ? "paged" : effect.event;
+      const level = effect.type === "page" ? effect.level : next.level;
+      bus.emit("alert.notify", { alert: next, level, event, recipients, pressReceivedHr });
     }
     return next;
   }
 
+  /** A command to the alert's device, in its resident's language, from the fixed phrases. */
+  private commandDevice(
+    alert: Alert,
+    effect: Extract<Effect, { type: "device" }>,
+    subject: Person | undefined,
+    pressReceivedHr?: number,
+  ): void {
+    const message = devicePhrase(
+      this.deps.phrases,
+      subject?.locale ?? DEFAULT_LOCALE,
+      effect.phrase,
+      effect.name,
+    );
+    this.deps.bus.emit("device.command", {
+      deviceId: alert.deviceId,
+      command: { type: effect.command, alertId: alert.id, message },
+      pressReceivedHr,
+    });
+  }
+
   /**
-   * A crash (or a stop with deliveries still waiting) can leave an escalating alert's notification
-   * unsent: its level is stored, its webhook never went out. Each webhook contact of a level
-   * reached so far with no delivered attempt is notified again. At least once, then: a webhook
-   * delivered just before a crash, without its result stored, goes out twice.
+   * A crash (or a stop with deliveries still waiting) can leave a page unsent: the alert's level
+   * is stored, its webhook never went out. Every page recorded on an open alert whose webhook has
+   * no delivered attempt goes out again. At least once, then: a webhook delivered just before a
+   * crash, without its result stored, goes out twice. Follow-ups are not resent.
    */
-  private async resumeNotifications(): Promise<void> {
-    const { store, bus, policies, log } = this.deps;
+  private async resumePages(): Promise<void> {
+    const { store, bus, log } = this.deps;
     for (const alert of await store.alerts.withDeadlines()) {
       if (alert.state !== "open") continue;
       const delivered = new Set(
         (await store.attempts.forAlert(alert.id))
-          .filter((a) => a.channel === "webhook" && a.status === "delivered")
+          .filter((a) => a.channel === "webhook" && a.event === "paged" && a.status === "delivered")
           .map((a) => `${a.level}|${a.personId}|${a.address}`),
       );
-      const levels = policies[alert.kind].levels.slice(0, alert.level);
-      for (const [i, step] of levels.entries()) {
-        const level = i + 1;
-        const recipients = (await findRecipients(store.registry, alert.subjectId, step.notify))
-          .map((p) => ({
-            ...p,
-            contacts: p.contacts.filter(
-              (c) => c.kind === "webhook" && !delivered.has(`${level}|${p.id}|${c.address}`),
-            ),
-          }))
-          .filter((p) => p.contacts.length > 0);
+      const pages = (await store.alerts.events(alert.id)).filter((e) => e.type === "notified");
+      for (const page of pages) {
+        const level = page.data.level as number;
+        const recipients: Person[] = [];
+        for (const id of (page.data.recipients as string[] | undefined) ?? []) {
+          const person = await store.registry.getPerson(id);
+          const contacts = (person?.contacts ?? []).filter(
+            (c) => !delivered.has(`${level}|${id}|${c.address}`),
+          );
+          if (person && contacts.length > 0) recipients.push({ ...person, contacts });
+        }
         if (recipients.length === 0) continue;
+        for (const p of recipients)
+          for (const c of p.contacts) delivered.add(`${level}|${p.id}|${c.address}`);
         log.warn(
           // Not `level`: that key is the log line's own.
           { alertId: alert.id, escalationLevel: level, recipients: recipients.map((p) => p.id) },
-          "notifying again: the last run stopped before this notification was delivered",
+          "paging again: the last run stopped before this page was delivered",
         );
-        bus.emit("alert.notify", { alert, level, recipients });
+        bus.emit("alert.notify", { alert, level, event: "paged", recipients });
       }
     }
-  }
-
-  private async activeAlertOf(deviceId: string): Promise<Alert | undefined> {
-    for (const kind of Object.values(kindOfEvent)) {
-      const alert = await this.deps.store.alerts.findActive(deviceId, kind);
-      if (alert) return alert;
-    }
-    return undefined;
   }
 
   private async get(alertId: string): Promise<Alert> {
@@ -274,12 +340,12 @@ export class AlertService {
     return alert;
   }
 
-  private async responder(personId: string) {
+  private async responder(personId: string): Promise<Actor> {
     const person = await this.deps.store.registry.getPerson(personId);
     if (!person) throw Errors.notFound("person", personId);
     if (person.role === "resident")
       throw Errors.wrongRole(personId, "responder (doctor, family, grid worker, staff)");
-    return person;
+    return { id: person.id, name: person.name, role: person.role };
   }
 
   /** Runs `task` after every task queued before it. */

@@ -146,6 +146,8 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
       await stream.attach(reply.raw, fromHeader ?? req.query.lastEventId, {
         sees: (alert) => sees(viewer, alert.subjectId),
         expiresAt: session.expiresAt,
+        personId: viewer.person?.id ?? null,
+        admin: viewer.account.role === "admin",
       });
     },
   );

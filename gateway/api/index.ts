@@ -15,6 +15,7 @@ import type { EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import { GatewayError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
+import type { PhraseCatalogue } from "../notify/phrases.ts";
 import type { AlertStream } from "../notify/stream.ts";
 import { storageFailure } from "../store/sqlite-health.ts";
 import type { TelemetryStore } from "../store/telemetry.ts";
@@ -45,6 +46,8 @@ export interface ApiDeps {
   /** What the dashboard needs to know before it draws: map tiles. */
   ui: { tileUrl: string | null; tileAttribution: string };
   policies: EscalationPolicies;
+  /** Device phrases by language: a person's locale must be one of them. */
+  phrases: PhraseCatalogue;
   isConnected: (deviceId: string) => boolean;
   /** Ends a device's MQTT connection now (secret rotated, device revoked). */
   disconnectDevice: (deviceId: string, reason: string) => void;

@@ -16,7 +16,7 @@ import * as s from "./schemas.ts";
  */
 export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   fastify,
-  { store, isConnected, clock, bus, tracker, auth, disconnectDevice },
+  { store, isConnected, clock, bus, tracker, auth, disconnectDevice, phrases },
 ) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const { registry } = store;
@@ -40,8 +40,12 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   };
   const communityExists = async (id: string) =>
     mustExist("community", id, async (x) => (await registry.listCommunities()).find((c) => c.id === x));
-  const checkPerson = async (viewer: Viewer, p: Pick<Person, "communityId" | "gridId">) => {
+  const checkPerson = async (viewer: Viewer, p: Pick<Person, "communityId" | "gridId" | "locale">) => {
     mustBeInArea(viewer, p);
+    if (!phrases[p.locale])
+      throw Errors.invalid(
+        `locale: no device phrases for '${p.locale}' (${Object.keys(phrases).join(", ")})`,
+      );
     await communityExists(p.communityId);
     if (p.gridId) {
       const grid = await mustExist("grid", p.gridId, async (x) =>

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { alertEventTypes, alertKinds, alertStates } from "../alerts/model.ts";
+import { escalationPolicySchema } from "../alerts/policy.ts";
 import { accountRoles, deviceKinds, relations, roles } from "../store/types.ts";
 
 /** Ids people type and read: letters, digits, dot, dash, underscore. */
@@ -26,6 +27,10 @@ const personFields = z.object({
   gridId: id.nullable(),
   phone: z.string().max(40).nullable(),
   address: z.string().max(300).nullable(),
+  locale: z
+    .string()
+    .regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, "must be a language tag such as zh-CN or en")
+    .describe("The language the person reads; a device speaks its resident's (zh-CN by default)"),
   contacts: z.array(contact).max(10),
 });
 export const personInput = personFields.extend({
@@ -33,6 +38,7 @@ export const personInput = personFields.extend({
   gridId: personFields.shape.gridId.default(null),
   phone: personFields.shape.phone.default(null),
   address: personFields.shape.address.default(null),
+  locale: personFields.shape.locale.default("zh-CN"),
   contacts: personFields.shape.contacts.default([]),
 });
 export const person = personFields.extend({ id });
@@ -83,7 +89,23 @@ export const alert = z.object({
   closedBy: z.string().nullable(),
   closedAt: z.number().nullable(),
   outcome: z.string().nullable(),
-  deadlineAt: z.number().nullable(),
+  deadlineAt: z
+    .number()
+    .nullable()
+    .describe(
+      "While open: when the next level is paged; while accepted: when the accepter is reminded, then the alert re-opens",
+    ),
+  policy: escalationPolicySchema.describe(
+    "The escalation policy in force when the alert opened or was upgraded",
+  ),
+  repeats: z.number().int().describe("Times the last level reached was paged again"),
+  reminders: z.number().int().describe("Reminders sent to the accepter since accepting"),
+  notified: z.array(z.string()).describe("Everyone paged so far; each hears the outcome"),
+  unreached: z.boolean().describe("No level could reach anyone: the catch-all was paged"),
+  exhausted: z
+    .boolean()
+    .describe("Repeats ran out with nobody accepting: the catch-all was paged, paging stopped"),
+  lastActivityAt: z.number(),
 });
 export const alertEvent = z.object({
   id: z.number().int(),
@@ -99,10 +121,15 @@ export const attempt = z.object({
   level: z.number().int(),
   personId: z.string().nullable(),
   channel: z.enum(["webhook", "device"]),
+  event: z.string().describe("`paged`, a follow-up (`accepted`, `resolved`...), or a device command's type"),
   address: z.string(),
   attempt: z.number().int(),
   at: z.number(),
-  status: z.enum(["pending", "delivered", "failed"]),
+  status: z
+    .enum(["pending", "delivered", "failed", "expired"])
+    .describe(
+      "A device command is delivered when the device acknowledges it; expired if it never did in time",
+    ),
   detail: z.string().nullable(),
 });
 export const alertDetail = alert.extend({ events: z.array(alertEvent), attempts: z.array(attempt) });

@@ -6,7 +6,7 @@ import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Logger } from "pino";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import type { EventBus } from "../bus/index.ts";
-import { commandTopic, type DeviceCommand, type Ingest } from "../ingest/index.ts";
+import { commandTopic, type Ingest } from "../ingest/index.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
 import { ConnectionRateLimit, PublishAllowance, type Rate } from "./limits.ts";
@@ -114,6 +114,25 @@ export class Broker {
       this.connected.set(client.id, client);
       metrics.devicesConnected.set(this.connected.size);
       deps.bus.emit("device.connected", { deviceId: client.id });
+      // A persistent session's subscription was restored during the connect.
+      if (this.isListening(client.id)) deps.bus.emit("device.listening", { deviceId: client.id });
+    });
+    this.aedes.on("subscribe", (subs, client) => {
+      // Those restored during a connect are announced when the client is ready, above.
+      if (!client || this.connected.get(client.id) !== client) return;
+      if (subs.some((s) => s.topic === commandTopic(client.id) && s.qos > 0))
+        deps.bus.emit("device.listening", { deviceId: client.id });
+    });
+    this.aedes.on("ack", (packet, client) => {
+      if (!client) return;
+      // aedes hands back the acknowledged packet only for persistent sessions; for a clean one it
+      // is gone, and PUBACKs come in the order the publishes went out (MQTT 3.1.1, 4.6).
+      const acked = packet && "topic" in packet ? packet : undefined;
+      if (acked && acked.topic !== commandTopic(client.id)) return;
+      deps.bus.emit("device.acknowledged", {
+        deviceId: client.id,
+        payload: acked ? String(acked.payload) : null,
+      });
     });
     this.aedes.on("clientDisconnect", (client) => {
       // A reconnect that took over the client id has already replaced this entry.
@@ -153,6 +172,16 @@ export class Broker {
     return this.connected.has(deviceId);
   }
 
+  /** Connected and subscribed to its command topic at QoS 1: a command sent now reaches it. */
+  isListening(deviceId: string): boolean {
+    // aedes keeps a client's subscriptions on it, untyped.
+    const client = this.connected.get(deviceId) as
+      | { subscriptions?: Record<string, { qos: number }> }
+      | undefined;
+    const sub = client?.subscriptions?.[commandTopic(deviceId)];
+    return sub !== undefined && sub.qos > 0;
+  }
+
   get port(): number {
     return boundPort(this.tcp);
   }
@@ -185,13 +214,14 @@ export class Broker {
   }
 
   /** Publishes a command to a device at QoS 1; resolves to an error message, or undefined. */
-  publishCommand(deviceId: string, command: DeviceCommand): Promise<string | undefined> {
+  /** Publishes a command (its JSON) at QoS 1; resolves with an error message if aedes refused it. */
+  publishCommand(deviceId: string, payload: string): Promise<string | undefined> {
     return new Promise((resolve) => {
       this.aedes.publish(
         {
           cmd: "publish",
           topic: commandTopic(deviceId),
-          payload: Buffer.from(JSON.stringify(command)),
+          payload: Buffer.from(payload),
           qos: 1,
           retain: false,
           dup: false,

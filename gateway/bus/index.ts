@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { FollowUpEvent } from "../alerts/decide.ts";
 import type { Alert, AlertEvent, AlertKind } from "../alerts/model.ts";
 import type { DeviceCommand, DeviceEvent, Heartbeat } from "../ingest/contract.ts";
 import type { DeviceKind, Person } from "../store/types.ts";
@@ -20,8 +21,17 @@ export interface EventMap {
   "device.disconnected": { deviceId: string };
   /** An alert changed; `events` are the audit events just stored, in order. */
   "alert.changed": { alert: Alert; events: AlertEvent[]; pressReceivedHr?: number };
-  /** Escalation reached a level: notify these people. */
-  "alert.notify": { alert: Alert; level: number; recipients: Person[]; pressReceivedHr?: number };
+  /**
+   * Tell these people about the alert: `paged` when escalation reached them (level 0: the
+   * catch-all), or a follow-up (`accepted`, `resolved`...) to those paged before.
+   */
+  "alert.notify": {
+    alert: Alert;
+    level: number;
+    event: "paged" | FollowUpEvent;
+    recipients: Person[];
+    pressReceivedHr?: number;
+  };
   "device.registered": { deviceId: string; kind: DeviceKind };
   /** A rule found a condition: open an alert of this kind for the device, unless one is open. */
   "alert.raise": { kind: AlertKind; deviceId: string; data: Record<string, unknown> };
@@ -31,6 +41,10 @@ export interface EventMap {
   /** People, assignments or accounts changed: who may see what must be worked out again. */
   "access.changed": Record<string, never>;
   "device.command": { deviceId: string; command: DeviceCommand; pressReceivedHr?: number };
+  /** A device is connected and subscribed to its command topic: its outbox can be sent. */
+  "device.listening": { deviceId: string };
+  /** A device acknowledged (PUBACK) a command: its payload, or null when the broker no longer holds it. */
+  "device.acknowledged": { deviceId: string; payload: string | null };
 }
 
 type Listener<K extends keyof EventMap> = (payload: EventMap[K]) => void;

@@ -3,6 +3,7 @@ import { createSecureContext } from "node:tls";
 import { z } from "zod";
 import { defaultPolicies, type EscalationPolicies, escalationPoliciesSchema } from "../alerts/policy.ts";
 import { MQTT_MAX_PACKET } from "../broker/packet-size.ts";
+import { builtInPhrases, type PhraseCatalogue, phraseCatalogueSchema } from "../notify/phrases.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -28,6 +29,19 @@ export const configSchema = z
         return delays;
       }),
     ESCALATION_POLICY_FILE: z.string().optional(),
+    /** A press this long after an active alert's last activity opens a new alert instead of joining it. */
+    ALERT_QUIET_PERIOD_MIN: positiveInt.default(120),
+    /** How often deadlines are re-read from the database, and failed ones retried. */
+    DEADLINE_SWEEP_SEC: positiveInt.default(5),
+    /** A command a device never acknowledges is dropped from its outbox after this long. */
+    DEVICE_COMMAND_TTL_HOURS: positiveInt.default(24),
+    /** JSON file of device phrases by language, adding to or rewording the built-in zh-CN and en. */
+    DEVICE_PHRASES_FILE: z.string().optional(),
+    /** Where people reach the dashboard, for links in notifications, e.g. https://safety.example.org */
+    PUBLIC_URL: z
+      .url({ protocol: /^https?$/, error: "must be an http(s) URL" })
+      .transform((u) => u.replace(/\/+$/, ""))
+      .optional(),
     MAX_PAYLOAD_BYTES: positiveInt.default(1024),
     MAX_CLOCK_SKEW_MS: positiveInt.default(5 * 60_000),
 
@@ -115,9 +129,13 @@ export const configSchema = z
     message: "must be above LOW_BATTERY_PERCENT, or low-battery alerts would flap",
   });
 
-export type Config = Omit<z.infer<typeof configSchema>, "ESCALATION_POLICY_FILE" | "WEBHOOK_SECRET"> & {
+export type Config = Omit<
+  z.infer<typeof configSchema>,
+  "ESCALATION_POLICY_FILE" | "WEBHOOK_SECRET" | "DEVICE_PHRASES_FILE"
+> & {
   WEBHOOK_SECRET: string;
   policies: EscalationPolicies;
+  phrases: PhraseCatalogue;
   mqttTls: MqttTls | undefined;
 };
 
@@ -132,11 +150,12 @@ const describe = (issues: z.core.$ZodIssue[], prefix = "") =>
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = configSchema.safeParse(env);
   if (!parsed.success) throw new ConfigError(describe(parsed.error.issues));
-  const { ESCALATION_POLICY_FILE, WEBHOOK_SECRET, ...rest } = parsed.data;
+  const { ESCALATION_POLICY_FILE, WEBHOOK_SECRET, DEVICE_PHRASES_FILE, ...rest } = parsed.data;
   return {
     ...rest,
     WEBHOOK_SECRET: WEBHOOK_SECRET ?? "development-only-webhook-secret",
     policies: ESCALATION_POLICY_FILE ? loadPolicies(ESCALATION_POLICY_FILE) : defaultPolicies,
+    phrases: DEVICE_PHRASES_FILE ? loadPhrases(DEVICE_PHRASES_FILE) : builtInPhrases,
     mqttTls: loadMqttTls(rest.MQTT_TLS_CERT, rest.MQTT_TLS_KEY),
   };
 }
@@ -169,15 +188,24 @@ function loadMqttTls(certFile: string | undefined, keyFile: string | undefined):
   return tls;
 }
 
+function readJson(setting: string, file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, "utf8"));
+  } catch (err) {
+    throw new ConfigError(`${setting}: cannot read ${file}: ${(err as Error).message}`);
+  }
+}
+
 /** A policy file overrides the defaults kind by kind. */
 export function loadPolicies(file: string): EscalationPolicies {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, "utf8"));
-  } catch (err) {
-    throw new ConfigError(`ESCALATION_POLICY_FILE: cannot read ${file}: ${(err as Error).message}`);
-  }
-  const parsed = escalationPoliciesSchema.safeParse(json);
+  const parsed = escalationPoliciesSchema.safeParse(readJson("ESCALATION_POLICY_FILE", file));
   if (!parsed.success) throw new ConfigError(describe(parsed.error.issues, `${file}: `));
   return { ...defaultPolicies, ...parsed.data };
+}
+
+/** A phrase file adds languages, or rewords the built-in ones, language by language. */
+export function loadPhrases(file: string): PhraseCatalogue {
+  const parsed = phraseCatalogueSchema.safeParse(readJson("DEVICE_PHRASES_FILE", file));
+  if (!parsed.success) throw new ConfigError(describe(parsed.error.issues, `${file}: `));
+  return { ...builtInPhrases, ...parsed.data };
 }

@@ -20,6 +20,9 @@ export interface StreamOptions {
 export interface StreamViewer {
   sees(alert: Alert): boolean;
   expiresAt: number;
+  /** The person the account acts as: an open page counts as a channel that reaches them. */
+  personId: string | null;
+  admin: boolean;
 }
 
 interface StreamClient {
@@ -104,6 +107,13 @@ export class AlertStream {
 
   get size(): number {
     return this.clients.size;
+  }
+
+  /** Whether someone has the board open now: the person `personId`, or (null) any admin. */
+  isWatching(personId: string | null): boolean {
+    for (const { viewer } of this.clients)
+      if (personId === null ? viewer.admin : viewer.personId === personId) return true;
+    return false;
   }
 
   /** Takes over `res`: replays what came after `lastEventId`, then streams live events, as `viewer` may see them. */

@@ -3,10 +3,12 @@ import type { Logger } from "pino";
 import type { EventBus, EventMap } from "../bus/index.ts";
 import type { Clock, Timer } from "../clock/index.ts";
 import { type Metrics, observePressLatency } from "../metrics.ts";
-import type { Person, Store } from "../store/types.ts";
+import type { DeviceState, Person, Store } from "../store/types.ts";
 
 export interface WebhookOptions {
   secret: string;
+  /** Where people reach the dashboard; notifications link to the alert there. */
+  publicUrl: string | null;
   timeoutMs: number;
   /** Delays before each retry; its length is the number of retries. */
   retryDelaysMs: number[];
@@ -57,28 +59,38 @@ export class WebhookNotifier {
   private stopped = false;
 
   constructor(
-    private readonly deps: { store: Store; bus: EventBus; clock: Clock; metrics: Metrics; log: Logger },
+    private readonly deps: {
+      store: Store;
+      bus: EventBus;
+      clock: Clock;
+      metrics: Metrics;
+      log: Logger;
+      /** Battery and last position of a device, for what the recipient needs to know. */
+      deviceState?: (deviceId: string) => DeviceState | undefined;
+    },
     private readonly options: WebhookOptions,
   ) {}
 
   start(): void {
     this.stopped = false;
     this.unsubscribe = this.deps.bus.on("alert.notify", (n) => {
-      const { store, clock, log } = this.deps;
+      const { clock, log } = this.deps;
       const targets = n.recipients.flatMap((recipient) =>
         recipient.contacts.filter((c) => c.kind === "webhook").map((c) => ({ recipient, url: c.address })),
       );
       if (targets.length === 0) return;
-      const queued = store.registry
-        .getPerson(n.alert.subjectId)
+      const queued = this.describe(n)
         .catch((err) => {
           // Who and where is worth having, not worth withholding the notification for.
-          log.error({ err, alertId: n.alert.id }, "could not read the alert's subject: notifying without it");
-          return undefined;
+          log.error({ err, alertId: n.alert.id }, "could not describe the alert: notifying without details");
+          return describeBare(n);
         })
-        .then((subject) => {
+        .then((about) => {
           for (const { recipient, url } of targets) {
-            const body = payload(n, recipient, subject ?? null);
+            const body = JSON.stringify({
+              ...about,
+              recipient: { id: recipient.id, name: recipient.name, role: recipient.role },
+            });
             this.enqueue({ notice: n, recipient, url, body, attempt: 1, dueAt: clock.now() });
           }
         });
@@ -105,6 +117,51 @@ export class WebhookNotifier {
     }
     await Promise.allSettled([...this.inFlight]);
     this.endpoints.clear();
+  }
+
+  /**
+   * The notification's body, but for the recipient: the alert; the resident (name, address,
+   * phone); the device's battery, and for a tag its last position and how old it is; the zone
+   * left; who else was told and who accepted; and a link to the alert on the dashboard.
+   */
+  private async describe(n: EventMap["alert.notify"]) {
+    const { store, clock, deviceState } = this.deps;
+    const { alert } = n;
+    const nameOf = async (id: string) => {
+      const p = await store.registry.getPerson(id);
+      return { id, name: p?.name ?? id, role: p?.role ?? null };
+    };
+    const subject = await store.registry.getPerson(alert.subjectId);
+    const opened = (await store.alerts.events(alert.id)).find((e) => e.type === "opened");
+    const state = deviceState?.(alert.deviceId);
+    const position = state?.position;
+    return {
+      ...describeBare(n),
+      subject: subject && {
+        id: subject.id,
+        name: subject.name,
+        address: subject.address,
+        phone: subject.phone,
+      },
+      device: state && {
+        battery: state.battery,
+        online: state.online,
+        position: position && {
+          lat: position.lat,
+          lon: position.lon,
+          accuracyM: position.accuracy,
+          at: new Date(position.ts).toISOString(),
+          ageSec: Math.max(0, Math.round((clock.now() - position.ts) / 1000)),
+        },
+      },
+      zone:
+        alert.kind === "geofence-exit" && opened
+          ? { id: opened.data.geofenceId, name: opened.data.geofence, distanceM: opened.data.distanceM }
+          : null,
+      notified: await Promise.all(alert.notified.map(nameOf)),
+      acceptedBy: alert.acceptedBy ? await nameOf(alert.acceptedBy) : null,
+      link: this.options.publicUrl ? `${this.options.publicUrl}/?alert=${alert.id}#alerts` : null,
+    };
   }
 
   private track(work: Promise<void>): void {
@@ -174,6 +231,7 @@ export class WebhookNotifier {
         level: notice.level,
         personId: recipient.id,
         channel: "webhook",
+        event: notice.event,
         address: url,
         attempt,
         at: clock.now(),
@@ -231,23 +289,22 @@ export class WebhookNotifier {
   }
 }
 
-function payload(n: EventMap["alert.notify"], recipient: Person, subject: Person | null): string {
-  return JSON.stringify({
-    alertId: n.alert.id,
-    kind: n.alert.kind,
-    state: n.alert.state,
+/** What every notification says, whatever else is known. */
+function describeBare(n: EventMap["alert.notify"]) {
+  const { alert } = n;
+  return {
+    event: n.event,
+    alertId: alert.id,
+    kind: alert.kind,
+    state: alert.state,
     level: n.level,
-    openedAt: new Date(n.alert.openedAt).toISOString(),
-    presses: n.alert.presses,
-    deviceId: n.alert.deviceId,
-    subject: subject && {
-      id: subject.id,
-      name: subject.name,
-      address: subject.address,
-      phone: subject.phone,
-    },
-    recipient: { id: recipient.id, name: recipient.name, role: recipient.role },
-  });
+    openedAt: new Date(alert.openedAt).toISOString(),
+    presses: alert.presses,
+    deviceId: alert.deviceId,
+    unreached: alert.unreached,
+    exhausted: alert.exhausted,
+    outcome: alert.outcome,
+  };
 }
 
 /** Requests share an endpoint's capacity by origin: one bridge serves many recipients' addresses. */

@@ -179,3 +179,31 @@ CREATE TRIGGER alert_events_append_only_delete BEFORE DELETE ON alert_events
   BEGIN SELECT RAISE(ABORT, 'an active alert''s trail cannot be deleted'); END;
 `,
 });
+
+migrations.push({
+  version: 4,
+  name: "escalation that never falls through: the policy with the alert, repeats, reminders, reach; device outbox; resident locale",
+  sql: `
+-- The policy snapshot of alerts opened before this version is filled in at start from the policies then in force.
+ALTER TABLE alerts ADD COLUMN policy TEXT;
+ALTER TABLE alerts ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN reminders INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN notified TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE alerts ADD COLUMN unreached INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN exhausted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE alerts ADD COLUMN last_activity_at INTEGER;
+UPDATE alerts SET last_activity_at = COALESCE(accepted_at, opened_at);
+-- Accepted alerts now have a deadline too (resolve within); before, accepting cleared it.
+UPDATE alerts SET deadline_at = accepted_at WHERE state = 'accepted' AND deadline_at IS NULL;
+ALTER TABLE people ADD COLUMN locale TEXT NOT NULL DEFAULT 'zh-CN';
+-- What a notification was about (a page, or a follow-up such as 'accepted'); device commands
+-- wait here, pending, until the device acknowledges them or they expire.
+ALTER TABLE notification_attempts ADD COLUMN event TEXT NOT NULL DEFAULT 'paged';
+ALTER TABLE notification_attempts ADD COLUMN payload TEXT;
+ALTER TABLE notification_attempts ADD COLUMN expires_at INTEGER;
+UPDATE notification_attempts SET status = 'delivered' WHERE channel = 'device' AND status = 'pending';
+CREATE INDEX notification_attempts_outbox ON notification_attempts(address, id)
+  WHERE channel = 'device' AND status = 'pending';
+CREATE INDEX notification_attempts_webhook ON notification_attempts(address, id) WHERE channel = 'webhook';
+`,
+});

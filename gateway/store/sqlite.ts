@@ -107,6 +107,7 @@ function registry(db: Database.Database): RegistryRepository {
     gridId: (r.grid_id as string | null) ?? null,
     phone: (r.phone as string | null) ?? null,
     address: (r.address as string | null) ?? null,
+    locale: r.locale as string,
     contacts: contactsOf.all(r.id) as Contact[],
   });
   const toDevice = (r: Row): Device => ({
@@ -159,8 +160,8 @@ function registry(db: Database.Database): RegistryRepository {
       insertOrConflict("person", p.id, () => {
         db.transaction(() => {
           db.prepare(
-            "INSERT INTO people (id, name, role, community_id, grid_id, phone, address) VALUES (?, ?, ?, ?, ?, ?, ?)",
-          ).run(p.id, p.name, p.role, p.communityId, p.gridId, p.phone, p.address);
+            "INSERT INTO people (id, name, role, community_id, grid_id, phone, address, locale) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+          ).run(p.id, p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.locale);
           writeContacts(p);
         })();
         return p;
@@ -168,8 +169,8 @@ function registry(db: Database.Database): RegistryRepository {
     updatePerson: async (p) => {
       db.transaction(() => {
         db.prepare(
-          "UPDATE people SET name = ?, role = ?, community_id = ?, grid_id = ?, phone = ?, address = ? WHERE id = ?",
-        ).run(p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.id);
+          "UPDATE people SET name = ?, role = ?, community_id = ?, grid_id = ?, phone = ?, address = ?, locale = ? WHERE id = ?",
+        ).run(p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.locale, p.id);
         writeContacts(p);
       })();
       return p;
@@ -301,6 +302,21 @@ const toAlert = (r: Row): Alert => ({
   closedAt: (r.closed_at as number | null) ?? null,
   outcome: (r.outcome as string | null) ?? null,
   deadlineAt: (r.deadline_at as number | null) ?? null,
+  policy: JSON.parse(r.policy as string),
+  repeats: r.repeats as number,
+  reminders: r.reminders as number,
+  notified: JSON.parse(r.notified as string),
+  unreached: r.unreached === 1,
+  exhausted: r.exhausted === 1,
+  lastActivityAt: r.last_activity_at as number,
+});
+
+const alertRow = (a: Alert) => ({
+  ...a,
+  policy: JSON.stringify(a.policy),
+  notified: JSON.stringify(a.notified),
+  unreached: a.unreached ? 1 : 0,
+  exhausted: a.exhausted ? 1 : 0,
 });
 
 const toEvent = (r: Row): AlertEvent => ({
@@ -315,12 +331,17 @@ const toEvent = (r: Row): AlertEvent => ({
 function alerts(db: Database.Database): AlertRepository {
   const upsert = db.prepare(`
     INSERT INTO alerts (id, kind, device_id, subject_id, state, level, presses, opened_at, accepted_by, accepted_at,
-      closed_by, closed_at, outcome, deadline_at)
+      closed_by, closed_at, outcome, deadline_at, policy, repeats, reminders, notified, unreached, exhausted,
+      last_activity_at)
     VALUES (@id, @kind, @deviceId, @subjectId, @state, @level, @presses, @openedAt, @acceptedBy, @acceptedAt,
-      @closedBy, @closedAt, @outcome, @deadlineAt)
-    ON CONFLICT (id) DO UPDATE SET state = excluded.state, level = excluded.level, presses = excluded.presses,
-      accepted_by = excluded.accepted_by, accepted_at = excluded.accepted_at, closed_by = excluded.closed_by,
-      closed_at = excluded.closed_at, outcome = excluded.outcome, deadline_at = excluded.deadline_at`);
+      @closedBy, @closedAt, @outcome, @deadlineAt, @policy, @repeats, @reminders, @notified, @unreached, @exhausted,
+      @lastActivityAt)
+    ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, state = excluded.state, level = excluded.level,
+      presses = excluded.presses, accepted_by = excluded.accepted_by, accepted_at = excluded.accepted_at,
+      closed_by = excluded.closed_by, closed_at = excluded.closed_at, outcome = excluded.outcome,
+      deadline_at = excluded.deadline_at, policy = excluded.policy, repeats = excluded.repeats,
+      reminders = excluded.reminders, notified = excluded.notified, unreached = excluded.unreached,
+      exhausted = excluded.exhausted, last_activity_at = excluded.last_activity_at`);
   const insertEvent = db.prepare(
     "INSERT INTO alert_events (alert_id, at, type, actor, data) VALUES (?, ?, ?, ?, ?)",
   );
@@ -336,7 +357,7 @@ function alerts(db: Database.Database): AlertRepository {
       .run(before).changes;
   });
   const commit = db.transaction((change: Parameters<AlertRepository["commit"]>[0]): AlertEvent[] => {
-    upsert.run(change.alert);
+    upsert.run(alertRow(change.alert));
     if (change.handledEventId !== undefined) markHandled.run(change.handledEventId);
     return change.events.map((e) => {
       const info = insertEvent.run(change.alert.id, e.at, e.type, e.actor, JSON.stringify(e.data));
@@ -349,12 +370,13 @@ function alerts(db: Database.Database): AlertRepository {
       const r = db.prepare("SELECT * FROM alerts WHERE id = ?").get(id) as Row | undefined;
       return r && toAlert(r);
     },
-    findActive: async (deviceId, kind) => {
+    findActive: async (deviceId, kinds) => {
       const r = db
         .prepare(
-          "SELECT * FROM alerts WHERE device_id = ? AND kind = ? AND state IN ('open','accepted') LIMIT 1",
+          `SELECT * FROM alerts WHERE device_id = ? AND kind IN (${kinds.map(() => "?").join(",")})
+             AND state IN ('open','accepted') ORDER BY opened_at DESC LIMIT 1`,
         )
-        .get(deviceId, kind) as Row | undefined;
+        .get(deviceId, ...kinds) as Row | undefined;
       return r && toAlert(r);
     },
     list: async ({ states, subjectIds, limit }) => {
@@ -388,20 +410,50 @@ function alerts(db: Database.Database): AlertRepository {
     lastEventId: async () =>
       ((db.prepare("SELECT MAX(id) AS id FROM alert_events").get() as Row).id as number | null) ?? 0,
     withDeadlines: async () =>
-      (db.prepare("SELECT * FROM alerts WHERE deadline_at IS NOT NULL").all() as Row[]).map(toAlert),
+      (
+        db.prepare("SELECT * FROM alerts WHERE deadline_at IS NOT NULL ORDER BY deadline_at").all() as Row[]
+      ).map(toAlert),
+    adoptPolicies: async (policyOf) =>
+      db.transaction(() => {
+        let changed = 0;
+        const kinds = db.prepare("SELECT DISTINCT kind FROM alerts WHERE policy IS NULL").all() as Row[];
+        for (const { kind } of kinds) {
+          changed += db
+            .prepare("UPDATE alerts SET policy = ? WHERE policy IS NULL AND kind = ?")
+            .run(JSON.stringify(policyOf(kind as Alert["kind"])), kind).changes;
+        }
+        return changed;
+      })(),
   };
 }
 
 function attempts(db: Database.Database): AttemptRepository {
+  const expire = db.prepare(
+    "UPDATE notification_attempts SET status = 'expired' WHERE channel = 'device' AND status = 'pending' AND address = ? AND expires_at <= ?",
+  );
+  const pending = db.prepare(
+    "SELECT id, payload FROM notification_attempts WHERE channel = 'device' AND status = 'pending' AND address = ? ORDER BY id",
+  );
   return {
     start: async (a) =>
       Number(
         db
           .prepare(
-            `INSERT INTO notification_attempts (alert_id, level, person_id, channel, address, attempt, at, status)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')`,
+            `INSERT INTO notification_attempts (alert_id, level, person_id, channel, event, address, attempt, at, status, payload, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
           )
-          .run(a.alertId, a.level, a.personId, a.channel, a.address, a.attempt, a.at).lastInsertRowid,
+          .run(
+            a.alertId,
+            a.level,
+            a.personId,
+            a.channel,
+            a.event,
+            a.address,
+            a.attempt,
+            a.at,
+            a.payload ?? null,
+            a.expiresAt ?? null,
+          ).lastInsertRowid,
       ),
     finish: async (id, status, detail) => {
       db.prepare("UPDATE notification_attempts SET status = ?, detail = ? WHERE id = ?").run(
@@ -420,6 +472,7 @@ function attempts(db: Database.Database): AttemptRepository {
           level: r.level as number,
           personId: (r.person_id as string | null) ?? null,
           channel: r.channel as NotificationAttempt["channel"],
+          event: r.event as string,
           address: r.address as string,
           attempt: r.attempt as number,
           at: r.at as number,
@@ -427,5 +480,24 @@ function attempts(db: Database.Database): AttemptRepository {
           detail: (r.detail as string | null) ?? null,
         }),
       ),
+    failing: async (addresses) => {
+      const last = db.prepare(
+        `SELECT status FROM notification_attempts WHERE channel = 'webhook' AND address = ?
+           AND status IN ('delivered','failed') ORDER BY id DESC LIMIT 1`,
+      );
+      return new Set(addresses.filter((a) => (last.get(a) as Row | undefined)?.status === "failed"));
+    },
+    pendingCommands: async (address, now) =>
+      db.transaction(() => {
+        expire.run(address, now);
+        return pending.all(address) as { id: number; payload: string }[];
+      })(),
+    commandAcknowledged: async (address, payload, at) =>
+      db
+        .prepare(
+          `UPDATE notification_attempts SET status = 'delivered', detail = ?
+             WHERE channel = 'device' AND status = 'pending' AND address = ? AND payload = ?`,
+        )
+        .run(`acknowledged at ${new Date(at).toISOString()}`, address, payload).changes,
   };
 }

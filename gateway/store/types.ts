@@ -32,6 +32,8 @@ export interface Person {
   phone: string | null;
   /** Where the person lives or works, for the responder: "Building 3, Chongsaikang". */
   address: string | null;
+  /** The language the person reads and hears: a device's phrases follow its resident's. */
+  locale: string;
   contacts: Contact[];
 }
 export interface Device {
@@ -77,13 +79,15 @@ export interface Assignment {
   personId: string;
   relation: Relation;
 }
-export type AttemptStatus = "pending" | "delivered" | "failed";
+export type AttemptStatus = "pending" | "delivered" | "failed" | "expired";
 export interface NotificationAttempt {
   id: number;
   alertId: string;
   level: number;
   personId: string | null;
   channel: "webhook" | "device";
+  /** `paged`, or the follow-up it carried (`accepted`, `resolved`...), or the device command's type. */
+  event: string;
   address: string;
   attempt: number;
   at: number;
@@ -168,8 +172,8 @@ export interface DeviceEventRepository {
 
 export interface AlertRepository {
   get(id: string): Promise<Alert | undefined>;
-  /** The open or accepted alert of this kind for this device, if any. */
-  findActive(deviceId: string, kind: Alert["kind"]): Promise<Alert | undefined>;
+  /** The open or accepted alert of one of these kinds for this device, if any. */
+  findActive(deviceId: string, kinds: readonly Alert["kind"][]): Promise<Alert | undefined>;
   /** Newest first; `subjectIds` limits the list to alerts about those people. */
   list(filter: { states?: AlertState[]; subjectIds?: readonly string[]; limit: number }): Promise<Alert[]>;
   /** Deletes closed alerts (their trail, attempts and device events) closed before `before`. */
@@ -180,13 +184,24 @@ export interface AlertRepository {
   events(alertId: string): Promise<AlertEvent[]>;
   eventsAfter(id: number, limit: number): Promise<AlertEvent[]>;
   lastEventId(): Promise<number>;
+  /** Alerts with a deadline, the earliest first. */
   withDeadlines(): Promise<Alert[]>;
+  /** Alerts stored before policies travelled with them get the one in force now. */
+  adoptPolicies(policyOf: (kind: Alert["kind"]) => Alert["policy"]): Promise<number>;
 }
 
 export interface AttemptRepository {
-  start(a: Omit<NotificationAttempt, "id" | "status" | "detail">): Promise<number>;
+  start(
+    a: Omit<NotificationAttempt, "id" | "status" | "detail"> & { payload?: string; expiresAt?: number },
+  ): Promise<number>;
   finish(id: number, status: AttemptStatus, detail: string | null): Promise<void>;
   forAlert(alertId: string): Promise<NotificationAttempt[]>;
+  /** Of these webhook addresses, those whose latest finished attempt failed. */
+  failing(addresses: readonly string[]): Promise<Set<string>>;
+  /** The device outbox at `address`: marks what is past its expiry expired, returns the rest in order. */
+  pendingCommands(address: string, now: number): Promise<{ id: number; payload: string }[]>;
+  /** The device acknowledged (PUBACK) this payload at `address`: every pending copy is delivered. */
+  commandAcknowledged(address: string, payload: string, at: number): Promise<number>;
 }
 
 /** What the gateway knows of a device now: last heard, battery, last trusted position. */

@@ -311,14 +311,16 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
       allowed: everyone,
       own: async () => ({ path: `/api/alerts/${await accepted()}/resolve`, body: { note: "visited" } }),
       foreign: () => ({ path: `/api/alerts/${norbuAlert}/resolve`, body: { note: "visited" } }),
-      ownStatus: { admin: 403 },
+      // The doctor accepted it: the family may not close it for them (README, "Who may act").
+      ownStatus: { admin: 403, family: 403 },
     },
     {
       route: "POST /api/alerts/{id}/cancel",
       allowed: everyone,
       own: async () => ({ path: `/api/alerts/${await freshAlert()}/cancel`, body: {} }),
       foreign: () => ({ path: `/api/alerts/${norbuAlert}/cancel`, body: {} }),
-      ownStatus: { admin: 403 },
+      // A call the family did not accept is not theirs to dismiss as a false alarm.
+      ownStatus: { admin: 403, family: 403 },
     },
     {
       route: "POST /api/geofences",

@@ -75,7 +75,12 @@ describe("call-button loop", () => {
     const doctor = await signIn(gw, "dr-tsering");
     const accepted = await call(gw, "POST", `/api/alerts/${received.alertId}/accept`, {}, doctor);
     expect(accepted.status).toBe(200);
-    expect(accepted.body).toMatchObject({ state: "accepted", acceptedBy: "dr-tsering", deadlineAt: null });
+    // Accepted is not done: it must be resolved within 30 minutes.
+    expect(accepted.body).toMatchObject({
+      state: "accepted",
+      acceptedBy: "dr-tsering",
+      deadlineAt: clock.now() + 30 * 60_000,
+    });
     const acceptedCommand = await device.waitForCommand("accepted");
     expect(acceptedCommand.message).toContain("次仁医生 Dr Tsering");
     await clock.advance(10 * 60_000);
@@ -100,8 +105,28 @@ describe("call-button loop", () => {
       "accepted",
       "resolved",
     ]);
-    expect(detail.body.attempts.filter((a: { channel: string }) => a.channel === "webhook")).toHaveLength(2);
-    expect(detail.body.attempts.every((a: { status: string }) => a.status === "delivered")).toBe(true);
+    // Everyone paged hears the outcome: the family was paged at level 2, so hears who accepted and how it ended.
+    const attempts = await waitFor(async () => {
+      const all = (await call(gw, "GET", `/api/alerts/${received.alertId}`)).body.attempts as {
+        channel: string;
+        event: string;
+        personId: string;
+        status: string;
+      }[];
+      return all.length === 7 && all.every((a) => a.status === "delivered") && all;
+    });
+    expect(attempts.filter((a) => a.channel === "webhook").map((a) => `${a.event}->${a.personId}`)).toEqual([
+      "paged->dr-tsering",
+      "paged->pema",
+      "accepted->pema",
+      "resolved->pema",
+    ]);
+    // The device's commands are delivered once it acknowledged them.
+    expect(attempts.filter((a) => a.channel === "device").map((a) => a.event)).toEqual([
+      "received",
+      "accepted",
+      "resolved",
+    ]);
     await waitFor(() => stream.messages.length >= 5, 5000, "stream events");
     expect(stream.alertEvents().map((m) => m.event.type)).toEqual(
       detail.body.events.map((e: { type: string }) => e.type),

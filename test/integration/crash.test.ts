@@ -56,6 +56,7 @@ async function seed(dataDir: string, webhookUrl: (path: string) => string): Prom
       gridId: "grid-1",
       phone: null,
       address: null,
+      locale: "zh-CN",
       contacts,
     });
     await registry.createPerson(

@@ -131,13 +131,9 @@ describe("locator tags", () => {
     const [first] = await waitFor(async () => (await alerts()).length === 1 && alerts());
     const trail = (await call(gw, "GET", `/api/alerts/${first?.id}`)).body;
     expect(trail.events[0].data).toMatchObject({ positionStatus: "unknown", position: null, late: false });
-    await call(
-      gw,
-      "POST",
-      `/api/alerts/${first?.id}/resolve`,
-      { note: "found at home" },
-      await signIn(gw, "pema"),
-    );
+    const pema = await signIn(gw, "pema");
+    await call(gw, "POST", `/api/alerts/${first?.id}/accept`, {}, pema);
+    await call(gw, "POST", `/api/alerts/${first?.id}/resolve`, { note: "found at home" }, pema);
 
     await at(30);
     await clock.advance(10_000);

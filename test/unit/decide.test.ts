@@ -1,11 +1,18 @@
 import { describe, expect, it } from "vitest";
-import { type AlertInput, decide } from "../../gateway/alerts/decide.ts";
+import {
+  type Actor,
+  type AlertInput,
+  type Audience,
+  type DecideContext,
+  decide,
+  mayAct,
+} from "../../gateway/alerts/decide.ts";
 import type { Alert } from "../../gateway/alerts/model.ts";
-import { defaultPolicies, type EscalationPolicy } from "../../gateway/alerts/policy.ts";
+import { defaultPolicies, type EscalationPolicies } from "../../gateway/alerts/policy.ts";
 import { GatewayError } from "../../gateway/errors.ts";
 
-const call = defaultPolicies.call;
 const T0 = 1_800_000_000_000;
+const MIN = 60_000;
 const press: AlertInput = {
   type: "trigger",
   alertId: "a1",
@@ -14,146 +21,320 @@ const press: AlertInput = {
   subjectId: "r1",
   seq: 1,
 };
+const sos: AlertInput = { ...press, alertId: "a2", kind: "sos", seq: 2 };
+const doctor: Actor = { id: "dr", name: "李医生", role: "doctor" };
+const family: Actor = { id: "fam", name: "Pema", role: "family" };
+const staff: Actor = { id: "st", name: "Yang", role: "staff" };
 
-function run(inputs: [AlertInput, number][], policy: EscalationPolicy = call): Alert {
+/** Everyone reachable: doctor, family, grid worker, staff. */
+const everyone: Audience = {
+  byRole: {
+    doctor: [{ id: "dr", reachable: true }],
+    family: [{ id: "fam", reachable: true }],
+    "grid-worker": [{ id: "gw", reachable: true }],
+    staff: [{ id: "st", reachable: true }],
+  },
+  catchAll: ["st"],
+};
+const ctx = (
+  audience: Audience = everyone,
+  policies: EscalationPolicies = defaultPolicies,
+): DecideContext => ({
+  policies,
+  audience,
+});
+
+function run(steps: [AlertInput, number, DecideContext?][]): Alert {
   let alert: Alert | undefined;
-  for (const [input, at] of inputs) alert = decide(alert, input, at, policy).next;
+  for (const [input, at, c] of steps) alert = decide(alert, input, at, c ?? ctx()).next;
   if (!alert) throw new Error("no alert");
   return alert;
 }
+const pages = (d: ReturnType<typeof decide>) => d.effects.filter((e) => e.type === "page");
+const followUps = (d: ReturnType<typeof decide>) =>
+  d.effects.flatMap((e) => (e.type === "follow-up" ? [`${e.event}->${e.recipients.join("+")}`] : []));
+const deviceCommands = (d: ReturnType<typeof decide>) =>
+  d.effects.flatMap((e) => (e.type === "device" ? [`${e.command}:${e.phrase}`] : []));
 
-describe("decide", () => {
-  it("opens a call at level 1: tells the device, notifies the doctor, sets a 60 s deadline", () => {
-    const d = decide(undefined, press, T0, call);
+describe("decide: opening and escalating", () => {
+  it("opens a call at level 1 with the policy in force: tells the device, pages the doctor, 60 s to accept", () => {
+    const d = decide(undefined, press, T0, ctx());
     expect(d.next).toMatchObject({ id: "a1", state: "open", level: 1, presses: 1, deadlineAt: T0 + 60_000 });
+    expect(d.next.policy).toEqual(defaultPolicies.call);
+    expect(d.next.notified).toEqual(["dr"]);
     expect(d.events.map((e) => e.type)).toEqual(["opened", "notified"]);
     expect(d.effects).toEqual([
-      { type: "command", deviceId: "btn-1", command: { type: "received", alertId: "a1" } },
-      { type: "notify", level: 1, roles: ["doctor"] },
+      { type: "device", command: "received", phrase: "received", name: undefined },
+      { type: "page", level: 1, recipients: ["dr"], repeat: false },
     ]);
   });
 
-  it("joins a press to the open alert instead of opening another, and keeps its deadline", () => {
+  it("keeps its own policy: a policy changed later does not move an open alert", () => {
     const open = run([[press, T0]]);
-    const d = decide(open, { ...press, alertId: "a2" }, T0 + 5_000, call);
-    expect(d.next).toMatchObject({ id: "a1", presses: 2, deadlineAt: T0 + 60_000 });
-    expect(d.events.map((e) => e.type)).toEqual(["joined"]);
-    expect(d.effects).toEqual([
-      { type: "command", deviceId: "btn-1", command: { type: "received", alertId: "a1" } },
-    ]);
-  });
-
-  it("opens a new alert when the previous one is closed", () => {
-    const closed = run([
-      [press, T0],
-      [{ type: "cancel", by: "btn-1", reason: "device" }, T0 + 1],
-    ]);
-    expect(decide(closed, { ...press, alertId: "a2" }, T0 + 2, call).next).toMatchObject({
-      id: "a2",
-      presses: 1,
-    });
-  });
-
-  it("escalates doctor -> family -> grid worker and staff, then repeats the last level every 5 minutes", () => {
-    let alert = run([[press, T0]]);
-    const steps: unknown[] = [];
-    for (let i = 0; i < 4; i++) {
-      const at = alert.deadlineAt ?? 0;
-      const d = decide(alert, { type: "deadline" }, at, call);
-      alert = d.next;
-      steps.push([alert.level, d.effects, alert.deadlineAt && alert.deadlineAt - at]);
-    }
-    expect(steps).toEqual([
-      [2, [{ type: "notify", level: 2, roles: ["family"] }], 120_000],
-      [3, [{ type: "notify", level: 3, roles: ["grid-worker", "staff"] }], 300_000],
-      [3, [{ type: "notify", level: 3, roles: ["grid-worker", "staff"] }], 300_000],
-      [3, [{ type: "notify", level: 3, roles: ["grid-worker", "staff"] }], 300_000],
-    ]);
-  });
-
-  it("stops after the last level when the policy does not repeat", () => {
-    const policy: EscalationPolicy = {
-      levels: [{ notify: ["staff"], acceptWithinSec: 10 }],
-      repeatLast: false,
+    const oneLevel: EscalationPolicies = {
+      ...defaultPolicies,
+      call: { ...defaultPolicies.call, levels: [{ notify: ["staff"], acceptWithinSec: 10 }] },
     };
-    const open = run([[press, T0]], policy);
-    const d = decide(open, { type: "deadline" }, T0 + 10_000, policy);
-    expect(d.next).toMatchObject({ state: "open", deadlineAt: null, level: 1 });
-    expect(d.events.map((e) => e.type)).toEqual(["escalation-exhausted"]);
-    expect(d.effects).toEqual([]);
+    const d = decide(open, { type: "deadline" }, T0 + MIN, ctx(everyone, oneLevel));
+    expect(d.next).toMatchObject({ level: 2, deadlineAt: T0 + MIN + 120_000 });
+    expect(pages(d)).toEqual([{ type: "page", level: 2, recipients: ["fam"], repeat: false }]);
   });
 
-  it("moves on at once from a level with nobody in it, recording why", () => {
-    const open = run([[press, T0]]);
-    const d = decide(open, { type: "level-empty" }, T0 + 3, call);
-    expect(d.next).toMatchObject({ level: 2, deadlineAt: T0 + 3 + 120_000 });
-    expect(d.events.map((e) => e.type)).toEqual(["level-empty", "notified"]);
+  it("escalates doctor -> family -> grid worker and staff, repeats the last level 6 times, then is exhausted", () => {
+    let alert = run([[press, T0]]);
+    const seen: string[] = [];
+    let at = T0;
+    while (alert.deadlineAt !== null) {
+      at = alert.deadlineAt;
+      const d = decide(alert, { type: "deadline" }, at, ctx());
+      alert = d.next;
+      seen.push(d.events.map((e) => e.type).join("+"));
+    }
+    expect(seen).toEqual([
+      "notified",
+      "notified",
+      ...Array(6).fill("notified"),
+      "escalation-exhausted+notified",
+    ]);
+    expect(alert).toMatchObject({ state: "open", exhausted: true, repeats: 6, level: 3, deadlineAt: null });
+    expect(at).toBe(T0 + 60_000 + 120_000 + 7 * 300_000);
   });
 
-  it("accepts: stops escalation and tells the device who is coming", () => {
-    const open = run([[press, T0]]);
-    const d = decide(open, { type: "accept", by: "dr-1", byName: "Dr Tsering" }, T0 + 20_000, call);
+  it("skips a level nobody can be reached on at once, the last one too, and repeats the last level reached", () => {
+    const onlyDoctor: Audience = {
+      byRole: { doctor: [{ id: "dr", reachable: true }], family: [{ id: "fam", reachable: false }] },
+      catchAll: [],
+    };
+    const open = decide(undefined, press, T0, ctx(onlyDoctor));
+    const d = decide(open.next, { type: "deadline" }, T0 + MIN, ctx(onlyDoctor));
+    expect(d.events.map((e) => [e.type, e.data.level])).toEqual([
+      ["level-empty", 2],
+      ["notified", 2], // paged anyway: a channel thought broken may work
+      ["level-empty", 3],
+      ["notified", 1],
+    ]);
+    expect(d.next).toMatchObject({ level: 1, repeats: 1, deadlineAt: T0 + 2 * MIN, unreached: false });
+  });
+
+  it("pages the catch-all and marks the alert unreached when no level reaches anyone", () => {
+    const nobody: Audience = { byRole: { doctor: [{ id: "dr", reachable: false }] }, catchAll: ["admin-1"] };
+    const d = decide(undefined, press, T0, ctx(nobody));
+    expect(d.events.map((e) => e.type)).toEqual([
+      "opened",
+      "level-empty",
+      "notified",
+      "level-empty",
+      "level-empty",
+      "unreached",
+      "notified",
+    ]);
+    expect(pages(d).at(-1)).toEqual({ type: "page", level: 0, recipients: ["admin-1"], repeat: false });
+    expect(d.next).toMatchObject({ unreached: true, level: 3, deadlineAt: T0 + 300_000 });
+    // The catch-all is paged again like a last level, a bounded number of times.
+    let alert = d.next;
+    let n = 0;
+    while (alert.deadlineAt !== null && n++ < 20)
+      alert = decide(alert, { type: "deadline" }, alert.deadlineAt, ctx(nobody)).next;
+    expect(alert).toMatchObject({ exhausted: true, repeats: 6 });
+  });
+
+  it("stops after the last level when the policy does not repeat, paging the catch-all", () => {
+    const offline: AlertInput = { ...press, kind: "device-offline" };
+    const open = decide(undefined, offline, T0, ctx());
+    expect(deviceCommands(open)).toEqual([]); // the device did not raise it
+    const d = decide(open.next, { type: "deadline" }, T0 + 3600_000, ctx());
+    expect(d.next).toMatchObject({ exhausted: true, deadlineAt: null, state: "open" });
+    expect(pages(d)).toEqual([{ type: "page", level: 0, recipients: ["st"], repeat: false }]);
+  });
+});
+
+describe("decide: accepted is not done", () => {
+  const accepted = () =>
+    run([
+      [press, T0],
+      [{ type: "deadline" }, T0 + MIN],
+      [{ type: "accept", by: doctor }, T0 + 90_000],
+    ]);
+
+  it("accepts: tells the device who is coming, everyone paged hears it, resolve-within deadline set", () => {
+    const open = run([
+      [press, T0],
+      [{ type: "deadline" }, T0 + MIN],
+    ]);
+    const d = decide(open, { type: "accept", by: doctor }, T0 + 90_000, ctx());
     expect(d.next).toMatchObject({
       state: "accepted",
-      acceptedBy: "dr-1",
-      acceptedAt: T0 + 20_000,
-      deadlineAt: null,
+      acceptedBy: "dr",
+      deadlineAt: T0 + 90_000 + 30 * MIN,
+      reminders: 0,
     });
-    expect(d.effects).toEqual([
-      {
-        type: "command",
-        deviceId: "btn-1",
-        command: { type: "accepted", alertId: "a1", message: "Dr Tsering accepted your call" },
-      },
+    expect(d.effects).toContainEqual({
+      type: "device",
+      command: "accepted",
+      phrase: "accepted",
+      name: "李医生",
+    });
+    expect(followUps(d)).toEqual(["accepted->fam"]);
+  });
+
+  it("reminds the accepter when the time to resolve runs out, then re-opens and escalates, saying why", () => {
+    const first = decide(accepted(), { type: "deadline" }, T0 + 90_000 + 30 * MIN, ctx());
+    expect(first.next).toMatchObject({ state: "accepted", reminders: 1, deadlineAt: T0 + 90_000 + 60 * MIN });
+    expect(followUps(first)).toEqual(["reminder->dr"]);
+    const second = decide(first.next, { type: "deadline" }, T0 + 90_000 + 60 * MIN, ctx());
+    expect(second.events.map((e) => e.type)).toEqual(["reopened", "notified"]);
+    expect(second.events[0]?.data).toMatchObject({
+      acceptedBy: "dr",
+      reason: "not resolved within 60 min of accepting",
+    });
+    expect(second.next).toMatchObject({ state: "open", acceptedBy: null, level: 3 });
+    expect(followUps(second)).toEqual(["reopened->dr+fam"]);
+    expect(pages(second)).toEqual([{ type: "page", level: 3, recipients: ["gw", "st"], repeat: false }]);
+  });
+
+  it("tells the accepter at once when the resident presses again, and the device hears 'received'", () => {
+    const d = decide(accepted(), { ...press, alertId: "x", seq: 2 }, T0 + 5 * MIN, ctx());
+    expect(d.next).toMatchObject({ id: "a1", presses: 2, state: "accepted" });
+    expect(followUps(d)).toEqual(["pressed-again->dr"]);
+    expect(deviceCommands(d)).toEqual(["received:received"]);
+  });
+
+  it("a long press after accept tells the accepter the resident says they are fine, and leaves it open", () => {
+    const d = decide(accepted(), { type: "resident-cancel" }, T0 + 5 * MIN, ctx());
+    expect(d.next.state).toBe("accepted");
+    expect(d.events.map((e) => e.type)).toEqual(["resident-ok"]);
+    expect(followUps(d)).toEqual(["resident-ok->dr"]);
+    expect(deviceCommands(d)).toEqual([]);
+  });
+
+  it("a long press before accept cancels, and everyone paged hears it", () => {
+    const open = run([
+      [press, T0],
+      [{ type: "deadline" }, T0 + MIN],
     ]);
-    // A deadline racing the accept changes nothing.
-    expect(decide(d.next, { type: "deadline" }, T0 + 60_000, call)).toMatchObject({
-      events: [],
-      effects: [],
-    });
+    const d = decide(open, { type: "resident-cancel" }, T0 + 70_000, ctx());
+    expect(d.next).toMatchObject({ state: "cancelled", closedBy: "btn-1", deadlineAt: null });
+    expect(followUps(d)).toEqual(["cancelled->dr+fam"]);
+    expect(deviceCommands(d)).toEqual(["resolved:cancelled"]);
   });
 
   it("treats a second accept by the same person as done, and by another as a conflict", () => {
-    const accepted = run([
+    const alert = accepted();
+    expect(decide(alert, { type: "accept", by: doctor }, T0 + 100_000, ctx()).events).toEqual([]);
+    expect(() => decide(alert, { type: "accept", by: family }, T0 + 100_000, ctx())).toThrow(GatewayError);
+  });
+
+  it("resolves with a note that never goes to the device, and refuses any further transition", () => {
+    const d = decide(
+      accepted(),
+      { type: "resolve", by: doctor, note: "BP 180/110, taken to hospital" },
+      T0 + 10 * MIN,
+      ctx(),
+    );
+    expect(d.next).toMatchObject({
+      state: "resolved",
+      outcome: "BP 180/110, taken to hospital",
+      deadlineAt: null,
+    });
+    expect(d.effects).toContainEqual({
+      type: "device",
+      command: "resolved",
+      phrase: "resolved",
+      name: undefined,
+    });
+    expect(JSON.stringify(d.effects)).not.toContain("BP 180");
+    expect(followUps(d)).toEqual(["resolved->fam"]);
+    for (const input of [{ type: "accept", by: doctor }, { type: "deadline" }] as AlertInput[]) {
+      if (input.type === "deadline") expect(decide(d.next, input, T0 + 11 * MIN, ctx()).events).toEqual([]);
+      else expect(() => decide(d.next, input, T0 + 11 * MIN, ctx())).toThrow(/already resolved/);
+    }
+  });
+});
+
+describe("decide: one emergency per device, at its highest severity", () => {
+  it("upgrades an open call to SOS: new policy from level 1, only people not yet paged are paged", () => {
+    const open = run([
       [press, T0],
-      [{ type: "accept", by: "dr-1", byName: "Dr" }, T0 + 1],
+      [{ type: "deadline" }, T0 + MIN],
     ]);
-    expect(decide(accepted, { type: "accept", by: "dr-1", byName: "Dr" }, T0 + 2, call).events).toEqual([]);
-    expect(() => decide(accepted, { type: "accept", by: "pema", byName: "Pema" }, T0 + 2, call)).toThrow(
-      /already accepted by 'dr-1'/,
+    expect(open.notified).toEqual(["dr", "fam"]);
+    const d = decide(open, sos, T0 + 70_000, ctx());
+    expect(d.next).toMatchObject({
+      id: "a1",
+      kind: "sos",
+      policy: defaultPolicies.sos,
+      level: 1,
+      presses: 2,
+    });
+    expect(d.events.map((e) => e.type)).toEqual(["upgraded", "notified"]);
+    expect(followUps(d)).toEqual(["upgraded->dr+fam"]);
+    // SOS level 1 is family and grid worker: the family already knows, the grid worker is paged.
+    expect(pages(d)).toEqual([{ type: "page", level: 1, recipients: ["gw"], repeat: false }]);
+    expect(d.next.deadlineAt).toBe(T0 + 70_000 + 60_000);
+  });
+
+  it("joins a call to an open SOS instead of downgrading it", () => {
+    const alert = run([[{ ...sos, alertId: "s1" }, T0]]);
+    const d = decide(alert, { ...press, alertId: "x" }, T0 + 1000, ctx());
+    expect(d.next).toMatchObject({ id: "s1", kind: "sos", presses: 2 });
+  });
+
+  it("upgrades an accepted call in place: the accepter hears it, resolve-within follows the new policy", () => {
+    const alert = run([
+      [press, T0],
+      [{ type: "accept", by: doctor }, T0 + 10_000],
+    ]);
+    const d = decide(alert, { ...press, alertId: "f", kind: "fall" }, T0 + 20_000, ctx());
+    expect(d.next).toMatchObject({ kind: "fall", state: "accepted", deadlineAt: T0 + 20_000 + 20 * MIN });
+    expect(followUps(d)).toEqual(["upgraded->dr"]);
+    expect(pages(d)).toEqual([]);
+  });
+
+  it("starts the repeats again when the resident presses on an exhausted alert", () => {
+    let alert = run([[press, T0]]);
+    while (alert.deadlineAt !== null)
+      alert = decide(alert, { type: "deadline" }, alert.deadlineAt, ctx()).next;
+    const d = decide(alert, { ...press, alertId: "x" }, T0 + 3600_000, ctx());
+    expect(d.next).toMatchObject({ exhausted: false, repeats: 1, deadlineAt: T0 + 3600_000 + 300_000 });
+    expect(pages(d)).toEqual([{ type: "page", level: 3, recipients: ["gw", "st"], repeat: true }]);
+  });
+});
+
+describe("who may act", () => {
+  const open = () => run([[press, T0]]);
+  const acceptedByDoctor = () =>
+    run([
+      [press, T0],
+      [{ type: "accept", by: doctor }, T0 + 1],
+    ]);
+
+  it("lets anyone in scope accept at any level", () => {
+    expect(decide(open(), { type: "accept", by: family }, T0 + 1, ctx()).next.acceptedBy).toBe("fam");
+  });
+
+  it("lets the accepter or staff resolve, the doctor too while nobody accepted; the family accepts first", () => {
+    expect(mayAct("resolve", acceptedByDoctor(), doctor)).toBeUndefined();
+    expect(mayAct("resolve", acceptedByDoctor(), staff)).toBeUndefined();
+    expect(mayAct("resolve", acceptedByDoctor(), family)).toMatch(/only dr/);
+    expect(mayAct("resolve", open(), doctor)).toBeUndefined();
+    const byFamily = run([
+      [press, T0],
+      [{ type: "accept", by: family }, T0 + 1],
+    ]);
+    expect(mayAct("resolve", byFamily, doctor)).toMatch(/only fam/);
+    expect(() => decide(open(), { type: "resolve", by: family, note: "ok" }, T0 + 1, ctx())).toThrow(
+      /accept the alert first/,
     );
   });
 
-  it("resolves with an outcome note and refuses any further transition", () => {
-    const resolved = run([
+  it("lets the accepter, the doctor or staff mark a false alarm, not the family", () => {
+    expect(mayAct("false-alarm", open(), doctor)).toBeUndefined();
+    expect(mayAct("false-alarm", open(), staff)).toBeUndefined();
+    expect(() => decide(open(), { type: "false-alarm", by: family }, T0 + 1, ctx())).toThrow(GatewayError);
+    const byFamily = run([
       [press, T0],
-      [{ type: "accept", by: "dr-1", byName: "Dr" }, T0 + 1],
-      [{ type: "resolve", by: "dr-1", note: "checked blood pressure" }, T0 + 2],
+      [{ type: "accept", by: family }, T0 + 1],
     ]);
-    expect(resolved).toMatchObject({
-      state: "resolved",
-      outcome: "checked blood pressure",
-      closedBy: "dr-1",
-    });
-    for (const input of [
-      { type: "accept", by: "x", byName: "X" },
-      { type: "resolve", by: "x", note: "n" },
-      { type: "cancel", by: "x", reason: "false-alarm" },
-    ] as AlertInput[]) {
-      expect(() => decide(resolved, input, T0 + 3, call)).toThrow(GatewayError);
-    }
-  });
-
-  it("records a responder's false alarm and a resident's cancel differently", () => {
-    const falseAlarm = run([
-      [press, T0],
-      [{ type: "cancel", by: "lhakpa", reason: "false-alarm" }, T0 + 1],
-    ]);
-    expect(falseAlarm).toMatchObject({ state: "cancelled", outcome: "false alarm", closedBy: "lhakpa" });
-    const byResident = run([
-      [press, T0],
-      [{ type: "cancel", by: "btn-1", reason: "device" }, T0 + 1],
-    ]);
-    expect(byResident.outcome).toBe("cancelled by the resident");
+    expect(decide(byFamily, { type: "false-alarm", by: family }, T0 + 2, ctx()).next.state).toBe("cancelled");
   });
 });
