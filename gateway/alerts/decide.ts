@@ -264,6 +264,8 @@ function upgrade(d: Draft, input: Extract<AlertInput, { type: "trigger" }>, ctx:
   d.device("received", "received");
   d.followUp("upgraded", next.notified);
   if (next.state === "accepted") {
+    // Should it re-open, escalation goes on within the new policy's levels.
+    next.level = Math.min(next.level, next.policy.levels.length);
     next.reminders = 0;
     next.deadlineAt = d.now + next.policy.resolveWithinSec * 1000;
   } else escalate(d, 0, ctx, alreadyPaged);

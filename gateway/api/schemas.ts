@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { alertEventTypes, alertKinds, alertStates } from "../alerts/model.ts";
 import { escalationPolicySchema } from "../alerts/policy.ts";
+import { localeTag } from "../notify/phrases.ts";
 import { accountRoles, deviceKinds, relations, roles } from "../store/types.ts";
 
 /** Ids people type and read: letters, digits, dot, dash, underscore. */
@@ -29,7 +30,7 @@ const personFields = z.object({
   address: z.string().max(300).nullable(),
   locale: z
     .string()
-    .regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, "must be a language tag such as zh-CN or en")
+    .regex(localeTag, "must be a language tag such as zh-CN or en")
     .describe("The language the person reads; a device speaks its resident's (zh-CN by default)"),
   contacts: z.array(contact).max(10),
 });

@@ -10,11 +10,14 @@ export const phraseSetSchema = z.strictObject({
 });
 export type PhraseSet = z.infer<typeof phraseSetSchema>;
 
+export const localeTag = /^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/;
+
 /** A catalogue file adds languages or rewords these, language by language. */
-export const phraseCatalogueSchema = z.record(
-  z.string().regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, "must be a language tag such as zh-CN or en"),
-  phraseSetSchema,
-);
+export const phraseCatalogueSchema = z.record(z.string(), phraseSetSchema).superRefine((catalogue, ctx) => {
+  for (const locale of Object.keys(catalogue))
+    if (!localeTag.test(locale))
+      ctx.addIssue({ code: "custom", path: [locale], message: "must be a language tag such as zh-CN or en" });
+});
 export type PhraseCatalogue = Record<string, PhraseSet>;
 
 export const DEFAULT_LOCALE = "zh-CN";

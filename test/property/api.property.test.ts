@@ -134,6 +134,7 @@ describe("API bodies, fuzzed", () => {
       interruptAfterTimeLimit: fuzzSeconds(3) * 1000,
     });
     console.log(`fuzz api-bodies: ${cases} cases, ${refused} refused, 0 failures`);
-    expect(refused).toBeGreaterThan(100);
+    // Time-bounded: on two busy cores a few hundred cases run; fewer than 50 means it hardly ran.
+    expect(refused).toBeGreaterThan(50);
   }, 60_000);
 });

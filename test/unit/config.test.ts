@@ -40,11 +40,38 @@ describe("configuration", () => {
       JSON.stringify({ call: { levels: [{ notify: ["staff"], acceptWithinSec: 30 }], repeatLast: false } }),
     );
     const { policies } = loadConfig({ ESCALATION_POLICY_FILE: file });
+    // What the file leaves out takes the defaults: 6 repeats, 30 minutes to resolve after accepting.
     expect(policies.call).toEqual({
       levels: [{ notify: ["staff"], acceptWithinSec: 30 }],
       repeatLast: false,
+      maxRepeats: 6,
+      resolveWithinSec: 1800,
     });
     expect(policies.sos).toEqual(defaultPolicies.sos);
+  });
+
+  it("adds device phrases from a file, and refuses a file that would not work, saying where", () => {
+    const file = join(tempDataDir(), "phrases.json");
+    const bo = { received: "ཐོབ།", accepted: "{name} ཡོང་གི་ཡོད།", resolved: "ཚར།", cancelled: "མེད་པ།" };
+    writeFileSync(file, JSON.stringify({ bo }));
+    const { phrases } = loadConfig({ DEVICE_PHRASES_FILE: file });
+    expect(Object.keys(phrases).sort()).toEqual(["bo", "en", "zh-CN"]);
+    expect(phrases.bo).toEqual(bo);
+    writeFileSync(file, JSON.stringify({ "not a tag": bo, fr: { ...bo, accepted: "en route" } }));
+    expect(() => loadConfig({ DEVICE_PHRASES_FILE: file })).toThrow(/not a tag: must be a language tag/);
+    expect(() => loadConfig({ DEVICE_PHRASES_FILE: file })).toThrow(
+      /fr\.accepted: must name the accepter as \{name\}/,
+    );
+  });
+
+  it("checks the escalation settings", () => {
+    expect(() => loadConfig({ PUBLIC_URL: "safety.example.org" })).toThrow(
+      /^PUBLIC_URL: must be an http\(s\) URL$/,
+    );
+    expect(() => loadConfig({ ALERT_QUIET_PERIOD_MIN: "0" })).toThrow(/^ALERT_QUIET_PERIOD_MIN: /);
+    expect(loadConfig({ PUBLIC_URL: "https://safety.example.org/" }).PUBLIC_URL).toBe(
+      "https://safety.example.org",
+    );
   });
 
   it("refuses a policy file that would not work, saying where", () => {
