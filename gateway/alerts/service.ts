@@ -268,9 +268,16 @@ export class AlertService {
         continue;
       }
       const recipients = effect.recipients.flatMap((id) => people.get(id) ?? []);
-      const event = effect.type === "page" ? "paged" : effect.event;
-      const level = effect.type === "page" ? effect.level : next.level;
-      bus.emit("alert.notify", { alert: next, level, event, recipients, pressReceivedHr });
+      if (effect.type === "page")
+        bus.emit("alert.notify", {
+          alert: next,
+          level: effect.level,
+          event: "paged",
+          recipients,
+          pressReceivedHr,
+        });
+      // A follow-up is not what a press waits for: it carries no press time to measure.
+      else bus.emit("alert.notify", { alert: next, level: next.level, event: effect.event, recipients });
     }
     return next;
   }

@@ -428,11 +428,9 @@ function alerts(db: Database.Database): AlertRepository {
 }
 
 function attempts(db: Database.Database): AttemptRepository {
-  const expire = db.prepare(
-    "UPDATE notification_attempts SET status = 'expired' WHERE channel = 'device' AND status = 'pending' AND address = ? AND expires_at <= ?",
-  );
+  const expire = db.prepare("UPDATE notification_attempts SET status = 'expired' WHERE id = ?");
   const pending = db.prepare(
-    "SELECT id, payload FROM notification_attempts WHERE channel = 'device' AND status = 'pending' AND address = ? ORDER BY id",
+    "SELECT id, payload, expires_at FROM notification_attempts WHERE channel = 'device' AND status = 'pending' AND address = ? ORDER BY id",
   );
   return {
     start: async (a) =>
@@ -487,11 +485,16 @@ function attempts(db: Database.Database): AttemptRepository {
       );
       return new Set(addresses.filter((a) => (last.get(a) as Row | undefined)?.status === "failed"));
     },
-    pendingCommands: async (address, now) =>
-      db.transaction(() => {
-        expire.run(address, now);
-        return pending.all(address) as { id: number; payload: string }[];
-      })(),
+    // Read first: most devices that connect have nothing waiting, and a read costs no commit.
+    pendingCommands: async (address, now) => {
+      const rows = pending.all(address) as { id: number; payload: string; expires_at: number | null }[];
+      const expired = rows.filter((r) => r.expires_at !== null && r.expires_at <= now);
+      if (expired.length > 0)
+        db.transaction(() => {
+          for (const r of expired) expire.run(r.id);
+        })();
+      return rows.filter((r) => !expired.includes(r)).map(({ id, payload }) => ({ id, payload }));
+    },
     commandAcknowledged: async (address, payload, at) =>
       db
         .prepare(

@@ -334,7 +334,7 @@ describe("escalation that never lets a call fall through", () => {
       acceptedBy: { id: "dr-tsering", name: "次仁医生 Dr Tsering" },
       link: `https://safety.example.org/?alert=${received?.alertId}#alerts`,
     });
-    expect((accepted?.json.notified as { id: string }[]).map((p) => p.id)).toEqual([
+    expect(((accepted?.json.notified ?? []) as { id: string }[]).map((p) => p.id)).toEqual([
       "dr-tsering",
       "pema",
       "lhakpa",
@@ -344,5 +344,40 @@ describe("escalation that never lets a call fall through", () => {
     const resolved = await device.waitForCommand("resolved");
     expect(resolved.message).toBe("Your call has been handled");
     expect(JSON.stringify(device.commands)).not.toContain("BP 180");
+  });
+
+  it("drops a command the device never acknowledged once it expires", async () => {
+    const { clock, gw, device } = await setUp({ DEVICE_COMMAND_TTL_HOURS: "1" });
+    const received = await press(clock, device);
+    await device.close();
+    await call(gw, "POST", `/api/alerts/${received?.alertId}/accept`, {}, await signIn(gw, "dr-tsering"));
+    await clock.advance(61 * MIN);
+    const creds = {
+      id: "btn-dondrub",
+      secret: (await call(gw, "POST", "/api/devices/btn-dondrub/secret")).body.secret,
+    };
+    const back = await connectDevice(gw, creds);
+    cleanups.push(() => back.close());
+    const attempts = await waitFor(async () => {
+      const a = (await alertOf(gw, received?.alertId ?? "")).attempts.filter(
+        (x: { channel: string }) => x.channel === "device",
+      );
+      return a.some((x: { status: string }) => x.status === "expired") && a;
+    });
+    expect(attempts.map((a: { event: string; status: string }) => `${a.event}:${a.status}`)).toEqual([
+      "received:delivered",
+      "accepted:expired",
+    ]);
+    expect(back.commands).toEqual([]);
+  });
+
+  it("refuses a resident language the device has no phrases for, and changes nothing", async () => {
+    const { gw } = await setUp();
+    const unknown = await call(gw, "PATCH", "/api/people/dondrub", { locale: "fr" });
+    expect(unknown).toMatchObject({ status: 400, body: { error: { code: "invalid_request" } } });
+    expect(unknown.body.error.message).toBe("locale: no device phrases for 'fr' (zh-CN, en)");
+    const malformed = await call(gw, "PATCH", "/api/people/dondrub", { locale: "Chinese please" });
+    expect(malformed.status).toBe(400);
+    expect((await call(gw, "GET", "/api/people/dondrub")).body.locale).toBe("zh-CN");
   });
 });
