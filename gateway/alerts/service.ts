@@ -255,7 +255,7 @@ export class AlertService {
       const trouble = e.type === "unreached" ? "unreached" : "exhausted";
       metrics.escalationTroubles.inc({ trouble });
       log.error(
-        { alertId: next.id, kind: next.kind, subjectId, catchAll: next.notified },
+        { alertId: next.id, kind: next.kind, subjectId, catchAll: audience.catchAll },
         trouble === "unreached"
           ? "nobody on any escalation level can be reached: paging the catch-all"
           : "nobody accepted after every repeat: paging the catch-all and stopping",
