@@ -75,7 +75,11 @@ export class TagMap {
   async refresh(): Promise<void> {
     const [zones, devices] = await Promise.all([api.geofences(), api.devices()]);
     this.zones.clearLayers();
-    for (const z of zones) drawZone(z).bindTooltip(z.name).addTo(this.zones);
+    // Tooltips get elements, never strings: Leaflet would parse a string as HTML.
+    for (const z of zones)
+      drawZone(z)
+        .bindTooltip(h("span", {}, z.name))
+        .addTo(this.zones);
     this.tags.clearLayers();
     const tags = devices.filter((d) => d.kind === "locator-tag");
     const alerting = this.alertingDevices();
@@ -92,7 +96,11 @@ export class TagMap {
         className: `tag-marker ${status}`,
       })
         .bindTooltip(
-          `${tag.id} · ${this.people.get(tag.ownerId)?.name ?? tag.ownerId} · ${t("device.battery")} ${tag.state?.battery ?? "?"}%`,
+          h(
+            "span",
+            {},
+            `${tag.id} · ${this.people.get(tag.ownerId)?.name ?? tag.ownerId} · ${t("device.battery")} ${tag.state?.battery ?? "?"}%`,
+          ),
         )
         .on("click", () => this.select(tag.id))
         .addTo(this.tags);

@@ -1,3 +1,4 @@
+import fastifyHelmet from "@fastify/helmet";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
@@ -54,6 +55,27 @@ export interface ApiDeps {
   isReady: () => boolean;
 }
 
+/**
+ * The page runs only its own script, talks only to this gateway, and draws tiles only from the
+ * configured tile host: a name that smuggled in markup would still find nothing to run.
+ */
+function contentSecurityPolicy(tileUrl: string | null) {
+  // "https://{s}.tile.example.org/{z}/{x}/{y}.png" -> "https://*.tile.example.org"
+  const tileHost = tileUrl ? /^https?:\/\/[^/]+/.exec(tileUrl)?.[0].replace("{s}", "*") : undefined;
+  return {
+    defaultSrc: ["'self'"],
+    scriptSrc: ["'self'"],
+    styleSrc: ["'self'"],
+    imgSrc: ["'self'", "data:", ...(tileHost ? [tileHost] : [])],
+    connectSrc: ["'self'"],
+    fontSrc: ["'self'"],
+    objectSrc: ["'none'"],
+    baseUri: ["'none'"],
+    formAction: ["'self'"],
+    frameAncestors: ["'none'"],
+  };
+}
+
 /** Builds the HTTP API (not listening). Every error leaves as `{ error: { code, message } }`. */
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -98,6 +120,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     reply.code(404).send({ error: { code: "not_found", message: `no route ${req.method} ${req.url}` } }),
   );
 
+  await app.register(fastifyHelmet, {
+    contentSecurityPolicy: { directives: contentSecurityPolicy(deps.ui.tileUrl) },
+  });
+  // What the API answers is about people: never kept by a browser or a proxy.
+  app.addHook("onSend", async (req, reply, payload) => {
+    if (req.url.startsWith("/api/")) reply.header("cache-control", "no-store");
+    return payload;
+  });
   installAccessControl(app, deps);
   await app.register(fastifySwagger, {
     openapi: {

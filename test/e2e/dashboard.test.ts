@@ -9,6 +9,7 @@ import {
   PEOPLE_PASSWORD,
   registerDevice,
   seedCommunity,
+  signIn,
   startGateway,
   type TestDevice,
   type TestGateway,
@@ -249,5 +250,64 @@ describe("dashboard in Chromium", () => {
     await page.reload();
     await page.locator("td", { hasText: "btn-new" }).waitFor();
     await expect(page.locator("#device-secret").count()).resolves.toBe(0);
+  });
+
+  it("shows markup stored in any field as text, runs none of it, and sends a strict CSP", async () => {
+    // Each payload, if it ever ran, would count itself in window.__xss.
+    const evil = (where: string) =>
+      `<img src=x onerror="window.__xss=(window.__xss||[]).concat('${where}')"><script>window.__xss=['${where} script']</script>${where}`;
+    await call(gw, "PATCH", "/api/people/dondrub", { name: evil("resident"), address: evil("address") });
+    await call(gw, "PATCH", "/api/people/pema", { name: evil("family"), phone: "+86 139 0000 0000" });
+    const tag = await registerDevice(gw, "tag-child", "dondrub", "locator-tag");
+    const school = { lat: 29.6525, lon: 91.1321 };
+    await call(gw, "POST", "/api/geofences", {
+      id: "school",
+      name: evil("zone"),
+      shape: { type: "Circle", center: [school.lon, school.lat], radiusM: 200 },
+      deviceIds: ["tag-child"],
+    });
+    const tagDevice = await connectDevice(gw, tag);
+    await tagDevice.publish(
+      "devices/tag-child/heartbeat",
+      JSON.stringify({ ts: Date.now(), seq: 1, battery: 80, lat: school.lat, lon: school.lon, accuracy: 8 }),
+    );
+    await tagDevice.event("sos");
+    const { alertId } = await tagDevice.waitForCommand("received");
+    const doctor = await signIn(gw, "dr-tsering");
+    await call(gw, "POST", `/api/alerts/${alertId}/resolve`, { note: evil("outcome") }, doctor);
+
+    const res = await fetch(gw.http);
+    const csp = res.headers.get("content-security-policy") ?? "";
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(csp).toContain("connect-src 'self'");
+    expect(csp).not.toContain("unsafe");
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+    const api = await fetch(`${gw.http}/api/alerts`, { headers: { cookie: gw.cookie } });
+    expect(api.headers.get("cache-control")).toBe("no-store");
+
+    await open("/", "staff-yang");
+    const shown = page.locator("li.alert", { hasText: "tag-child" });
+    await shown.waitFor();
+    await expect(shown.textContent()).resolves.toContain('<img src=x onerror="window.__xss');
+    await shown.getByRole("button", { name: "Details" }).click();
+    await page.locator("dialog.detail .timeline").waitFor();
+    await expect(page.locator("dialog.detail").textContent()).resolves.toContain("outcome");
+    await page.locator("dialog.detail").getByRole("button", { name: "Close" }).click();
+    await page.goto(`${gw.http}/#map`);
+    await page.locator("path.tag-marker").waitFor();
+    await page.locator("path.tag-marker").hover({ force: true });
+    await page.locator(".leaflet-tooltip").waitFor();
+    await expect(page.locator(".leaflet-tooltip").textContent()).resolves.toContain("<script>");
+    await page.mouse.move(0, 0);
+    await page
+      .locator("path.leaflet-interactive")
+      .first()
+      .hover({ position: { x: 5, y: 20 }, force: true });
+    await page.goto(`${gw.http}/#devices`);
+    await page.locator("table, ul").first().waitFor();
+    await page.screenshot({ path: `${ARTIFACTS}/dashboard-xss.png` });
+    await expect(page.evaluate(() => (window as { __xss?: unknown }).__xss)).resolves.toBeUndefined();
+    await tagDevice.close();
   });
 });
