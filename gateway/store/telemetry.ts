@@ -122,12 +122,14 @@ export class TelemetryWriter {
         await spool.remove(upTo);
         this.spooled = await spool.count();
         metrics.telemetryWritten.inc(points.length);
+        metrics.telemetryBuffered.set(this.buffer.length + this.spooled);
       }
       while (this.buffer.length > 0) {
         const batch = this.buffer.slice(0, this.options.batchSize);
         await store.write(batch);
         this.buffer.splice(0, batch.length);
         metrics.telemetryWritten.inc(batch.length);
+        metrics.telemetryBuffered.set(this.buffer.length + this.spooled);
       }
       if (this.failures > 0)
         log.info({ store: store.name, failures: this.failures }, "telemetry store is back");
