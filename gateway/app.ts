@@ -10,6 +10,7 @@ import type { Config } from "./config/index.ts";
 import { Ingest } from "./ingest/index.ts";
 import { createMetrics } from "./metrics.ts";
 import { DeviceOutbox } from "./notify/device-outbox.ts";
+import { OutboundGuard } from "./notify/outbound.ts";
 import { AlertStream } from "./notify/stream.ts";
 import { WebhookNotifier } from "./notify/webhook.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
@@ -62,6 +63,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     onStorageFailure: (code) => metrics.storeWriteFailures.inc({ code }),
   });
   const bus = new EventBus(log);
+  const outbound = new OutboundGuard({ allow: config.OUTBOUND_ALLOW, allowHttp: config.OUTBOUND_ALLOW_HTTP });
   const metrics = createMetrics(() => store.alerts.countByState());
   const ingest = new Ingest(
     { store, bus, clock, metrics, log },
@@ -149,7 +151,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { maxBufferedBytes: config.STREAM_CLIENT_BUFFER_BYTES },
   );
   const webhooks = new WebhookNotifier(
-    { store, bus, clock, metrics, log, deviceState: (id) => tracker.state(id) },
+    { store, bus, clock, metrics, log, deviceState: (id) => tracker.state(id), outbound },
     {
       publicUrl: config.PUBLIC_URL ?? null,
       secret: config.WEBHOOK_SECRET,
@@ -209,6 +211,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     ui: { tileUrl: config.TILE_URL ?? null, tileAttribution: config.TILE_ATTRIBUTION },
     policies: config.policies,
     phrases: config.phrases,
+    outbound,
     isConnected: (id) => broker.isConnected(id),
     isReady: () => ready,
   });

@@ -73,12 +73,21 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
     "/api/alerts/:id",
     { config: { roles: everyone }, schema: { tags: ["alerts"], params, response: { 200: s.alertDetail } } },
     async (req) => {
-      const alert = await visibleAlert(viewerOf(req), req.params.id);
+      const viewer = viewerOf(req);
+      const alert = await visibleAlert(viewer, req.params.id);
       const [events, attempts] = await Promise.all([
         store.alerts.events(alert.id),
         store.attempts.forAlert(alert.id),
       ]);
-      return { ...alert, events, attempts };
+      // Contact addresses may hold tokens, and raw errors map the network: for managers only.
+      const manages = viewer.account.role === "admin" || viewer.account.role === "staff";
+      return {
+        ...alert,
+        events,
+        attempts: manages
+          ? attempts
+          : attempts.map((a) => (a.channel === "webhook" ? { ...a, address: "", detail: null } : a)),
+      };
     },
   );
 

@@ -16,6 +16,7 @@ import type { EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import { GatewayError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
+import type { OutboundGuard } from "../notify/outbound.ts";
 import type { PhraseCatalogue } from "../notify/phrases.ts";
 import type { AlertStream } from "../notify/stream.ts";
 import { storageFailure } from "../store/sqlite-health.ts";
@@ -49,6 +50,8 @@ export interface ApiDeps {
   policies: EscalationPolicies;
   /** Device phrases by language: a person's locale must be one of them. */
   phrases: PhraseCatalogue;
+  /** What notification targets may be stored: contacts are checked when written, not only when called. */
+  outbound: OutboundGuard;
   isConnected: (deviceId: string) => boolean;
   /** Ends a device's MQTT connection now (secret rotated, device revoked). */
   disconnectDevice: (deviceId: string, reason: string) => void;

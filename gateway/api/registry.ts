@@ -16,7 +16,7 @@ import * as s from "./schemas.ts";
  */
 export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   fastify,
-  { store, isConnected, clock, bus, tracker, auth, disconnectDevice, phrases },
+  { store, isConnected, clock, bus, tracker, auth, disconnectDevice, phrases, outbound },
 ) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const { registry } = store;
@@ -40,8 +40,15 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   };
   const communityExists = async (id: string) =>
     mustExist("community", id, async (x) => (await registry.listCommunities()).find((c) => c.id === x));
-  const checkPerson = async (viewer: Viewer, p: Pick<Person, "communityId" | "gridId" | "locale">) => {
+  const checkPerson = async (
+    viewer: Viewer,
+    p: Pick<Person, "communityId" | "gridId" | "locale" | "contacts">,
+  ) => {
     mustBeInArea(viewer, p);
+    for (const [i, c] of p.contacts.entries()) {
+      const refused = outbound.refusal(c.address);
+      if (refused) throw Errors.invalid(`contacts.${i}.address: ${refused}`);
+    }
     if (!phrases[p.locale])
       throw Errors.invalid(
         `locale: no device phrases for '${p.locale}' (${Object.keys(phrases).join(", ")})`,

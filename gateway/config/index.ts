@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { createSecureContext } from "node:tls";
 import { z } from "zod";
 import { defaultPolicies, type EscalationPolicies, escalationPoliciesSchema } from "../alerts/policy.ts";
@@ -18,6 +19,33 @@ export const configSchema = z
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     WEBHOOK_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
     WEBHOOK_TIMEOUT_MS: positiveInt.default(5000),
+    /** Internal targets notifications may reach anyway: IPs, CIDR ranges or host names, comma-separated. */
+    OUTBOUND_ALLOW: z
+      .string()
+      .default("")
+      .transform((s, ctx) => {
+        const entries = s
+          .split(",")
+          .map((x) => x.trim())
+          .filter(Boolean);
+        for (const e of entries) {
+          const [address = "", prefix] = e.split("/");
+          const family = isIP(address);
+          const validPrefix =
+            prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= (family === 6 ? 128 : 32));
+          if ((family === 0 && (prefix !== undefined || !/^[a-z0-9.-]+$/i.test(address))) || !validPrefix)
+            ctx.addIssue({
+              code: "custom",
+              message: `'${e}' is not an IP address, a CIDR range or a host name`,
+            });
+        }
+        return entries;
+      }),
+    /** Plain-http notification targets (a bridge on this machine); https only by default. */
+    OUTBOUND_ALLOW_HTTP: z
+      .enum(["true", "false"])
+      .default("false")
+      .transform((v) => v === "true"),
     WEBHOOK_RETRY_DELAYS_MS: z
       .string()
       .default("1000,5000,30000")

@@ -4,6 +4,7 @@ import type { EventBus, EventMap } from "../bus/index.ts";
 import type { Clock, Timer } from "../clock/index.ts";
 import { type Metrics, observePressLatency } from "../metrics.ts";
 import type { DeviceState, Person, Store } from "../store/types.ts";
+import { type OutboundGuard, OutboundRefused } from "./outbound.ts";
 
 export interface WebhookOptions {
   secret: string;
@@ -67,6 +68,7 @@ export class WebhookNotifier {
       log: Logger;
       /** Battery and last position of a device, for what the recipient needs to know. */
       deviceState?: (deviceId: string) => DeviceState | undefined;
+      outbound: OutboundGuard;
     },
     private readonly options: WebhookOptions,
   ) {}
@@ -262,29 +264,24 @@ export class WebhookNotifier {
 
   private async post(url: string, body: string): Promise<{ ok: boolean; retry: boolean; detail: string }> {
     const timestamp = String(this.deps.clock.now());
+    const headers = {
+      "content-type": "application/json",
+      "x-gateway-timestamp": timestamp,
+      "x-gateway-signature": signWebhook(this.options.secret, timestamp, body),
+    };
     try {
-      const res = await fetch(url, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "x-gateway-timestamp": timestamp,
-          "x-gateway-signature": signWebhook(this.options.secret, timestamp, body),
-        },
-        body,
-        signal: AbortSignal.timeout(this.options.timeoutMs),
-      });
-      await res.body?.cancel();
+      const { status } = await this.deps.outbound.post(url, headers, body, this.options.timeoutMs);
+      if (status >= 300 && status < 400)
+        return { ok: false, retry: false, detail: `HTTP ${status} (redirects are not followed)` };
       // Client errors other than timeouts and throttling will not heal by retrying.
-      const retry = res.status >= 500 || res.status === 408 || res.status === 429;
-      return { ok: res.ok, retry, detail: `HTTP ${res.status}` };
+      const retry = status >= 500 || status === 408 || status === 429;
+      return { ok: status >= 200 && status < 300, retry, detail: `HTTP ${status}` };
     } catch (err) {
-      if ((err as Error).name === "TimeoutError") {
+      const e = err as Error & { code?: string };
+      if (e instanceof OutboundRefused) return { ok: false, retry: false, detail: `refused: ${e.message}` };
+      if (e.name === "AbortError" || e.name === "TimeoutError")
         return { ok: false, retry: true, detail: `timed out after ${this.options.timeoutMs} ms` };
-      }
-      // fetch says only "fetch failed"; the cause says why (ECONNREFUSED, ENOTFOUND...).
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      const why = cause?.code ?? cause?.message;
-      return { ok: false, retry: true, detail: why ? `${(err as Error).message}: ${why}` : String(err) };
+      return { ok: false, retry: true, detail: e.code ?? e.message };
     }
   }
 }

@@ -5,6 +5,7 @@ import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
+import { LOCAL_RECEIVERS } from "../support/gateway.ts";
 
 /**
  * Raises the open-file limit (every connection is a file descriptor) as far as the hard limit
@@ -61,6 +62,7 @@ export async function startGatewayProcess(
         DATA_DIR: dataDir,
         LOG_LEVEL: "error",
         ADMIN_PASSWORD,
+        ...LOCAL_RECEIVERS,
         ...env,
       },
       stdio: ["ignore", "inherit", "inherit"],

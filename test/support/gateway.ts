@@ -11,6 +11,8 @@ import { waitFor } from "./wait.ts";
 
 export const WEBHOOK_SECRET = "test-webhook-secret-0123456789";
 export const ADMIN_PASSWORD = "test-admin-password";
+/** Tests' webhook receivers listen on this machine, over plain http: the outbound guard must let them. */
+export const LOCAL_RECEIVERS = { OUTBOUND_ALLOW: "127.0.0.0/8", OUTBOUND_ALLOW_HTTP: "true" };
 
 /** A signed-in dashboard session: the cookie to send and the CSRF token to echo. */
 export interface SessionCreds {
@@ -34,6 +36,7 @@ export async function startGateway(
     WEBHOOK_RETRY_DELAYS_MS: "1000,4000",
     ADMIN_PASSWORD,
     LOG_LEVEL: process.env.TEST_LOG ?? "silent",
+    ...LOCAL_RECEIVERS,
     ...options.env,
   });
   const gateway = await buildGateway(config, { clock: options.clock, logTo: options.logTo });

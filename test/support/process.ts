@@ -2,6 +2,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { type AddressInfo, createServer } from "node:net";
 import { createInterface } from "node:readline";
+import { LOCAL_RECEIVERS } from "./gateway.ts";
 import { waitFor } from "./wait.ts";
 
 export const freePort = () =>
@@ -48,6 +49,7 @@ export async function spawnGateway(options: {
       HOST: "127.0.0.1",
       DATA_DIR: options.dataDir,
       LOG_LEVEL: "info",
+      ...LOCAL_RECEIVERS,
       ...options.env,
     },
     stdio: ["ignore", "pipe", "inherit"],
