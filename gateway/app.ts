@@ -141,6 +141,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { store, clock, log },
     {
       sessionTtlMs: config.SESSION_TTL_HOURS * 3600_000,
+      sessionIdleMs: config.SESSION_IDLE_HOURS * 3600_000,
       maxFailuresPerUser: config.LOGIN_MAX_FAILURES,
       maxFailuresPerAddress: config.LOGIN_MAX_FAILURES_PER_ADDRESS,
       failureWindowMs: config.LOGIN_FAILURE_WINDOW_MIN * 60_000,
@@ -178,6 +179,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       alerts: 0,
       audit: 0,
       sessions: await store.sessions.prune(now),
+      signInThrottles: await store.throttles.prune(now - config.LOGIN_FAILURE_WINDOW_MIN * 60_000),
     };
     if (config.ALERT_RETENTION_DAYS > 0) {
       const before = now - config.ALERT_RETENTION_DAYS * 86_400_000;

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { Errors } from "../errors.ts";
 import { accountRoles } from "../store/types.ts";
 import { adminOnly, everyone, setSessionCookie, viewerOf } from "./access.ts";
 import type { ApiDeps } from "./index.ts";
@@ -126,6 +127,23 @@ export const sessionRoutes: FastifyPluginAsync<ApiDeps> = async (
       const updated = await auth.updateAccount(req.params.username, req.body, viewerOf(req).account.username);
       bus.emit("access.changed", {});
       return updated;
+    },
+  );
+  app.post(
+    "/api/users/:username/unlock",
+    {
+      config: { roles: adminOnly },
+      schema: {
+        tags,
+        description: "Lift the sign-in blocks that failed passwords put on the account, from every address",
+        params: accountParams,
+        response: { 200: z.object({ lifted: z.number().int() }) },
+      },
+    },
+    async (req) => {
+      if (!(await store.accounts.get(req.params.username)))
+        throw Errors.notFound("account", req.params.username);
+      return { lifted: await auth.unlock(req.params.username, viewerOf(req).account.username) };
     },
   );
   app.delete(

@@ -1,19 +1,45 @@
 import { createHash, randomBytes } from "node:crypto";
+import { isIP } from "node:net";
 import type { Logger } from "pino";
 import { hashSecret, newDeviceSecret, PASSWORD, verifySecret } from "../broker/secrets.ts";
 import type { Clock } from "../clock/index.ts";
 import { Errors } from "../errors.ts";
-import type { Account, Session, Store } from "../store/types.ts";
+import type { Account, Session, SignInThrottle, Store } from "../store/types.ts";
 import { personRolesFor } from "./access.ts";
 
 export { mustBeInArea, mustSee, resolveViewer, responderOf, sees, type Viewer } from "./access.ts";
 
 export interface AuthOptions {
   sessionTtlMs: number;
-  /** Failed sign-ins allowed per username, and per client address, in each window. */
+  /** A session not used for this long ends, before its lifetime is up. */
+  sessionIdleMs: number;
+  /** Failed sign-ins allowed for a username from one address, and from one address in all. */
   maxFailuresPerUser: number;
   maxFailuresPerAddress: number;
+  /** How long failures are remembered, and the longest block they earn. */
   failureWindowMs: number;
+}
+
+/** The first block lasts a minute; each next one twice as long, up to the failure window. */
+const FIRST_BLOCK_MS = 60_000;
+/** How often a session's last use is written: not at every request. */
+const TOUCH_EVERY_MS = 60_000;
+
+/** A client's network: an IPv6 client holds a whole /64, so it is counted as one. */
+export function clientNetwork(address: string): string {
+  const ip = address.split("%")[0] ?? address;
+  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1];
+  if (v4) return v4;
+  if (isIP(ip) !== 6) return ip;
+  const [head = "", tail] = ip.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups =
+    tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(":")}::/64`;
 }
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("base64url");
@@ -26,8 +52,8 @@ const unknownAccountHash = await hashSecret(newDeviceSecret(), PASSWORD);
  * state-changing request must echo in a header.
  */
 export class Auth {
-  /** Failed sign-ins by `user:<name>` and `addr:<ip>`, counted in fixed windows. */
-  private readonly failures = new Map<string, { count: number; resetAt: number; audited: boolean }>();
+  /** Sign-in counting, one attempt at a time: guesses sent at once must not read the same count. */
+  private counting: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly deps: { store: Store; clock: Clock; log: Logger },
@@ -107,25 +133,28 @@ export class Auth {
       csrfToken: randomBytes(24).toString("base64url"),
       createdAt: now,
       expiresAt: now + this.options.sessionTtlMs,
+      lastSeenAt: now,
     };
     await this.deps.store.sessions.create(session);
     await this.audit(username, "login", username, { address });
     return { token, session, account };
   }
 
-  /** The account, when the password is right; failures are counted per username and per address. */
+  /**
+   * The account, when the password is right. Failures are counted per (username, address) and
+   * per address (an IPv6 /64): wrong guesses from one place block that place, with a backoff,
+   * and never lock the responder out from anywhere else. The counts are in the database.
+   */
   async checkPassword(username: string, password: string, address: string): Promise<Account> {
     const { store } = this.deps;
-    const keys = [`user:${username}`, `addr:${address}`];
-    const blocked = keys.map((k) => this.blocked(k)).find((b) => b !== undefined);
-    if (blocked) {
-      // One line per blocked window, not per refused guess: a flood must not fill the log.
-      if (!blocked.audited) await this.audit(username, "login.throttled", username, { address });
-      blocked.audited = true;
-      throw Errors.tooManyAttempts(Math.ceil((blocked.resetAt - this.deps.clock.now()) / 1000));
-    }
-    // Counted before the (slow) check, so that guesses sent all at once are limited too.
-    for (const k of keys) this.count(k, +1);
+    const network = clientNetwork(address);
+    const keys = [
+      { key: `pair:${username}|${network}`, username, max: this.options.maxFailuresPerUser },
+      { key: `addr:${network}`, username: null, max: this.options.maxFailuresPerAddress },
+    ];
+    const count = this.counting.then(() => this.countAttempt(username, address, keys));
+    this.counting = count.catch(() => undefined);
+    const entries = await count;
     const account = await store.accounts.get(username);
     const hash = await store.accounts.passwordHash(username);
     const matches = await verifySecret(password, hash ?? unknownAccountHash);
@@ -134,8 +163,65 @@ export class Auth {
       await this.audit(username, "login.failed", username, { address, reason });
       throw Errors.badCredentials();
     }
-    for (const k of keys) this.count(k, -1);
+    // The right password: this account starts afresh from here; the address gets this try back
+    // (one good account must not wipe the address's count of guesses at others).
+    const [pair, place] = entries;
+    const undo = this.counting.then(async () => {
+      if (pair) await store.throttles.remove(pair.key);
+      const current = place && (await store.throttles.get(place.key));
+      if (current) await store.throttles.put({ ...current, failures: Math.max(0, current.failures - 1) });
+    });
+    this.counting = undo.catch(() => undefined);
+    await undo;
     return account;
+  }
+
+  /** Refuses while a key is blocked; else counts the attempt as failed until it proves right. */
+  private async countAttempt(
+    username: string,
+    address: string,
+    keys: { key: string; username: string | null; max: number }[],
+  ): Promise<SignInThrottle[]> {
+    const { store, clock } = this.deps;
+    const now = clock.now();
+    const entries = await Promise.all(keys.map((k) => this.throttle(k.key, k.username, now)));
+    const blocked = entries.find((e) => e.blockedUntil > now);
+    if (blocked) {
+      // One line per block, not per refused guess: a flood must not fill the log.
+      if (!blocked.audited) {
+        await this.audit(username, "login.throttled", username, { address });
+        await store.throttles.put({ ...blocked, audited: true });
+      }
+      throw Errors.tooManyAttempts(Math.ceil((blocked.blockedUntil - now) / 1000));
+    }
+    // Counted before the (slow) check, so that guesses sent all at once are limited too.
+    for (const [i, e] of entries.entries()) {
+      e.failures++;
+      e.updatedAt = now;
+      if (e.failures >= (keys[i]?.max ?? 1)) {
+        e.blockedUntil = now + Math.min(FIRST_BLOCK_MS * 2 ** e.strikes, this.options.failureWindowMs);
+        e.strikes++;
+        e.failures = 0;
+        e.audited = false;
+      }
+      await store.throttles.put(e);
+    }
+    return entries;
+  }
+
+  /** Lifts the sign-in blocks on an account, from every address. */
+  async unlock(username: string, by: string): Promise<number> {
+    const lifted = await this.deps.store.throttles.removeFor(username);
+    await this.audit(by, "account.unlock", username, { lifted });
+    return lifted;
+  }
+
+  /** The key's record, afresh once it has been quiet (and unblocked) for a whole window. */
+  private async throttle(key: string, username: string | null, now: number): Promise<SignInThrottle> {
+    const stored = await this.deps.store.throttles.get(key);
+    if (stored && now - Math.max(stored.updatedAt, stored.blockedUntil) < this.options.failureWindowMs)
+      return stored;
+    return { key, username, failures: 0, strikes: 0, blockedUntil: 0, audited: false, updatedAt: now };
   }
 
   /** The live session and account behind a cookie token, or undefined (expired, ended, disabled). */
@@ -143,10 +229,12 @@ export class Auth {
     const { store, clock } = this.deps;
     const session = await store.sessions.get(hashToken(token));
     if (!session) return undefined;
-    if (session.expiresAt <= clock.now()) {
+    const now = clock.now();
+    if (session.expiresAt <= now || session.lastSeenAt + this.options.sessionIdleMs <= now) {
       await store.sessions.remove(session.idHash);
       return undefined;
     }
+    if (now - session.lastSeenAt >= TOUCH_EVERY_MS) await store.sessions.touch(session.idHash, now);
     const account = await store.accounts.get(session.username);
     if (!account || account.disabledAt !== null) return undefined;
     return { session, account };
@@ -179,28 +267,5 @@ export class Auth {
       throw Errors.invalid(
         `personId: '${a.personId}' is a ${person.role}; a ${a.role} account acts as a ${personRolesFor[a.role].join(" or ")}`,
       );
-  }
-
-  /** The key's window when it has used up its failures, else undefined. */
-  private blocked(key: string) {
-    const entry = this.failures.get(key);
-    if (!entry || entry.resetAt <= this.deps.clock.now()) return undefined;
-    const max = key.startsWith("user:")
-      ? this.options.maxFailuresPerUser
-      : this.options.maxFailuresPerAddress;
-    return entry.count >= max ? entry : undefined;
-  }
-
-  /** +1 for an attempt under way, -1 when it turned out right. */
-  private count(key: string, by: 1 | -1): void {
-    const now = this.deps.clock.now();
-    // Bound the table under a spray of usernames: drop windows that have ended.
-    if (this.failures.size > 10_000) {
-      for (const [k, v] of this.failures) if (v.resetAt <= now) this.failures.delete(k);
-    }
-    const entry = this.failures.get(key);
-    if (entry && entry.resetAt > now) entry.count = Math.max(0, entry.count + by);
-    else if (by > 0)
-      this.failures.set(key, { count: 1, resetAt: now + this.options.failureWindowMs, audited: false });
   }
 }

@@ -132,6 +132,8 @@ export const configSchema = z
       .default("admin"),
     ADMIN_PASSWORD: z.string().min(10, "must be at least 10 characters").optional(),
     SESSION_TTL_HOURS: positiveInt.default(12),
+    /** A session not used for this long ends (the page in use keeps it alive). */
+    SESSION_IDLE_HOURS: positiveInt.default(12),
     LOGIN_MAX_FAILURES: positiveInt.default(5),
     LOGIN_MAX_FAILURES_PER_ADDRESS: positiveInt.default(20),
     LOGIN_FAILURE_WINDOW_MIN: positiveInt.default(15),

@@ -207,3 +207,22 @@ CREATE INDEX notification_attempts_outbox ON notification_attempts(address, id)
 CREATE INDEX notification_attempts_webhook ON notification_attempts(address, id) WHERE channel = 'webhook';
 `,
 });
+
+migrations.push({
+  version: 5,
+  name: "sign-in throttles that survive a restart; sessions that end when idle",
+  sql: `
+CREATE TABLE signin_throttle (
+  key TEXT PRIMARY KEY,
+  username TEXT,
+  failures INTEGER NOT NULL,
+  strikes INTEGER NOT NULL,
+  blocked_until INTEGER NOT NULL,
+  audited INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX signin_throttle_username ON signin_throttle(username);
+ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;
+UPDATE sessions SET last_seen_at = created_at;
+`,
+});

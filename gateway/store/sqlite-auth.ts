@@ -7,6 +7,7 @@ import type {
   AuditRepository,
   Session,
   SessionRepository,
+  SignInThrottleRepository,
 } from "./types.ts";
 
 type Row = Record<string, unknown>;
@@ -59,8 +60,8 @@ export function sqliteSessions(db: Database.Database): SessionRepository {
   return {
     create: async (s) => {
       db.prepare(
-        "INSERT INTO sessions (id_hash, username, csrf_token, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-      ).run(s.idHash, s.username, s.csrfToken, s.createdAt, s.expiresAt);
+        "INSERT INTO sessions (id_hash, username, csrf_token, created_at, expires_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+      ).run(s.idHash, s.username, s.csrfToken, s.createdAt, s.expiresAt, s.lastSeenAt);
     },
     get: async (idHash) => {
       const r = db.prepare("SELECT * FROM sessions WHERE id_hash = ?").get(idHash) as Row | undefined;
@@ -72,6 +73,7 @@ export function sqliteSessions(db: Database.Database): SessionRepository {
           csrfToken: r.csrf_token,
           createdAt: r.created_at,
           expiresAt: r.expires_at,
+          lastSeenAt: r.last_seen_at ?? r.created_at,
         } as Session)
       );
     },
@@ -82,6 +84,44 @@ export function sqliteSessions(db: Database.Database): SessionRepository {
       db.prepare("DELETE FROM sessions WHERE username = ?").run(username);
     },
     prune: async (now) => db.prepare("DELETE FROM sessions WHERE expires_at <= ?").run(now).changes,
+    touch: async (idHash, at) => {
+      db.prepare("UPDATE sessions SET last_seen_at = ? WHERE id_hash = ?").run(at, idHash);
+    },
+  };
+}
+
+export function sqliteThrottles(db: Database.Database): SignInThrottleRepository {
+  return {
+    get: async (key) => {
+      const r = db.prepare("SELECT * FROM signin_throttle WHERE key = ?").get(key) as Row | undefined;
+      return (
+        r && {
+          key: r.key as string,
+          username: (r.username as string | null) ?? null,
+          failures: r.failures as number,
+          strikes: r.strikes as number,
+          blockedUntil: r.blocked_until as number,
+          audited: r.audited === 1,
+          updatedAt: r.updated_at as number,
+        }
+      );
+    },
+    put: async (t) => {
+      db.prepare(
+        `INSERT INTO signin_throttle (key, username, failures, strikes, blocked_until, audited, updated_at)
+         VALUES (@key, @username, @failures, @strikes, @blockedUntil, @audited, @updatedAt)
+         ON CONFLICT (key) DO UPDATE SET failures = excluded.failures, strikes = excluded.strikes,
+           blocked_until = excluded.blocked_until, audited = excluded.audited, updated_at = excluded.updated_at`,
+      ).run({ ...t, audited: t.audited ? 1 : 0 });
+    },
+    remove: async (key) => {
+      db.prepare("DELETE FROM signin_throttle WHERE key = ?").run(key);
+    },
+    removeFor: async (username) =>
+      db.prepare("DELETE FROM signin_throttle WHERE username = ?").run(username).changes,
+    prune: async (before) =>
+      db.prepare("DELETE FROM signin_throttle WHERE updated_at < ? AND blocked_until < ?").run(before, before)
+        .changes,
   };
 }
 

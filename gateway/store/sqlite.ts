@@ -6,7 +6,7 @@ import { alertStates } from "../alerts/model.ts";
 import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import { migrations } from "./migrations.ts";
-import { sqliteAccounts, sqliteAudit, sqliteSessions } from "./sqlite-auth.ts";
+import { sqliteAccounts, sqliteAudit, sqliteSessions, sqliteThrottles } from "./sqlite-auth.ts";
 import { capSize, StorageHealth, type StorageHealthOptions } from "./sqlite-health.ts";
 import { sqliteGeofences, sqliteSpool, sqliteTelemetry, sqliteTracking } from "./sqlite-tracking.ts";
 import type {
@@ -51,6 +51,7 @@ export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): S
     geofences: sqliteGeofences(db),
     accounts: sqliteAccounts(db),
     sessions: sqliteSessions(db),
+    throttles: sqliteThrottles(db),
     audit: sqliteAudit(db),
     telemetry: sqliteTelemetry(db),
     spool: sqliteSpool(db),

@@ -63,6 +63,21 @@ export interface Session {
   csrfToken: string;
   createdAt: number;
   expiresAt: number;
+  /** Last request made with it: a session idle for too long ends. */
+  lastSeenAt: number;
+}
+/** Failed sign-ins for one key (a username from one address, or one address), and the block they earned. */
+export interface SignInThrottle {
+  key: string;
+  /** The username, for a (username, address) key: so an admin can unlock the account. */
+  username: string | null;
+  failures: number;
+  /** Blocks earned so far: each lasts twice as long as the one before. */
+  strikes: number;
+  blockedUntil: number;
+  /** The current block has been written to the access log (once per block, not per refusal). */
+  audited: boolean;
+  updatedAt: number;
 }
 /** Who did or read what, outside the alert trail: sign-ins, registry changes, track reads. */
 export interface AuditEntry {
@@ -122,6 +137,7 @@ export interface Store {
   readonly geofences: GeofenceRepository;
   readonly accounts: AccountRepository;
   readonly sessions: SessionRepository;
+  readonly throttles: SignInThrottleRepository;
   readonly audit: AuditRepository;
   /** The embedded telemetry store (used when no InfluxDB is configured). */
   readonly telemetry: TelemetryStore & { prune(before: number): number };
@@ -252,6 +268,17 @@ export interface SessionRepository {
   /** Ends every session of an account (password changed, disabled, removed). */
   removeFor(username: string): Promise<void>;
   prune(now: number): Promise<number>;
+  /** Notes a request made with the session. */
+  touch(idHash: string, at: number): Promise<void>;
+}
+
+export interface SignInThrottleRepository {
+  get(key: string): Promise<SignInThrottle | undefined>;
+  put(t: SignInThrottle): Promise<void>;
+  remove(key: string): Promise<void>;
+  /** Lifts every block on a username (an admin unlocks it); returns how many there were. */
+  removeFor(username: string): Promise<number>;
+  prune(before: number): Promise<number>;
 }
 
 export interface AuditRepository {

@@ -147,6 +147,11 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
       }),
     },
     {
+      route: "POST /api/users/{username}/unlock",
+      allowed: ["admin"],
+      own: () => ({ path: "/api/users/pema/unlock", body: {} }),
+    },
+    {
       route: "PATCH /api/users/{username}",
       allowed: ["admin"],
       own: async () => {
