@@ -157,6 +157,11 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
         expiresAt: session.expiresAt,
         personId: viewer.person?.id ?? null,
         admin: viewer.account.role === "admin",
+        sessionId: session.idHash,
+        username: viewer.account.username,
+        // Admins see everyone: a change of people never narrows what they see.
+        seesPerson: (id) => viewer.people !== null && sees(viewer, id),
+        communityId: viewer.area?.communityId ?? null,
       });
     },
   );

@@ -63,6 +63,33 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       }
     }
   };
+  /**
+   * Where a person's alerts go may be changed only by someone whose area covers every resident
+   * they hear about: staff of one community must not redirect another community's alerts.
+   */
+  const mayRedirectAlertsOf = async (viewer: Viewer, p: Person) => {
+    const { area } = viewer;
+    if (!area) return;
+    // Staff hear of their whole community, a grid worker of their grid, doctor and family of their residents.
+    const heardOf: { communityId: string; gridId: string | null }[] =
+      p.role === "staff"
+        ? [{ communityId: p.communityId, gridId: null }]
+        : p.role === "grid-worker"
+          ? [p]
+          : [];
+    for (const a of await registry.listAssignments({ personId: p.id })) {
+      const resident = await registry.getPerson(a.residentId);
+      if (resident) heardOf.push(resident);
+    }
+    if (
+      heardOf.some(
+        (r) => r.communityId !== area.communityId || (area.gridId !== null && r.gridId !== area.gridId),
+      )
+    )
+      throw Errors.forbidden(
+        `contacts: '${p.id}' receives alerts about residents outside your area; only someone whose area covers all of them, or an admin, may change where they go`,
+      );
+  };
   const personWithRole = async (viewer: Viewer, id: string, role: Role) => {
     const p = await visiblePerson(viewer, id);
     if (p.role !== role) throw Errors.wrongRole(id, role);
@@ -121,7 +148,7 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       await checkPerson(viewer, req.body);
       const created = await registry.createPerson(req.body);
       await auth.audit(actor(viewer), "person.create", created.id);
-      bus.emit("access.changed", {});
+      bus.emit("access.changed", { communities: [created.communityId] });
       return reply.code(201).send(created);
     },
   );
@@ -171,9 +198,13 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
         throw Errors.forbidden("only an admin changes a person's role");
       const next = { ...current, ...req.body };
       await checkPerson(viewer, next);
+      if (req.body.contacts) await mayRedirectAlertsOf(viewer, current);
       const updated = await registry.updatePerson(next);
       await auth.audit(actor(viewer), "person.update", current.id, { fields: Object.keys(req.body) });
-      bus.emit("access.changed", {});
+      bus.emit("access.changed", {
+        people: [current.id],
+        communities: [...new Set([current.communityId, next.communityId])],
+      });
       return updated;
     },
   );
@@ -185,7 +216,7 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       await visiblePerson(viewer, req.params.id);
       await registry.deletePerson(req.params.id);
       await auth.audit(actor(viewer), "person.remove", req.params.id);
-      bus.emit("access.changed", {});
+      bus.emit("access.changed", { people: [req.params.id] });
       return reply.code(204).send();
     },
   );
@@ -205,7 +236,7 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
         personId: req.body.personId,
         relation: req.body.relation,
       });
-      bus.emit("access.changed", {});
+      bus.emit("access.changed", { people: [req.body.personId] });
       return reply.code(201).send(created);
     },
   );
@@ -237,7 +268,7 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
         throw Errors.notFound("assignment", String(req.params.id));
       await registry.deleteAssignment(req.params.id);
       await auth.audit(actor(viewer), "assignment.remove", found.residentId, { personId: found.personId });
-      bus.emit("access.changed", {});
+      bus.emit("access.changed", { people: [found.personId] });
       return reply.code(204).send();
     },
   );

@@ -54,8 +54,10 @@ export const sessionRoutes: FastifyPluginAsync<ApiDeps> = async (
     },
   );
   app.delete("/api/session", { config: { roles: everyone }, schema: { tags } }, async (req, reply) => {
-    if (req.session) await auth.logout(req.session);
-    bus.emit("access.changed", {});
+    if (req.session) {
+      await auth.logout(req.session);
+      bus.emit("access.changed", { sessions: [req.session.idHash] });
+    }
     setSessionCookie(req, reply, "", 0, cookieSecure);
     return reply.code(204).send();
   });
@@ -73,7 +75,7 @@ export const sessionRoutes: FastifyPluginAsync<ApiDeps> = async (
       const { username } = viewerOf(req).account;
       await auth.checkPassword(username, req.body.current, req.ip);
       await auth.updateAccount(username, { password: req.body.password }, username);
-      bus.emit("access.changed", {});
+      bus.emit("access.changed", { usernames: [username] });
       return reply.code(204).send();
     },
   );
@@ -125,7 +127,7 @@ export const sessionRoutes: FastifyPluginAsync<ApiDeps> = async (
     },
     async (req) => {
       const updated = await auth.updateAccount(req.params.username, req.body, viewerOf(req).account.username);
-      bus.emit("access.changed", {});
+      bus.emit("access.changed", { usernames: [req.params.username] });
       return updated;
     },
   );
@@ -151,7 +153,7 @@ export const sessionRoutes: FastifyPluginAsync<ApiDeps> = async (
     { config: { roles: adminOnly }, schema: { tags, params: accountParams } },
     async (req, reply) => {
       await auth.removeAccount(req.params.username, viewerOf(req).account.username);
-      bus.emit("access.changed", {});
+      bus.emit("access.changed", { usernames: [req.params.username] });
       return reply.code(204).send();
     },
   );

@@ -4,6 +4,13 @@ import type { Alert, AlertEvent, AlertKind } from "../alerts/model.ts";
 import type { DeviceCommand, DeviceEvent, Heartbeat } from "../ingest/contract.ts";
 import type { DeviceKind, Person } from "../store/types.ts";
 
+export interface AccessChange {
+  sessions?: string[];
+  usernames?: string[];
+  people?: string[];
+  communities?: string[];
+}
+
 /** Every event that crosses module boundaries, with its payload. */
 export interface EventMap {
   /** A validated, de-duplicated, stored device event (press, cancel, sos, fall). */
@@ -38,8 +45,11 @@ export interface EventMap {
   /** The condition is over: resolve the device's open alert of this kind, as the gateway. */
   "alert.clear": { kind: AlertKind; deviceId: string; note: string };
   "geofences.changed": Record<string, never>;
-  /** People, assignments or accounts changed: who may see what must be worked out again. */
-  "access.changed": Record<string, never>;
+  /**
+   * Who may see what changed, for these sessions (by id hash), accounts, people (and whoever
+   * sees them) or communities (their staff): those readers are checked and scoped afresh.
+   */
+  "access.changed": AccessChange;
   "device.command": { deviceId: string; command: DeviceCommand; pressReceivedHr?: number };
   /** A device is connected and subscribed to its command topic: its outbox can be sent. */
   "device.listening": { deviceId: string };

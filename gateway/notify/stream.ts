@@ -1,7 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import type { Alert, AlertEvent } from "../alerts/model.ts";
-import type { EventBus } from "../bus/index.ts";
+import type { AccessChange, EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import { type Metrics, observePressLatency } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
@@ -23,6 +23,13 @@ export interface StreamViewer {
   /** The person the account acts as: an open page counts as a channel that reaches them. */
   personId: string | null;
   admin: boolean;
+  /** Whose session it is, so that a change of access ends only the streams it affects. */
+  sessionId: string;
+  username: string;
+  /** Whether this person is in the reader's scope. */
+  seesPerson(personId: string): boolean;
+  /** The community a staff reader's scope is drawn from, else null. */
+  communityId: string | null;
 }
 
 interface StreamClient {
@@ -73,7 +80,9 @@ export class AlertStream {
     });
     // Who may see what changed (or a session ended): every reader reconnects, losslessly, and is
     // checked and scoped afresh; one that was signed out, disabled or demoted is refused then.
-    const offAccess = this.deps.bus.on("access.changed", () => this.end(() => true));
+    const offAccess = this.deps.bus.on("access.changed", (change) =>
+      this.end(({ viewer }) => affects(change, viewer)),
+    );
     this.unsubscribe = [offAlerts, offAccess];
     this.keepalive = setInterval(() => {
       const now = this.deps.clock.now();
@@ -165,6 +174,16 @@ export class AlertStream {
     // Not end(): a client that does not read would keep the unsent bytes, and the socket, forever.
     client.res.destroy();
   }
+}
+
+/** Whether a change of access touches what this reader may see. */
+function affects(change: AccessChange, viewer: StreamViewer): boolean {
+  return (
+    (change.sessions?.includes(viewer.sessionId) ?? false) ||
+    (change.usernames?.includes(viewer.username) ?? false) ||
+    (change.people?.some((id) => id === viewer.personId || viewer.seesPerson(id)) ?? false) ||
+    (viewer.communityId !== null && (change.communities?.includes(viewer.communityId) ?? false))
+  );
 }
 
 /** Resolves when `res` can take more, or has closed. */

@@ -1,0 +1,77 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { settle } from "../support/fake-clock.ts";
+import { call, seedCommunity, signIn, startGateway, type TestGateway } from "../support/gateway.ts";
+import { openSse } from "../support/sse.ts";
+import { waitFor } from "../support/wait.ts";
+
+describe("scope held across communities and sessions", () => {
+  let gw: TestGateway;
+  beforeEach(async () => {
+    gw = await startGateway();
+    await seedCommunity(gw, (p) => `https://bridge.example.invalid${p}`);
+    await call(gw, "POST", "/api/communities", { id: "lugu", name: "Lugu" });
+    await call(gw, "POST", "/api/people", {
+      id: "norbu",
+      name: "Norbu",
+      role: "resident",
+      communityId: "lugu",
+    });
+  });
+  afterEach(() => gw.stop());
+
+  it("lets only someone whose area covers all its residents redirect a person's alerts", async () => {
+    // An admin makes Pema, of Chongsaikang, the family of a Lugu resident too.
+    await call(gw, "POST", "/api/assignments", { residentId: "norbu", personId: "pema", relation: "family" });
+    const contacts = [{ kind: "webhook", address: "https://attacker.example.org/hook" }];
+    const byStaff = await call(gw, "PATCH", "/api/people/pema", { contacts }, await signIn(gw, "staff-yang"));
+    expect(byStaff.status).toBe(403);
+    expect(byStaff.body.error.message).toMatch(/receives alerts about residents outside your area/);
+    expect(byStaff.body.error.message).not.toContain("norbu");
+    // What does not redirect alerts is still the staff's to change.
+    expect(
+      (await call(gw, "PATCH", "/api/people/pema", { phone: "+86 1" }, await signIn(gw, "staff-yang")))
+        .status,
+    ).toBe(200);
+    // A grid worker may not redirect the alerts of the community's staff, who hear of the whole community.
+    const byGridWorker = await call(
+      gw,
+      "PATCH",
+      "/api/people/staff-yang",
+      { contacts },
+      await signIn(gw, "lhakpa"),
+    );
+    expect(byGridWorker.status).toBe(403);
+    expect((await call(gw, "PATCH", "/api/people/pema", { contacts })).status).toBe(200);
+    expect((await call(gw, "GET", "/api/people/pema")).body.contacts).toEqual(contacts);
+  });
+
+  it("ends on a change of access only the streams it affects", async () => {
+    const pema = await signIn(gw, "pema");
+    const staff = await signIn(gw, "staff-yang");
+    const admin = openSse(`${gw.http}/api/stream`, { cookie: gw.cookie });
+    const family = openSse(`${gw.http}/api/stream`, { cookie: pema.cookie });
+    const community = openSse(`${gw.http}/api/stream`, { cookie: staff.cookie });
+    await waitFor(() => gw.stream.size === 3);
+
+    // Someone else signs in and out, again and again: nobody's stream flaps.
+    for (let i = 0; i < 3; i++)
+      await call(gw, "DELETE", "/api/session", undefined, await signIn(gw, "lhakpa"));
+    // A change in another community touches none of them either.
+    await call(gw, "PATCH", "/api/people/norbu", { address: "Lugu 1" });
+    await settle();
+    expect(gw.stream.size).toBe(3);
+
+    // Pema's own sign-out ends Pema's stream only.
+    await call(gw, "DELETE", "/api/session", undefined, pema);
+    await waitFor(() => gw.stream.size === 2, 2000, "Pema's stream to end");
+    // A new resident in Chongsaikang changes what its staff see: their stream is scoped afresh.
+    await call(gw, "POST", "/api/people", {
+      id: "yangzom",
+      name: "Yangzom",
+      role: "resident",
+      communityId: "chongsaikang",
+    });
+    await waitFor(() => gw.stream.size === 1, 2000, "the staff stream to be re-scoped");
+    await Promise.all([admin.close(), family.close(), community.close()]);
+  });
+});
