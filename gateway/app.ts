@@ -216,6 +216,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     outbound,
     isConnected: (id) => broker.isConnected(id),
     isReady: () => ready,
+    metricsToken: config.METRICS_TOKEN,
   });
 
   return {

@@ -32,6 +32,8 @@ const demoAccounts = [
   { username: "doctor", role: "doctor", personId: "chongsaikang-g1-doctor" },
   { username: "family", role: "family", personId: "family-0001" },
 ] as const;
+// The demo's people have no webhooks; a real deployment must set its own secret.
+env.WEBHOOK_SECRET ??= randomBytes(24).toString("base64url");
 const gateway = await main(env, async (gw) => {
   if (!(await gw.store.registry.isEmpty())) return;
   await seedDemo(gw.store, dataDir, { buttons: 50, tags: 20 }, Date.now());

@@ -22,8 +22,6 @@ export async function main(env = process.env, prepare?: (gateway: Gateway) => Pr
     throw err;
   }
   const gateway = await buildGateway(config);
-  if (!env.WEBHOOK_SECRET)
-    gateway.log.warn("WEBHOOK_SECRET is not set: webhooks are signed with a development secret");
   await prepare?.(gateway);
   await gateway.start();
   let stopping = false;

@@ -304,19 +304,25 @@ export class AlertService {
 
   /**
    * A crash (or a stop with deliveries still waiting) can leave a page unsent: the alert's level
-   * is stored, its webhook never went out. Every page recorded on an open alert whose webhook has
-   * no delivered attempt goes out again. At least once, then: a webhook delivered just before a
-   * crash, without its result stored, goes out twice. Follow-ups are not resent.
+   * is stored, its webhook never went out. Every page recorded on an open alert whose webhook was
+   * never tried, or was cut off mid-attempt (still pending), goes out again. At least once, then:
+   * a webhook delivered just before a crash, without its result stored, goes out twice. Follow-ups
+   * are not resent.
    */
   private async resumePages(): Promise<void> {
     const { store, bus, log } = this.deps;
     for (const alert of await store.alerts.withDeadlines()) {
       if (alert.state !== "open") continue;
-      const delivered = new Set(
-        (await store.attempts.forAlert(alert.id))
-          .filter((a) => a.channel === "webhook" && a.event === "paged" && a.status === "delivered")
-          .map((a) => `${a.level}|${a.personId}|${a.address}`),
+      // Settled: delivered, or failed and left alone (a failure for good is not worth a page per restart).
+      const settled = new Set<string>();
+      const attempts = (await store.attempts.forAlert(alert.id)).filter(
+        (a) => a.channel === "webhook" && a.event === "paged",
       );
+      for (const a of attempts) {
+        const key = `${a.level}|${a.personId}|${a.address}`;
+        if (a.status === "pending") settled.delete(key);
+        else settled.add(key);
+      }
       const pages = (await store.alerts.events(alert.id)).filter((e) => e.type === "notified");
       for (const page of pages) {
         const level = page.data.level as number;
@@ -324,13 +330,13 @@ export class AlertService {
         for (const id of (page.data.recipients as string[] | undefined) ?? []) {
           const person = await store.registry.getPerson(id);
           const contacts = (person?.contacts ?? []).filter(
-            (c) => !delivered.has(`${level}|${id}|${c.address}`),
+            (c) => !settled.has(`${level}|${id}|${c.address}`),
           );
           if (person && contacts.length > 0) recipients.push({ ...person, contacts });
         }
         if (recipients.length === 0) continue;
         for (const p of recipients)
-          for (const c of p.contacts) delivered.add(`${level}|${p.id}|${c.address}`);
+          for (const c of p.contacts) settled.add(`${level}|${p.id}|${c.address}`);
         log.warn(
           // Not `level`: that key is the log line's own.
           { alertId: alert.id, escalationLevel: level, recipients: recipients.map((p) => p.id) },

@@ -56,6 +56,8 @@ export interface ApiDeps {
   /** Ends a device's MQTT connection now (secret rotated, device revoked). */
   disconnectDevice: (deviceId: string, reason: string) => void;
   isReady: () => boolean;
+  /** Bearer token for /metrics; without one, only requests from this machine may read them. */
+  metricsToken: string | undefined;
 }
 
 /**

@@ -17,7 +17,12 @@ export const configSchema = z
     HOST: z.string().default("0.0.0.0"),
     DATA_DIR: z.string().default("./data"),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-    WEBHOOK_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+    /** Signs every webhook; no default, or every deployment would sign with the same public key. */
+    WEBHOOK_SECRET: z
+      .string({ error: "required: the key that signs webhooks, e.g. `openssl rand -base64 32`" })
+      .min(16, "must be at least 16 characters"),
+    /** Bearer token for GET /metrics from other hosts; without it, only this machine may read them. */
+    METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
     WEBHOOK_TIMEOUT_MS: positiveInt.default(5000),
     /** Internal targets notifications may reach anyway: IPs, CIDR ranges or host names, comma-separated. */
     OUTBOUND_ALLOW: z
@@ -159,11 +164,7 @@ export const configSchema = z
     message: "must be above LOW_BATTERY_PERCENT, or low-battery alerts would flap",
   });
 
-export type Config = Omit<
-  z.infer<typeof configSchema>,
-  "ESCALATION_POLICY_FILE" | "WEBHOOK_SECRET" | "DEVICE_PHRASES_FILE"
-> & {
-  WEBHOOK_SECRET: string;
+export type Config = Omit<z.infer<typeof configSchema>, "ESCALATION_POLICY_FILE" | "DEVICE_PHRASES_FILE"> & {
   policies: EscalationPolicies;
   phrases: PhraseCatalogue;
   mqttTls: MqttTls | undefined;
@@ -180,10 +181,9 @@ const describe = (issues: z.core.$ZodIssue[], prefix = "") =>
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const parsed = configSchema.safeParse(env);
   if (!parsed.success) throw new ConfigError(describe(parsed.error.issues));
-  const { ESCALATION_POLICY_FILE, WEBHOOK_SECRET, DEVICE_PHRASES_FILE, ...rest } = parsed.data;
+  const { ESCALATION_POLICY_FILE, DEVICE_PHRASES_FILE, ...rest } = parsed.data;
   return {
     ...rest,
-    WEBHOOK_SECRET: WEBHOOK_SECRET ?? "development-only-webhook-secret",
     policies: ESCALATION_POLICY_FILE ? loadPolicies(ESCALATION_POLICY_FILE) : defaultPolicies,
     phrases: DEVICE_PHRASES_FILE ? loadPhrases(DEVICE_PHRASES_FILE) : builtInPhrases,
     mqttTls: loadMqttTls(rest.MQTT_TLS_CERT, rest.MQTT_TLS_KEY),

@@ -14,6 +14,8 @@ export const deviceEventSchema = z.strictObject({
 });
 export type DeviceEvent = z.infer<typeof deviceEventSchema>;
 
+const coordinate = z.custom<number>((v) => typeof v === "number", "must be a number");
+
 /**
  * A heartbeat with an impossible position is still a heartbeat (the device is alive, its battery
  * is known): the fix itself is judged, and stored as rejected, by the position rules.
@@ -22,9 +24,10 @@ export const heartbeatSchema = z.strictObject({
   ts: timestamp,
   seq,
   battery: z.number().min(0).max(100),
-  lat: z.number().optional(),
-  lon: z.number().optional(),
-  accuracy: z.number().min(0).optional(),
+  // Any number, even one JSON cannot hold (1e999 parses as Infinity): the position rules reject it.
+  lat: coordinate.optional(),
+  lon: coordinate.optional(),
+  accuracy: z.union([z.number().min(0), z.literal(Number.POSITIVE_INFINITY)]).optional(),
   source: z.enum(["gps", "lbs", "wifi"]).optional(),
 });
 export type Heartbeat = z.infer<typeof heartbeatSchema>;

@@ -43,8 +43,14 @@ const rings = z
       });
       return;
     }
+    const outer = rs[0] as LonLat[];
     rs.forEach((r, k) => {
       if (r.length < 4 || !isClosed(r)) return;
+      // A hole outside the zone would carve nothing out, and says the zone is not what was meant.
+      if (k > 0 && r.some((p) => signedDistanceToPolygonM(p as LonLat, [outer]) > 0)) {
+        ctx.addIssue({ code: "custom", path: [k], message: "a hole must lie inside the outer ring" });
+        return;
+      }
       const crossing = findSelfIntersection(r as LonLat[]);
       if (crossing) {
         const message = `the ring crosses itself (edges ${crossing[0]} and ${crossing[1]})`;
@@ -69,6 +75,8 @@ export const geofenceShapeSchema = z.discriminatedUnion("type", [
 export type GeofenceShape = z.infer<typeof geofenceShapeSchema>;
 
 const clock = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "use HH:MM, 24-hour");
+/** A window may end at 24:00, the end of the day: 00:00-24:00 is the whole day, its last minute too. */
+const endClock = z.string().regex(/^(([01]\d|2[0-3]):[0-5]\d|24:00)$/, "use HH:MM, 24-hour, or 24:00");
 export const scheduleSchema = z.strictObject({
   timeZone: z.string().refine((tz) => {
     try {
@@ -82,10 +90,19 @@ export const scheduleSchema = z.strictObject({
   windows: z
     .array(
       z
-        .strictObject({ days: z.array(z.number().int().min(1).max(7)).min(1), from: clock, to: clock })
+        .strictObject({
+          days: z
+            .array(z.number().int().min(1).max(7))
+            .min(1)
+            .max(7)
+            .refine((d) => new Set(d).size === d.length, "name each day once"),
+          from: clock,
+          to: endClock,
+        })
         .refine((w) => w.from < w.to, "a window must end after it starts"),
     )
-    .min(1),
+    .min(1)
+    .max(28, "at most 28 windows (four a day)"),
 });
 export type Schedule = z.infer<typeof scheduleSchema>;
 

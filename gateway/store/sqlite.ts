@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { Alert, AlertEvent, AlertState } from "../alerts/model.ts";
@@ -33,9 +33,11 @@ type Row = Record<string, unknown>;
  * crashed process. Commits are small and rare (presses, alert transitions), so the fsync is cheap.
  */
 export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): Store {
-  mkdirSync(dataDir, { recursive: true });
-  const db = new Database(join(dataDir, "gateway.db"));
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const file = join(dataDir, "gateway.db");
+  const db = new Database(file);
   db.pragma("journal_mode = WAL");
+  keepPrivate(dataDir, [file, `${file}-wal`, `${file}-shm`], options.log);
   db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = ON");
   db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
@@ -70,6 +72,20 @@ export interface SqliteOptions extends StorageHealthOptions {
   busyTimeoutMs?: number;
   /** Cap on the database's size: beyond it, writes fail with SQLITE_FULL. */
   maxSizeMb?: number;
+}
+
+/**
+ * The database holds residents' names, addresses and phones: only the gateway's own user may read
+ * it (directory 0700, files 0600), whatever the umask. A volume it cannot chmod is warned about.
+ */
+function keepPrivate(dir: string, files: string[], log?: SqliteOptions["log"]): void {
+  for (const [path, mode] of [[dir, 0o700] as const, ...files.map((f) => [f, 0o600] as const)]) {
+    try {
+      if (existsSync(path)) chmodSync(path, mode);
+    } catch (err) {
+      log?.warn({ path, err: (err as Error).message }, "could not make the database private to this user");
+    }
+  }
 }
 
 function migrate(db: Database.Database): void {
@@ -383,12 +399,13 @@ function alerts(db: Database.Database): AlertRepository {
     list: async ({ states, subjectIds, limit }) => {
       const wanted = states ?? [...alertStates];
       const marks = (xs: readonly unknown[]) => xs.map(() => "?").join(",");
-      const bySubject = subjectIds ? `AND subject_id IN (${marks(subjectIds)})` : "";
+      // One JSON parameter, not one per person: SQLite allows at most 32,766 parameters.
+      const bySubject = subjectIds ? "AND subject_id IN (SELECT value FROM json_each(?))" : "";
       const rows = db
         .prepare(
           `SELECT * FROM alerts WHERE state IN (${marks(wanted)}) ${bySubject} ORDER BY opened_at DESC LIMIT ?`,
         )
-        .all(...wanted, ...(subjectIds ?? []), limit) as Row[];
+        .all(...wanted, ...(subjectIds ? [JSON.stringify(subjectIds)] : []), limit) as Row[];
       return rows.map(toAlert);
     },
     prune: async (before) => pruneAlerts(before),

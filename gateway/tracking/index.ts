@@ -175,9 +175,10 @@ export class Tracker {
       ts: h.ts,
       receivedAt,
       battery: h.battery,
-      lat: h.lat,
-      lon: h.lon,
-      accuracy: h.accuracy,
+      // What no store can hold (Infinity) is dropped; the verdict says the fix was out of range.
+      lat: finite(h.lat),
+      lon: finite(h.lon),
+      accuracy: finite(h.accuracy),
       source: h.source,
       fix,
     });
@@ -255,3 +256,5 @@ export class Tracker {
     await this.deps.store.tracking.save(states, tracks);
   }
 }
+
+const finite = (n: number | undefined) => (n !== undefined && Number.isFinite(n) ? n : undefined);

@@ -62,6 +62,7 @@ export async function startGatewayProcess(
         DATA_DIR: dataDir,
         LOG_LEVEL: "error",
         ADMIN_PASSWORD,
+        WEBHOOK_SECRET: "bench-webhook-secret-0123456789",
         ...LOCAL_RECEIVERS,
         ...env,
       },

@@ -19,6 +19,7 @@ import {
   startGateway,
   type TestDevice,
   type TestGateway,
+  WEBHOOK_SECRET,
 } from "../support/gateway.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -164,9 +165,11 @@ describe("MQTT over TLS", () => {
   });
 
   it("refuses a certificate without its key, and a key that is not one", () => {
-    const env = { MQTT_TLS_CERT: certFile };
+    const env = { MQTT_TLS_CERT: certFile, WEBHOOK_SECRET };
     expect(() => loadConfig(env)).toThrow("MQTT_TLS_KEY: required with MQTT_TLS_CERT");
-    expect(() => loadConfig({ MQTT_TLS_KEY: keyFile })).toThrow("MQTT_TLS_CERT: required with MQTT_TLS_KEY");
+    expect(() => loadConfig({ MQTT_TLS_KEY: keyFile, WEBHOOK_SECRET })).toThrow(
+      "MQTT_TLS_CERT: required with MQTT_TLS_KEY",
+    );
     expect(() => loadConfig({ ...env, MQTT_TLS_KEY: join(dir, "missing.pem") })).toThrow(
       /MQTT_TLS_KEY: cannot read .*missing\.pem/,
     );

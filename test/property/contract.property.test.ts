@@ -12,7 +12,7 @@ import { checkProperty, propertyTimeoutMs } from "./fuzz.ts";
 
 const NOW = Date.UTC(2026, 10, 25, 12);
 const EARLIEST = Date.UTC(2020, 0, 1);
-const config = loadConfig({});
+const config = loadConfig({ WEBHOOK_SECRET: "test-webhook-secret-0123456789" });
 const limits = { maxPayloadBytes: config.MAX_PAYLOAD_BYTES, maxClockSkewMs: config.MAX_CLOCK_SKEW_MS };
 const LATEST = NOW + limits.maxClockSkewMs;
 const reasons = ["acl", "oversized", "bad-json", "schema", "timestamp"];

@@ -5,9 +5,16 @@ import { defaultPolicies } from "../../gateway/alerts/policy.ts";
 import { ConfigError, loadConfig } from "../../gateway/config/index.ts";
 import { tempDataDir } from "../support/gateway.ts";
 
+/** The one setting without a default. */
+const base = { WEBHOOK_SECRET: "test-webhook-secret-0123456789" };
+
 describe("configuration", () => {
+  it("refuses to start without WEBHOOK_SECRET, saying how to make one", () => {
+    expect(() => loadConfig({})).toThrow(/^WEBHOOK_SECRET: required: the key that signs webhooks/);
+  });
+
   it("has defaults for everything", () => {
-    const config = loadConfig({});
+    const config = loadConfig(base);
     expect(config).toMatchObject({
       PORT: 8080,
       MQTT_PORT: 1883,
@@ -39,7 +46,7 @@ describe("configuration", () => {
       file,
       JSON.stringify({ call: { levels: [{ notify: ["staff"], acceptWithinSec: 30 }], repeatLast: false } }),
     );
-    const { policies } = loadConfig({ ESCALATION_POLICY_FILE: file });
+    const { policies } = loadConfig({ ...base, ESCALATION_POLICY_FILE: file });
     // What the file leaves out takes the defaults: 6 repeats, 30 minutes to resolve after accepting.
     expect(policies.call).toEqual({
       levels: [{ notify: ["staff"], acceptWithinSec: 30 }],
@@ -54,22 +61,24 @@ describe("configuration", () => {
     const file = join(tempDataDir(), "phrases.json");
     const bo = { received: "ཐོབ།", accepted: "{name} ཡོང་གི་ཡོད།", resolved: "ཚར།", cancelled: "མེད་པ།" };
     writeFileSync(file, JSON.stringify({ bo }));
-    const { phrases } = loadConfig({ DEVICE_PHRASES_FILE: file });
+    const { phrases } = loadConfig({ ...base, DEVICE_PHRASES_FILE: file });
     expect(Object.keys(phrases).sort()).toEqual(["bo", "en", "zh-CN"]);
     expect(phrases.bo).toEqual(bo);
     writeFileSync(file, JSON.stringify({ "not a tag": bo, fr: { ...bo, accepted: "en route" } }));
-    expect(() => loadConfig({ DEVICE_PHRASES_FILE: file })).toThrow(/not a tag: must be a language tag/);
-    expect(() => loadConfig({ DEVICE_PHRASES_FILE: file })).toThrow(
+    expect(() => loadConfig({ ...base, DEVICE_PHRASES_FILE: file })).toThrow(
+      /not a tag: must be a language tag/,
+    );
+    expect(() => loadConfig({ ...base, DEVICE_PHRASES_FILE: file })).toThrow(
       /fr\.accepted: must name the accepter as \{name\}/,
     );
   });
 
   it("checks the escalation settings", () => {
-    expect(() => loadConfig({ PUBLIC_URL: "safety.example.org" })).toThrow(
+    expect(() => loadConfig({ ...base, PUBLIC_URL: "safety.example.org" })).toThrow(
       /^PUBLIC_URL: must be an http\(s\) URL$/,
     );
-    expect(() => loadConfig({ ALERT_QUIET_PERIOD_MIN: "0" })).toThrow(/^ALERT_QUIET_PERIOD_MIN: /);
-    expect(loadConfig({ PUBLIC_URL: "https://safety.example.org/" }).PUBLIC_URL).toBe(
+    expect(() => loadConfig({ ...base, ALERT_QUIET_PERIOD_MIN: "0" })).toThrow(/^ALERT_QUIET_PERIOD_MIN: /);
+    expect(loadConfig({ ...base, PUBLIC_URL: "https://safety.example.org/" }).PUBLIC_URL).toBe(
       "https://safety.example.org",
     );
   });
@@ -80,9 +89,9 @@ describe("configuration", () => {
       file,
       JSON.stringify({ call: { levels: [{ notify: ["mayor"], acceptWithinSec: 0 }], repeatLast: true } }),
     );
-    expect(() => loadConfig({ ESCALATION_POLICY_FILE: file })).toThrow(
+    expect(() => loadConfig({ ...base, ESCALATION_POLICY_FILE: file })).toThrow(
       /call\.levels\.0\.notify\.0: .*\n.*call\.levels\.0\.acceptWithinSec/,
     );
-    expect(() => loadConfig({ ESCALATION_POLICY_FILE: "/nonexistent.json" })).toThrow(/cannot read/);
+    expect(() => loadConfig({ ...base, ESCALATION_POLICY_FILE: "/nonexistent.json" })).toThrow(/cannot read/);
   });
 });
