@@ -17,7 +17,8 @@ import {
 
 const ARTIFACTS = "test-artifacts";
 
-describe("dashboard in Chromium", () => {
+// A browser shares two cores with the rest of the suite: its steps get more time than a unit test.
+describe("dashboard in Chromium", { timeout: 45_000 }, () => {
   let browser: Browser;
   let gw: TestGateway;
   let page: Page;
