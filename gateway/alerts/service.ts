@@ -335,8 +335,7 @@ export class AlertService {
           if (person && contacts.length > 0) recipients.push({ ...person, contacts });
         }
         if (recipients.length === 0) continue;
-        for (const p of recipients)
-          for (const c of p.contacts) settled.add(`${level}|${p.id}|${c.address}`);
+        for (const p of recipients) for (const c of p.contacts) settled.add(`${level}|${p.id}|${c.address}`);
         log.warn(
           // Not `level`: that key is the log line's own.
           { alertId: alert.id, escalationLevel: level, recipients: recipients.map((p) => p.id) },

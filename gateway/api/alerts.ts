@@ -14,7 +14,10 @@ const params = z.object({ id: z.string().min(1).max(64) });
  * Alerts: list, detail with audit trail, the responder actions, and the live stream. Each viewer
  * gets only alerts about people in their scope; a responder acts as the person their account is.
  */
-export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store, alerts, stream, auth }) => {
+export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (
+  fastify,
+  { store, alerts, stream, auth, clock },
+) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const visibleAlert = async (viewer: Viewer, id: string) => {
     const alert = await store.alerts.get(id);
@@ -59,7 +62,7 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (fastify, { store,
     },
     async (req, reply) => {
       // Read before the list: a page that streams from this id misses nothing the list lacks.
-      reply.header("x-last-event-id", String(await store.alerts.lastEventId()));
+      reply.header("x-last-event-id", String(await store.alerts.streamPosition(clock.now())));
       const { people } = viewerOf(req);
       return store.alerts.list({
         states: req.query.state,

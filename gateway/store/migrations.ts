@@ -226,3 +226,19 @@ ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;
 UPDATE sessions SET last_seen_at = created_at;
 `,
 });
+
+migrations.push({
+  version: 6,
+  name: "event ids that count nothing: stream keys from the time of each event",
+  sql: `
+-- An audit event's public id was the district-wide counter: a family account could read off how
+-- busy the district was. Its public id is now a key made of its time (ms x 1024, plus one when
+-- several share a millisecond), still strictly increasing in the order events are stored.
+ALTER TABLE alert_events ADD COLUMN stream_key INTEGER;
+DROP TRIGGER alert_events_append_only_update;
+UPDATE alert_events SET stream_key = id;
+CREATE TRIGGER alert_events_append_only_update BEFORE UPDATE ON alert_events
+  BEGIN SELECT RAISE(ABORT, 'alert_events is append-only'); END;
+CREATE UNIQUE INDEX alert_events_stream_key ON alert_events(stream_key);
+`,
+});

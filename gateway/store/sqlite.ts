@@ -27,6 +27,9 @@ import type {
 
 type Row = Record<string, unknown>;
 
+/** An event's public id is its time in ms times this, plus one per event sharing the millisecond. */
+const STREAM_KEYS_PER_MS = 1024;
+
 /**
  * Opens (creating if needed) `<dataDir>/gateway.db`. WAL lets the API read while a write commits;
  * synchronous=FULL fsyncs every commit, so an acknowledged press survives a power cut, not only a
@@ -337,7 +340,7 @@ const alertRow = (a: Alert) => ({
 });
 
 const toEvent = (r: Row): AlertEvent => ({
-  id: r.id as number,
+  id: r.stream_key as number,
   alertId: r.alert_id as string,
   at: r.at as number,
   type: r.type as AlertEvent["type"],
@@ -360,8 +363,9 @@ function alerts(db: Database.Database): AlertRepository {
       reminders = excluded.reminders, notified = excluded.notified, unreached = excluded.unreached,
       exhausted = excluded.exhausted, last_activity_at = excluded.last_activity_at`);
   const insertEvent = db.prepare(
-    "INSERT INTO alert_events (alert_id, at, type, actor, data) VALUES (?, ?, ?, ?, ?)",
+    "INSERT INTO alert_events (alert_id, at, type, actor, data, stream_key) VALUES (?, ?, ?, ?, ?, ?)",
   );
+  const lastKey = db.prepare("SELECT MAX(stream_key) AS k FROM alert_events");
   const markHandled = db.prepare("UPDATE device_events SET handled = 1 WHERE id = ?");
   /** Retention: closed alerts with their trail and attempts, and handled device events, older than `before`. */
   const pruneAlerts = db.transaction((before: number): number => {
@@ -376,9 +380,12 @@ function alerts(db: Database.Database): AlertRepository {
   const commit = db.transaction((change: Parameters<AlertRepository["commit"]>[0]): AlertEvent[] => {
     upsert.run(alertRow(change.alert));
     if (change.handledEventId !== undefined) markHandled.run(change.handledEventId);
+    let key = ((lastKey.get() as Row).k as number | null) ?? 0;
     return change.events.map((e) => {
-      const info = insertEvent.run(change.alert.id, e.at, e.type, e.actor, JSON.stringify(e.data));
-      return { ...e, id: Number(info.lastInsertRowid), alertId: change.alert.id };
+      // Increasing in the order stored, even when the clock steps back; counting nothing.
+      key = Math.max(key + 1, e.at * STREAM_KEYS_PER_MS);
+      insertEvent.run(change.alert.id, e.at, e.type, e.actor, JSON.stringify(e.data), key);
+      return { ...e, id: key, alertId: change.alert.id };
     });
   });
 
@@ -422,11 +429,14 @@ function alerts(db: Database.Database): AlertRepository {
         toEvent,
       ),
     eventsAfter: async (id, limit) =>
-      (db.prepare("SELECT * FROM alert_events WHERE id > ? ORDER BY id LIMIT ?").all(id, limit) as Row[]).map(
-        toEvent,
-      ),
-    lastEventId: async () =>
-      ((db.prepare("SELECT MAX(id) AS id FROM alert_events").get() as Row).id as number | null) ?? 0,
+      (
+        db
+          .prepare("SELECT * FROM alert_events WHERE stream_key > ? ORDER BY stream_key LIMIT ?")
+          .all(id, limit) as Row[]
+      ).map(toEvent),
+    // The key of "now" (later events exceed it), unless the clock stepped back behind the last event.
+    streamPosition: async (now) =>
+      Math.max(((lastKey.get() as Row).k as number | null) ?? 0, now * STREAM_KEYS_PER_MS - 1),
     withDeadlines: async () =>
       (
         db.prepare("SELECT * FROM alerts WHERE deadline_at IS NOT NULL ORDER BY deadline_at").all() as Row[]

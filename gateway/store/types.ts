@@ -199,7 +199,11 @@ export interface AlertRepository {
   commit(change: AlertChange): Promise<AlertEvent[]>;
   events(alertId: string): Promise<AlertEvent[]>;
   eventsAfter(id: number, limit: number): Promise<AlertEvent[]>;
-  lastEventId(): Promise<number>;
+  /**
+   * An event id that every event stored from `now` on exceeds: where a page that has just read
+   * the list starts streaming. It tells neither how many events there were nor when the last was.
+   */
+  streamPosition(now: number): Promise<number>;
   /** Alerts with a deadline, the earliest first. */
   withDeadlines(): Promise<Alert[]>;
   /** Alerts stored before policies travelled with them get the one in force now. */

@@ -1,6 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { settle } from "../support/fake-clock.ts";
-import { call, seedCommunity, signIn, startGateway, type TestGateway } from "../support/gateway.ts";
+import { FakeClock, settle } from "../support/fake-clock.ts";
+import {
+  call,
+  connectDevice,
+  registerDevice,
+  seedCommunity,
+  signIn,
+  startGateway,
+  type TestGateway,
+} from "../support/gateway.ts";
 import { openSse } from "../support/sse.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -73,5 +81,48 @@ describe("scope held across communities and sessions", () => {
     });
     await waitFor(() => gw.stream.size === 1, 2000, "the staff stream to be re-scoped");
     await Promise.all([admin.close(), family.close(), community.close()]);
+  });
+
+  it("gives a family account event ids that tell nothing of the district's other alerts", async () => {
+    const clock = new FakeClock();
+    const quiet = await startGateway({ clock });
+    try {
+      await seedCommunity(quiet, (p) => `https://bridge.example.invalid${p}`);
+      await call(quiet, "POST", "/api/people", {
+        id: "tashi",
+        name: "Tashi",
+        role: "resident",
+        communityId: "chongsaikang",
+      });
+      const pema = await signIn(quiet, "pema");
+      const position = async () =>
+        Number(
+          (await fetch(`${quiet.http}/api/alerts`, { headers: { cookie: pema.cookie } })).headers.get(
+            "x-last-event-id",
+          ),
+        );
+      const before = await position();
+      const neighbour = await connectDevice(quiet, await registerDevice(quiet, "btn-tashi", "tashi"));
+      for (let i = 0; i < 5; i++) {
+        await clock.advance(1);
+        await neighbour.event("press", undefined, clock.now());
+        await neighbour.waitForCommand("received");
+      }
+      await clock.advance(1);
+      // Six milliseconds later, whatever happened elsewhere: only the time moved it.
+      expect((await position()) - before).toBe(6 * 1024);
+      const family = openSse(`${quiet.http}/api/stream?lastEventId=${await position()}`, {
+        cookie: pema.cookie,
+      });
+      await waitFor(() => quiet.stream.size === 1);
+      const own = await connectDevice(quiet, await registerDevice(quiet, "btn-dondrub"));
+      await clock.advance(1);
+      await own.event("press", undefined, clock.now());
+      await waitFor(() => family.messages.length > 0);
+      expect(Number(family.messages[0]?.id)).toBe(clock.now() * 1024);
+      await Promise.all([family.close(), neighbour.close(), own.close()]);
+    } finally {
+      await quiet.stop();
+    }
   });
 });
