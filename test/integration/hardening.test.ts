@@ -9,7 +9,6 @@ import {
   registerDevice,
   seedCommunity,
   startGateway,
-  type TestGateway,
   tempDataDir,
 } from "../support/gateway.ts";
 import { waitFor } from "../support/wait.ts";
