@@ -55,6 +55,12 @@ describe("escalation that never lets a call fall through", () => {
     return waitFor(() => device.commands.slice(before).find((c) => c.type === "received"));
   };
   const alertOf = async (gw: TestGateway, id: string) => (await call(gw, "GET", `/api/alerts/${id}`)).body;
+  /** The doctor accepts and resolves, with the kind of clinical note that must never reach a device. */
+  const doctorClosesWithANote = async (gw: TestGateway, id: string) => {
+    const doctor = await signIn(gw, "dr-tsering");
+    await call(gw, "POST", `/api/alerts/${id}/accept`, {}, doctor);
+    await call(gw, "POST", `/api/alerts/${id}/resolve`, { note: "BP 180/110, taken to hospital" }, doctor);
+  };
 
   it("reminds an accepter who forgot, then re-opens and escalates, saying why; the device hears Chinese phrases", async () => {
     const { clock, hooks, gw, device } = await setUp();
@@ -258,15 +264,7 @@ describe("escalation that never lets a call fall through", () => {
     const { clock, hooks, gw, device, dataDir } = await setUp();
     const received = await press(clock, device);
     await device.close();
-    const doctor = await signIn(gw, "dr-tsering");
-    await call(gw, "POST", `/api/alerts/${received?.alertId}/accept`, {}, doctor);
-    await call(
-      gw,
-      "POST",
-      `/api/alerts/${received?.alertId}/resolve`,
-      { note: "BP 180/110, taken to hospital" },
-      doctor,
-    );
+    await doctorClosesWithANote(gw, received?.alertId ?? "");
     const pending = (await alertOf(gw, received?.alertId ?? "")).attempts.filter(
       (a: { channel: string }) => a.channel === "device",
     );
@@ -311,15 +309,7 @@ describe("escalation that never lets a call fall through", () => {
     expect(received?.message).toBe("Call received, contacting your doctor");
     await clock.advance(3 * MIN); // doctor, family, grid worker and staff
     await waitFor(() => heard(hooks, "staff-yang").length === 1);
-    const doctor = await signIn(gw, "dr-tsering");
-    await call(gw, "POST", `/api/alerts/${received?.alertId}/accept`, {}, doctor);
-    await call(
-      gw,
-      "POST",
-      `/api/alerts/${received?.alertId}/resolve`,
-      { note: "BP 180/110, taken to hospital" },
-      doctor,
-    );
+    await doctorClosesWithANote(gw, received?.alertId ?? "");
     for (const who of ["pema", "lhakpa", "staff-yang"]) {
       await waitFor(
         () => heard(hooks, who).some((e) => e.startsWith("resolved")),
