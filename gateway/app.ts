@@ -211,7 +211,6 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     tracker,
     telemetry: telemetryStore,
     ui: { tileUrl: config.TILE_URL ?? null, tileAttribution: config.TILE_ATTRIBUTION },
-    policies: config.policies,
     phrases: config.phrases,
     outbound,
     isConnected: (id) => broker.isConnected(id),

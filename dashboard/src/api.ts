@@ -1,5 +1,4 @@
 import type { Alert, AlertEvent } from "../../gateway/alerts/model.ts";
-import type { EscalationPolicies } from "../../gateway/alerts/policy.ts";
 import type { Geofence } from "../../gateway/rules/geofence.ts";
 import type { Device, DeviceState, NotificationAttempt, Person } from "../../gateway/store/types.ts";
 
@@ -18,7 +17,6 @@ export interface UiConfig {
   tileUrl: string | null;
   tileAttribution: string;
   center: [number, number];
-  policies: EscalationPolicies;
 }
 
 export class ApiError extends Error {

@@ -1,11 +1,10 @@
-import { type Alert, type AlertDetail, api, type Person, type UiConfig } from "./api.ts";
+import { type Alert, type AlertDetail, api, type Person } from "./api.ts";
 import { h, present } from "./dom.ts";
 import { formatAgo, formatTime, type MessageKey, t } from "./i18n.ts";
 import { drawMiniMap } from "./map.ts";
 
 export interface BoardContext {
   people: Map<string, Person>;
-  policies: UiConfig["policies"];
   /** Whether the signed-in account acts as a person, and so may accept, resolve or cancel. */
   canRespond: boolean;
   showError: (message: string) => void;
@@ -57,11 +56,8 @@ export class AlertBoard {
 
   private card(a: Alert): HTMLElement {
     const subject = this.ctx.people.get(a.subjectId);
-    // Everyone on the levels reached so far has been told (the alert carries its own policy).
-    const levels = a.policy.levels.slice(0, a.level);
-    const roles = [...new Set(levels.flatMap((l) => l.notify))]
-      .map((r) => t(`role.${r}` as MessageKey))
-      .join(", ");
+    // Who has been paged so far, by name: not the roles of the levels passed, which may hold nobody.
+    const paged = a.notified.map((id) => this.ctx.people.get(id)?.name ?? id).join(", ");
     const active = a.state === "open" || a.state === "accepted";
     // Nobody reachable, or nobody accepted after every repeat: the card says so, in red.
     const trouble = a.state === "open" && (a.unreached || a.exhausted);
@@ -92,7 +88,7 @@ export class AlertBoard {
         h("span", {}, t("alert.device", { id: a.deviceId })),
         a.state === "open" && h("span", {}, t("alert.level", { level: a.level })),
         a.presses > 1 && h("span", {}, t("alert.presses", { count: a.presses })),
-        roles && a.state === "open" && h("span", {}, t("alert.notified", { who: roles })),
+        paged && a.state === "open" && h("span", {}, t("alert.notified", { who: paged })),
         a.acceptedBy &&
           h(
             "span",

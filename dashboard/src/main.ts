@@ -68,7 +68,6 @@ async function boot(session: SessionInfo): Promise<void> {
 
   const board = new AlertBoard({
     people,
-    policies: config.policies,
     canRespond: session.person !== null,
     showError: (message) => {
       errorText = message;

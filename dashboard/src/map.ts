@@ -4,9 +4,9 @@ import { api, type DeviceView, type Geofence, type Person, type UiConfig } from 
 import { h, present } from "./dom.ts";
 import { formatAgo, formatTime, t } from "./i18n.ts";
 
-let config: Omit<UiConfig, "policies"> = { tileUrl: null, tileAttribution: "", center: [29.6525, 91.1321] };
+let config: UiConfig = { tileUrl: null, tileAttribution: "", center: [29.6525, 91.1321] };
 
-export function configureMaps(c: Omit<UiConfig, "policies">): void {
+export function configureMaps(c: UiConfig): void {
   config = c;
 }
 

@@ -9,11 +9,10 @@ import type { ApiDeps } from "./index.ts";
 export const dashboardDist = fileURLToPath(new URL("../../dashboard/dist", import.meta.url));
 
 /** Serves the built dashboard at `/`, and the settings it reads at start. */
-export const dashboardRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ui, policies }) => {
+export const dashboardRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ui }) => {
   app.get("/api/ui-config", { config: { roles: everyone }, schema: { tags: ["operations"] } }, async () => ({
     ...ui,
     center: [29.6525, 91.1321],
-    policies,
   }));
   if (existsSync(`${dashboardDist}/index.html`)) {
     await app.register(fastifyStatic, { root: dashboardDist, index: "index.html", maxAge: "1h" });

@@ -9,7 +9,6 @@ import {
   validatorCompiler,
 } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
-import type { EscalationPolicies } from "../alerts/policy.ts";
 import type { AlertService } from "../alerts/service.ts";
 import type { Auth } from "../auth/index.ts";
 import type { EventBus } from "../bus/index.ts";
@@ -47,7 +46,6 @@ export interface ApiDeps {
   telemetry: TelemetryStore;
   /** What the dashboard needs to know before it draws: map tiles. */
   ui: { tileUrl: string | null; tileAttribution: string };
-  policies: EscalationPolicies;
   /** Device phrases by language: a person's locale must be one of them. */
   phrases: PhraseCatalogue;
   /** What notification targets may be stored: contacts are checked when written, not only when called. */

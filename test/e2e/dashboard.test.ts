@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { runSimulation } from "../../device-sim/simulator.ts";
 import { launchChromium } from "../support/browser.ts";
 import {
+  ADMIN_PASSWORD,
   call,
   connectDevice,
   PEOPLE_PASSWORD,
@@ -47,7 +48,7 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
     await page.goto(`${gw.http}${path}`);
     if (await page.locator("form.signin").isVisible()) {
       await page.fill("#username", username);
-      await page.fill("#password", PEOPLE_PASSWORD);
+      await page.fill("#password", username === "admin" ? ADMIN_PASSWORD : PEOPLE_PASSWORD);
       await page.locator("form.signin button[type=submit]").click();
     }
     await page.locator(".status.live").waitFor();
@@ -310,5 +311,24 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
     await page.screenshot({ path: `${ARTIFACTS}/dashboard-xss.png` });
     await expect(page.evaluate(() => (window as { __xss?: unknown }).__xss)).resolves.toBeUndefined();
     await tagDevice.close();
+  });
+
+  it("marks in red a call that nobody can be reached for", async () => {
+    await call(gw, "POST", "/api/communities", { id: "lugu", name: "Lugu" });
+    await call(gw, "POST", "/api/people", {
+      id: "norbu",
+      name: "Norbu",
+      role: "resident",
+      communityId: "lugu",
+    });
+    const device = await connectDevice(gw, await registerDevice(gw, "btn-norbu", "norbu"));
+    await device.event("press");
+    const { alertId } = await device.waitForCommand("received");
+    await open("/", "admin");
+    const alone = card(alertId);
+    await alone.and(page.locator(".trouble")).waitFor();
+    await expect(alone.locator(".badge.trouble").textContent()).resolves.toBe("Nobody reachable");
+    await page.screenshot({ path: `${ARTIFACTS}/dashboard-unreached.png` });
+    await device.close();
   });
 });
