@@ -246,7 +246,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       schedulePrune();
       stream.start();
       webhooks.start();
-      commands.start();
+      await commands.start();
       await alerts.start();
       await broker.start({ host: config.HOST, port: config.MQTT_PORT, tlsPort: config.MQTTS_PORT });
       await api.listen({ port: config.PORT, host: config.HOST });

@@ -33,8 +33,16 @@ export class DeviceOutbox {
     private readonly options: { ttlMs: number },
   ) {}
 
-  start(): void {
-    const { bus, log } = this.deps;
+  /**
+   * Devices with commands waiting, each with a count of commands queued for it: a connect storm
+   * looks up only these devices, and one is forgotten only if nothing was queued during its lookup.
+   */
+  private readonly waiting = new Map<string, number>();
+
+  async start(): Promise<void> {
+    const { bus, log, store } = this.deps;
+    for (const address of await store.attempts.pendingCommandAddresses())
+      this.waiting.set(address.split("/")[1] ?? "", 0);
     const failed = (deviceId: string) => (err: unknown) =>
       log.error({ err, deviceId }, "device outbox failed");
     this.unsubscribe = [
@@ -55,12 +63,14 @@ export class DeviceOutbox {
   stop(): void {
     for (const off of this.unsubscribe.splice(0)) off();
     this.connections.clear();
+    this.waiting.clear();
   }
 
   private async enqueue(deviceId: string, command: DeviceCommand, pressReceivedHr?: number): Promise<void> {
     const { store, broker, clock, log } = this.deps;
     const payload = JSON.stringify(command);
     const now = clock.now();
+    this.waiting.set(deviceId, (this.waiting.get(deviceId) ?? 0) + 1);
     // The resident hears back even when the command cannot be stored (database locked or full);
     // it is then sent once, not kept for a reconnect.
     const id = await store.attempts
@@ -86,7 +96,11 @@ export class DeviceOutbox {
   /** Sends, in order, what waits for the device and was not sent on this connection yet. */
   private async flush(deviceId: string): Promise<void> {
     const { store, clock } = this.deps;
-    for (const row of await store.attempts.pendingCommands(commandTopic(deviceId), clock.now())) {
+    const queued = this.waiting.get(deviceId);
+    if (queued === undefined) return;
+    const rows = await store.attempts.pendingCommands(commandTopic(deviceId), clock.now());
+    if (rows.length === 0 && this.waiting.get(deviceId) === queued) this.waiting.delete(deviceId);
+    for (const row of rows) {
       const command = JSON.parse(row.payload) as DeviceCommand;
       await this.send(deviceId, row.id, row.payload, command.type);
     }

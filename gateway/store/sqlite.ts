@@ -513,6 +513,14 @@ function attempts(db: Database.Database): AttemptRepository {
       );
       return new Set(addresses.filter((a) => (last.get(a) as Row | undefined)?.status === "failed"));
     },
+    pendingCommandAddresses: async () =>
+      (
+        db
+          .prepare(
+            "SELECT DISTINCT address FROM notification_attempts WHERE channel = 'device' AND status = 'pending'",
+          )
+          .all() as Row[]
+      ).map((r) => r.address as string),
     // Read first: most devices that connect have nothing waiting, and a read costs no commit.
     pendingCommands: async (address, now) => {
       const rows = pending.all(address) as { id: number; payload: string; expires_at: number | null }[];

@@ -218,6 +218,8 @@ export interface AttemptRepository {
   forAlert(alertId: string): Promise<NotificationAttempt[]>;
   /** Of these webhook addresses, those whose latest finished attempt failed. */
   failing(addresses: readonly string[]): Promise<Set<string>>;
+  /** Addresses (command topics) with commands waiting: the devices worth looking up when they connect. */
+  pendingCommandAddresses(): Promise<string[]>;
   /** The device outbox at `address`: marks what is past its expiry expired, returns the rest in order. */
   pendingCommands(address: string, now: number): Promise<{ id: number; payload: string }[]>;
   /** The device acknowledged (PUBACK) this payload at `address`: every pending copy is delivered. */
