@@ -30,6 +30,8 @@ const ring = z
   .min(4, "a ring needs at least 4 positions (a triangle, closed)")
   .refine(isClosed, "a ring must end where it starts");
 
+const HOLE_TOUCH_M = 1;
+
 /** GeoJSON Polygon coordinates: the outer ring, then holes; each ring simple and enclosing an area. */
 const rings = z
   .array(ring)
@@ -47,7 +49,8 @@ const rings = z
     rs.forEach((r, k) => {
       if (r.length < 4 || !isClosed(r)) return;
       // A hole outside the zone would carve nothing out, and says the zone is not what was meant.
-      if (k > 0 && r.some((p) => signedDistanceToPolygonM(p as LonLat, [outer]) > 0)) {
+      // It may touch the outer ring (GeoJSON allows it): within a metre counts as on it.
+      if (k > 0 && r.some((p) => signedDistanceToPolygonM(p as LonLat, [outer]) > HOLE_TOUCH_M)) {
         ctx.addIssue({ code: "custom", path: [k], message: "a hole must lie inside the outer ring" });
         return;
       }
