@@ -1,5 +1,5 @@
 import type { Server as HttpServer, IncomingMessage } from "node:http";
-import { createServer, type Server, type Socket } from "node:net";
+import { createServer, type Server, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createServer as createTlsServer } from "node:tls";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
@@ -209,6 +209,7 @@ export class Broker {
     http.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (new URL(req.url ?? "/", "http://x").pathname !== "/mqtt") return socket.destroy();
       if (!this.admit(req.socket.remoteAddress)) return socket.destroy();
+      (socket as Socket).setNoDelay(true);
       this.ws?.handleUpgrade(req, socket, head, (ws) => this.serve(createWebSocketStream(ws), req));
     });
   }
@@ -261,6 +262,9 @@ export class Broker {
 
   /** Hands a connection to aedes behind the packet size guard. */
   private serve(transport: Duplex, req?: IncomingMessage): void {
+    // A PUBACK, then `received`: with Nagle's algorithm on, the second waits for the device's
+    // delayed ACK (about 40 ms on Linux). The resident's beep is worth more than a few packets.
+    if (transport instanceof Socket) transport.setNoDelay(true);
     const guarded = new PacketSizeGuard(transport, this.settings.maxPacketBytes, (bytes) => {
       // aedes keeps its client on the connection it handles; there is none before CONNECT.
       const deviceId = (guarded as { client?: Client }).client?.id;
