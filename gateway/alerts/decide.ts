@@ -59,18 +59,16 @@ export type AlertInput =
   /** A press long after the alert's last activity opened `by` instead: this one is closed. */
   | { type: "supersede"; by: string };
 
-/** What everyone already paged hears when the alert moves on. */
-export const followUpEvents = [
-  "accepted",
-  "reminder",
-  "reopened",
-  "pressed-again",
-  "resident-ok",
-  "upgraded",
-  "resolved",
-  "cancelled",
-] as const;
-export type FollowUpEvent = (typeof followUpEvents)[number];
+/** What those already paged hear when the alert moves on (the last three: the accepter only). */
+export type FollowUpEvent =
+  | "accepted"
+  | "reopened"
+  | "upgraded"
+  | "resolved"
+  | "cancelled"
+  | "reminder"
+  | "pressed-again"
+  | "resident-ok";
 
 /** Fixed phrases the device may hear (see notify/phrases.ts); never free text. */
 export type DevicePhrase = "received" | "accepted" | "resolved" | "cancelled";

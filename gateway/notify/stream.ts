@@ -78,8 +78,8 @@ export class AlertStream {
       }
       if (events[0]?.type === "opened") observePressLatency(this.deps.metrics, "stream", pressReceivedHr);
     });
-    // Who may see what changed (or a session ended): every reader reconnects, losslessly, and is
-    // checked and scoped afresh; one that was signed out, disabled or demoted is refused then.
+    // Who may see what changed (or a session ended): the readers it touches reconnect, losslessly,
+    // and are checked and scoped afresh; one signed out, disabled or demoted is refused then.
     const offAccess = this.deps.bus.on("access.changed", (change) =>
       this.end(({ viewer }) => affects(change, viewer)),
     );
