@@ -76,6 +76,9 @@ function contentSecurityPolicy(tileUrl: string | null) {
     baseUri: ["'none'"],
     formAction: ["'self'"],
     frameAncestors: ["'none'"],
+    // Off: a gateway served over plain http on a LAN would have its own script "upgraded" to an
+    // https that does not exist (behind a TLS proxy, HSTS does the job).
+    upgradeInsecureRequests: null,
   };
 }
 

@@ -284,6 +284,8 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).toContain("connect-src 'self'");
     expect(csp).not.toContain("unsafe");
+    // A gateway on a LAN over plain http must still load its own script.
+    expect(csp).not.toContain("upgrade-insecure-requests");
     expect(res.headers.get("x-content-type-options")).toBe("nosniff");
     const api = await fetch(`${gw.http}/api/alerts`, { headers: { cookie: gw.cookie } });
     expect(api.headers.get("cache-control")).toBe("no-store");
