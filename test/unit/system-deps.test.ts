@@ -67,12 +67,12 @@ describe("system packages the tests need", () => {
   it("finds programs however a test starts them", () => {
     const found = programsStarted(
       [
-        'spawn("redis-server", ["--port", "0"]);',
+        'spawn("memcached", ["--port", "0"]);',
         "await run(\n  'psql', [...args]);",
         'chromium.launch({ executablePath: "/usr/bin/chromium" });',
         // biome-ignore lint/suspicious/noTemplateCurlyInString: a test file's text, with its template
-        'spawn("bash", ["-c", `ulimit -n 4096 && exec haproxy -f ${cfg}`]);',
-        'execFileSync("bash", ["-c", "command -v pg_ctl"]);',
+        'spawn("bash", ["-c", `ulimit -n 4096 && exec nginx -c ${cfg}`]);',
+        'execFileSync("bash", ["-c", "command -v pg_isready"]);',
         'spawn(process.execPath, ["--import", "tsx"]); /^id: (\\d+)$/m.exec(f); db.exec("BEGIN");',
         'db.prepare("INSERT INTO people VALUES (?)").run("doctor");',
       ].join("\n"),
@@ -80,10 +80,10 @@ describe("system packages the tests need", () => {
     expect([...found].sort()).toEqual([
       "/usr/bin/chromium",
       "bash",
-      "haproxy",
-      "pg_ctl",
+      "memcached",
+      "nginx",
+      "pg_isready",
       "psql",
-      "redis-server",
     ]);
   });
 
