@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
-import { isIP } from "node:net";
 import { createSecureContext } from "node:tls";
 import { z } from "zod";
 import { defaultPolicies, type EscalationPolicies, escalationPoliciesSchema } from "../alerts/policy.ts";
 import { MQTT_MAX_PACKET } from "../broker/packet-size.ts";
+import { parseAllowEntry } from "../notify/outbound.ts";
 import { builtInPhrases, type PhraseCatalogue, phraseCatalogueSchema } from "../notify/phrases.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -34,11 +34,7 @@ export const configSchema = z
           .map((x) => x.trim())
           .filter(Boolean);
         for (const e of entries) {
-          const [address = "", prefix] = e.split("/");
-          const family = isIP(address);
-          const validPrefix =
-            prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= (family === 6 ? 128 : 32));
-          if ((family === 0 && (prefix !== undefined || !/^[a-z0-9.-]+$/i.test(address))) || !validPrefix)
+          if (!parseAllowEntry(e))
             ctx.addIssue({
               code: "custom",
               message: `'${e}' is not an IP address, a CIDR range or a host name`,

@@ -28,6 +28,25 @@ for (const [net, prefix] of [
 ] as const)
   internal.addSubnet(net, prefix, "ipv6");
 
+/** One `OUTBOUND_ALLOW` entry: a host name, an address, or a CIDR range; undefined if it is none. */
+export function parseAllowEntry(
+  entry: string,
+): { host: string } | { address: string; prefix: number | undefined; family: "ipv4" | "ipv6" } | undefined {
+  const [address = "", prefix] = entry.split("/");
+  const version = isIP(address);
+  if (version === 0)
+    return prefix === undefined && /^[a-z0-9.-]+$/i.test(address)
+      ? { host: address.toLowerCase() }
+      : undefined;
+  const max = version === 6 ? 128 : 32;
+  if (prefix !== undefined && !(/^\d+$/.test(prefix) && Number(prefix) <= max)) return undefined;
+  return {
+    address,
+    prefix: prefix === undefined ? undefined : Number(prefix),
+    family: version === 6 ? "ipv6" : "ipv4",
+  };
+}
+
 /** Refused before any byte was sent: not worth retrying. */
 export class OutboundRefused extends Error {
   override name = "OutboundRefused";
@@ -57,12 +76,13 @@ export class OutboundGuard {
 
   constructor(private readonly options: OutboundOptions) {
     for (const entry of options.allow) {
-      const [address = "", prefix] = entry.split("/");
-      const family = isIP(address);
-      if (family === 0) this.allowedHosts.add(entry.toLowerCase());
-      else if (prefix === undefined)
-        this.allowedAddresses.addAddress(address, family === 4 ? "ipv4" : "ipv6");
-      else this.allowedAddresses.addSubnet(address, Number(prefix), family === 4 ? "ipv4" : "ipv6");
+      const allowed = parseAllowEntry(entry);
+      if (!allowed)
+        throw new Error(`OUTBOUND_ALLOW: '${entry}' is not an IP address, a CIDR range or a host name`);
+      if ("host" in allowed) this.allowedHosts.add(allowed.host);
+      else if (allowed.prefix === undefined)
+        this.allowedAddresses.addAddress(allowed.address, allowed.family);
+      else this.allowedAddresses.addSubnet(allowed.address, allowed.prefix, allowed.family);
     }
   }
 

@@ -10,6 +10,7 @@ import {
   PEOPLE_PASSWORD,
   registerDevice,
   seedCommunity,
+  seedLoneResident,
   signIn,
   startGateway,
   type TestDevice,
@@ -316,13 +317,7 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
   });
 
   it("marks in red a call that nobody can be reached for", async () => {
-    await call(gw, "POST", "/api/communities", { id: "lugu", name: "Lugu" });
-    await call(gw, "POST", "/api/people", {
-      id: "norbu",
-      name: "Norbu",
-      role: "resident",
-      communityId: "lugu",
-    });
+    await seedLoneResident(gw);
     const device = await connectDevice(gw, await registerDevice(gw, "btn-norbu", "norbu"));
     await device.event("press");
     const { alertId } = await device.waitForCommand("received");

@@ -10,6 +10,7 @@ import {
   PEOPLE_PASSWORD,
   registerDevice,
   seedCommunity,
+  seedLoneResident,
   signIn,
   startGateway,
   type TestDevice,
@@ -146,13 +147,7 @@ describe("escalation that never lets a call fall through", () => {
 
   it("pages the catch-all and marks the alert unreached when nobody on any level can be reached", async () => {
     const { clock, hooks, gw } = await setUp();
-    await call(gw, "POST", "/api/communities", { id: "lugu", name: "鲁固 Lugu" });
-    await call(gw, "POST", "/api/people", {
-      id: "norbu",
-      name: "Norbu",
-      role: "resident",
-      communityId: "lugu",
-    });
+    await seedLoneResident(gw);
     // The district's admin, linked to a person with a webhook: the catch-all when a community has no staff.
     await call(gw, "POST", "/api/people", {
       id: "ops",

@@ -5,6 +5,7 @@ import {
   connectDevice,
   registerDevice,
   seedCommunity,
+  seedLoneResident,
   signIn,
   startGateway,
   type TestGateway,
@@ -17,13 +18,7 @@ describe("scope held across communities and sessions", () => {
   beforeEach(async () => {
     gw = await startGateway();
     await seedCommunity(gw, (p) => `https://bridge.example.invalid${p}`);
-    await call(gw, "POST", "/api/communities", { id: "lugu", name: "Lugu" });
-    await call(gw, "POST", "/api/people", {
-      id: "norbu",
-      name: "Norbu",
-      role: "resident",
-      communityId: "lugu",
-    });
+    await seedLoneResident(gw);
   });
   afterEach(() => gw.stop());
 

@@ -131,6 +131,17 @@ export async function seedCommunity(
 
 export const PEOPLE_PASSWORD = "test-people-password";
 
+/** A second community, Lugu, with one resident, Norbu, and nobody else: no doctor, family or staff. */
+export async function seedLoneResident(gw: { http: string; session?: SessionCreds }) {
+  await call(gw, "POST", "/api/communities", { id: "lugu", name: "鲁固 Lugu" });
+  await call(gw, "POST", "/api/people", {
+    id: "norbu",
+    name: "Norbu",
+    role: "resident",
+    communityId: "lugu",
+  });
+}
+
 /** Signs in as one of the accounts `seedCommunity` (or a test) created with PEOPLE_PASSWORD. */
 export const signIn = (gw: { http: string }, username: string) => login(gw, username, PEOPLE_PASSWORD);
 

@@ -73,6 +73,16 @@ describe("configuration", () => {
     );
   });
 
+  it("reads OUTBOUND_ALLOW as addresses, ranges and host names, and refuses anything else", () => {
+    expect(
+      loadConfig({ ...base, OUTBOUND_ALLOW: "10.0.0.0/8, 127.0.0.1,bridge.lan,fd00::/8" }).OUTBOUND_ALLOW,
+    ).toEqual(["10.0.0.0/8", "127.0.0.1", "bridge.lan", "fd00::/8"]);
+    expect(() => loadConfig({ ...base, OUTBOUND_ALLOW: "10.0.0.0/33" })).toThrow(
+      "OUTBOUND_ALLOW: '10.0.0.0/33' is not an IP address, a CIDR range or a host name",
+    );
+    expect(() => loadConfig({ ...base, OUTBOUND_ALLOW: "bridge.lan/8" })).toThrow(/'bridge\.lan\/8' is not/);
+  });
+
   it("checks the escalation settings", () => {
     expect(() => loadConfig({ ...base, PUBLIC_URL: "safety.example.org" })).toThrow(
       /^PUBLIC_URL: must be an http\(s\) URL$/,
