@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { mustBeInArea, mustSee, sees, type Viewer } from "../auth/index.ts";
+import { mustBeInArea, mustSee, newRecordId, sees, type Viewer } from "../auth/index.ts";
 import { hashSecret, newDeviceSecret } from "../broker/secrets.ts";
 import { Errors } from "../errors.ts";
 import type { Device, Person, Role } from "../store/types.ts";
@@ -145,8 +145,9 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
     },
     async (req, reply) => {
       const viewer = viewerOf(req);
+      const id = newRecordId(viewer, req.body.id, "person");
       await checkPerson(viewer, req.body);
-      const created = await registry.createPerson(req.body);
+      const created = await registry.createPerson({ ...req.body, id });
       await auth.audit(actor(viewer), "person.create", created.id);
       bus.emit("access.changed", { communities: [created.communityId] });
       return reply.code(201).send(created);

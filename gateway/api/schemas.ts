@@ -34,8 +34,12 @@ const personFields = z.object({
     .describe("The language the person reads; a device speaks its resident's (zh-CN by default)"),
   contacts: z.array(contact).max(10),
 });
+/** An id an administrator may choose; anyone else leaves it out and the gateway makes one. */
+export const chosenId = id
+  .optional()
+  .describe("Chosen by an administrator only; left out, the gateway makes one (such as person-1f2e3d4c5b6a)");
 export const personInput = personFields.extend({
-  id,
+  id: chosenId,
   gridId: personFields.shape.gridId.default(null),
   phone: personFields.shape.phone.default(null),
   address: personFields.shape.address.default(null),

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { mustSee, sees, type Viewer } from "../auth/index.ts";
+import { mustSee, newRecordId, sees, type Viewer } from "../auth/index.ts";
 import { Errors } from "../errors.ts";
 import type { Geofence } from "../rules/geofence.ts";
 import { geofenceShapeSchema, scheduleSchema } from "../rules/geofence.ts";
@@ -10,13 +10,13 @@ import type { ApiDeps } from "./index.ts";
 import * as s from "./schemas.ts";
 
 const geofenceInput = z.object({
-  id: s.id,
+  id: s.chosenId,
   name: z.string().min(1).max(200),
   shape: geofenceShapeSchema,
   schedule: scheduleSchema.nullable().default(null),
   deviceIds: z.array(s.id).min(1, "a safe zone must be for at least one tag").max(1000),
 });
-const geofence = geofenceInput.required();
+const geofence = geofenceInput.extend({ id: s.id }).required();
 
 const time = z.union([
   z.coerce.number().int(),
@@ -126,9 +126,10 @@ export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
     },
     async (req, reply) => {
       const viewer = viewerOf(req);
-      if (await store.geofences.get(req.body.id)) throw Errors.alreadyExists("geofence", req.body.id);
+      const id = newRecordId(viewer, req.body.id, "zone");
+      if (await store.geofences.get(id)) throw Errors.alreadyExists("geofence", id);
       await checkDevices(viewer, req.body.deviceIds);
-      const created = await store.geofences.create(req.body);
+      const created = await store.geofences.create({ ...req.body, id });
       await auth.audit(viewer.account.username, "geofence.create", created.id);
       bus.emit("geofences.changed", {});
       return reply.code(201).send(created);

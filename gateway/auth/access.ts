@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { Errors } from "../errors.ts";
 import type { Account, Person, Store } from "../store/types.ts";
 
@@ -53,6 +54,18 @@ export const sees = (viewer: Viewer, personId: string): boolean =>
 /** Out of scope reads as absent: nobody learns that another family's child exists. */
 export function mustSee(viewer: Viewer, personId: string, what: string, id: string): void {
   if (!sees(viewer, personId)) throw Errors.notFound(what, id);
+}
+
+/**
+ * The id of a new person or safe zone. Only a viewer who sees everyone may choose one: anyone
+ * else would learn from a refused duplicate that an id outside their scope exists, so theirs are
+ * made by the gateway. The answer to a chosen id never depends on what exists elsewhere.
+ */
+export function newRecordId(viewer: Viewer, chosen: string | undefined, prefix: string): string {
+  if (chosen === undefined) return `${prefix}-${randomBytes(6).toString("hex")}`;
+  if (viewer.people !== null)
+    throw Errors.invalid("id: only an administrator chooses ids; leave it out and the gateway makes one");
+  return chosen;
 }
 
 /** A person record a staff account may create or move: inside its community, and its grid if any. */

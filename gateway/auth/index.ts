@@ -7,7 +7,15 @@ import { Errors } from "../errors.ts";
 import type { Account, Session, SignInThrottle, Store } from "../store/types.ts";
 import { personRolesFor } from "./access.ts";
 
-export { mustBeInArea, mustSee, resolveViewer, responderOf, sees, type Viewer } from "./access.ts";
+export {
+  mustBeInArea,
+  mustSee,
+  newRecordId,
+  resolveViewer,
+  responderOf,
+  sees,
+  type Viewer,
+} from "./access.ts";
 
 export interface AuthOptions {
   sessionTtlMs: number;

@@ -80,16 +80,21 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
     await call(gw, "POST", `/api/alerts/${id}/accept`, {}, sessions.doctor);
     return id;
   };
-  const person = (id: string, communityId = "chongsaikang", gridId: string | null = "grid-1") => ({
+  /** Without an id the gateway makes one: only an admin may choose it. */
+  const person = (
+    id: string | undefined,
+    communityId = "chongsaikang",
+    gridId: string | null = "grid-1",
+  ) => ({
     id,
-    name: id,
+    name: id ?? "新居民",
     role: "resident",
     communityId,
     gridId,
   });
-  const zone = (id: string, deviceId: string) => ({
+  const zone = (id: string | undefined, deviceId: string) => ({
     id,
-    name: id,
+    name: id ?? "安全区",
     shape: { type: "Circle", center: [91.13, 29.65], radiusM: 300 },
     deviceIds: [deviceId],
   });
@@ -195,8 +200,8 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
     {
       route: "POST /api/people",
       allowed: managers,
-      own: () => ({ path: "/api/people", body: person(unique("p")) }),
-      foreign: () => ({ path: "/api/people", body: person(unique("p"), "lugu", "lugu-1") }),
+      own: () => ({ path: "/api/people", body: person(undefined) }),
+      foreign: () => ({ path: "/api/people", body: person(undefined, "lugu", "lugu-1") }),
     },
     {
       route: "GET /api/people",
@@ -330,10 +335,10 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
     {
       route: "POST /api/geofences",
       allowed: managers,
-      own: async () => ({ path: "/api/geofences", body: zone(unique("zone"), await throwawayTag()) }),
+      own: async () => ({ path: "/api/geofences", body: zone(undefined, await throwawayTag()) }),
       foreign: async () => ({
         path: "/api/geofences",
-        body: zone(unique("zone"), await throwawayTag("lugu", "lugu-1")),
+        body: zone(undefined, await throwawayTag("lugu", "lugu-1")),
       }),
     },
     {
@@ -497,6 +502,38 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
     }
   });
 
+  it("answers a create the same whether an id outside the viewer's scope exists or not", async () => {
+    const tag = await throwawayTag();
+    for (const v of ["staff", "grid"] as const) {
+      const post = (path: string, body: unknown) => call(gw, "POST", path, body, sessions[v]);
+      // Norbu and his zone exist in Lugu; the other ids exist nowhere.
+      const taken = [
+        await post("/api/people", person("norbu")),
+        await post("/api/geofences", zone("zone-norbu", tag)),
+      ];
+      const free = [
+        await post("/api/people", person("nobody-such")),
+        await post("/api/geofences", zone("no-such-zone", tag)),
+      ];
+      expect(taken).toEqual(free);
+      expect(free.map((r) => [r.status, r.body.error.code])).toEqual([
+        [400, "invalid_request"],
+        [400, "invalid_request"],
+      ]);
+      // Leaving the id out, the gateway makes one.
+      const made = [
+        await post("/api/people", person(undefined)),
+        await post("/api/geofences", zone(undefined, tag)),
+      ];
+      expect(made.map((r) => [r.status, r.body.id])).toEqual([
+        [201, expect.stringMatching(/^person-[0-9a-f]{12}$/)],
+        [201, expect.stringMatching(/^zone-[0-9a-f]{12}$/)],
+      ]);
+    }
+    // An admin sees everyone, so may choose ids and hears of a duplicate.
+    expect((await call(gw, "POST", "/api/people", person("norbu", "lugu", "lugu-1"))).status).toBe(409);
+  });
+
   it("scopes a grid worker to their grid, and a doctor to their own residents", async () => {
     await call(gw, "POST", "/api/grids", { id: "grid-2", communityId: "chongsaikang", name: "Grid 2" });
     await call(gw, "POST", "/api/people", person("tsomo", "chongsaikang", "grid-2"));
@@ -510,7 +547,7 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
       gw,
       "POST",
       "/api/people",
-      person(unique("p"), "chongsaikang", "grid-2"),
+      person(undefined, "chongsaikang", "grid-2"),
       sessions.grid,
     );
     expect(outside).toMatchObject({ status: 403, body: { error: { code: "forbidden" } } });
@@ -567,12 +604,13 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
 
   it("refuses a state-changing request without the session's CSRF token", async () => {
     const { cookie } = sessions.staff;
+    const people = async () => ((await call(gw, "GET", "/api/people")).body as unknown[]).length;
+    const before = await people();
     for (const csrf of ["", "forged-token"]) {
-      const res = await call(gw, "POST", "/api/people", person(unique("p")), { cookie, csrf });
+      const res = await call(gw, "POST", "/api/people", person(undefined), { cookie, csrf });
       expect(res).toMatchObject({ status: 403, body: { error: { code: "csrf" } } });
     }
-    const people = (await call(gw, "GET", "/api/people")).body as { id: string }[];
-    expect(people.some((p) => p.id === `p-${n}`)).toBe(false);
+    expect(await people()).toBe(before);
   });
 
   it("sets an httpOnly SameSite cookie, ends sessions at sign-out and at expiry", async () => {
