@@ -22,6 +22,8 @@ export interface GatewayDeps {
   clock?: Clock;
   /** Where log lines go (stdout by default); the level is `LOG_LEVEL`. */
   logTo?: DestinationStream;
+  /** Flushes the database's log to disk (fdatasync by default); tests make the disk fail with it. */
+  flushToDisk?: (fd: number) => Promise<void>;
 }
 
 /**
@@ -61,10 +63,14 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     maxSizeMb: config.DB_MAX_SIZE_MB,
     log,
     onStorageFailure: (code) => metrics.storeWriteFailures.inc({ code }),
+    sync: deps.flushToDisk,
   });
   const bus = new EventBus(log);
   const outbound = new OutboundGuard({ allow: config.OUTBOUND_ALLOW, allowHttp: config.OUTBOUND_ALLOW_HTTP });
-  const metrics = createMetrics(() => store.alerts.countByState());
+  const metrics = createMetrics(
+    () => store.alerts.countByState(),
+    () => store.flushCounts(),
+  );
   const ingest = new Ingest(
     { store, bus, clock, metrics, log },
     { maxPayloadBytes: config.MAX_PAYLOAD_BYTES, maxClockSkewMs: config.MAX_CLOCK_SKEW_MS },
@@ -175,7 +181,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
   const prune = async () => {
     const now = clock.now();
     const removed = {
-      telemetry: influx ? 0 : store.telemetry.prune(now - config.TELEMETRY_RETENTION_DAYS * 86_400_000),
+      telemetry: influx ? 0 : await store.telemetry.prune(now - config.TELEMETRY_RETENTION_DAYS * 86_400_000),
       alerts: 0,
       audit: 0,
       sessions: await store.sessions.prune(now),

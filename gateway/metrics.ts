@@ -4,7 +4,10 @@ import type { AlertState } from "./alerts/model.ts";
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** The gateway's Prometheus metrics, in a registry of its own (several gateways can share a process in tests). */
-export function createMetrics(alertCounts: () => Promise<Record<AlertState, number>>) {
+export function createMetrics(
+  alertCounts: () => Promise<Record<AlertState, number>>,
+  flushCounts: () => { flushes: number; writes: number },
+) {
   const registry = new Registry();
   // Process memory, CPU and event-loop lag, for operators and for the benchmarks' memory per device.
   collectDefaultMetrics({ register: registry });
@@ -105,6 +108,23 @@ export function createMetrics(alertCounts: () => Promise<Record<AlertState, numb
       registers: [registry],
       async collect() {
         for (const [state, n] of Object.entries(await alertCounts())) this.set({ state }, n);
+      },
+    }),
+    // Counters read from the store: written as gauges, since prom-client counters only go up by inc().
+    storeFlushes: new Gauge({
+      name: "gateway_store_flushes_total",
+      help: "Flushes of the database's log to disk; with group commit, fewer than the writes they covered",
+      registers: [registry],
+      collect() {
+        this.set(flushCounts().flushes);
+      },
+    }),
+    storeFlushedWrites: new Gauge({
+      name: "gateway_store_flushed_writes_total",
+      help: "Writes reported done only once a flush covered them",
+      registers: [registry],
+      collect() {
+        this.set(flushCounts().writes);
       },
     }),
   };

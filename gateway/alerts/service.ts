@@ -149,8 +149,15 @@ export class AlertService {
     });
   }
 
+  /**
+   * Handles a stored event once, whichever comes first: its first delivery, a re-delivery (the
+   * device reconnected while the event was being stored), or the leftovers at start.
+   */
   private onDeviceEvent(e: EventMap["device.event"]): Promise<unknown> {
-    return this.serially(() => this.handleDeviceEvent(e));
+    return this.serially(async () => {
+      const stored = await this.deps.store.deviceEvents.find(e.deviceId, e.message.seq, e.message.ts);
+      if (!stored?.handled) return this.handleDeviceEvent(e);
+    });
   }
 
   private async handleDeviceEvent(e: EventMap["device.event"]): Promise<unknown> {

@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import type { Logger } from "pino";
+import type { WalFlusher } from "./durability.ts";
 
 export interface StorageHealthOptions {
   log?: Logger;
@@ -7,11 +8,14 @@ export interface StorageHealthOptions {
   onStorageFailure?: (code: string) => void;
 }
 
-/** SQLite codes saying the storage cannot serve (locked, full, read-only, failing), not that the data was wrong. */
+/**
+ * Codes saying the storage cannot serve (locked, full, read-only, failing), not that the data was
+ * wrong: SQLite's, and the system's for a flush that failed.
+ */
 const STORAGE_FAILURE =
-  /^SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|PROTOCOL|NOMEM|PERM)/;
+  /^(SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|PROTOCOL|NOMEM|PERM)|EIO$|ENOSPC$|EROFS$|EDQUOT$)/;
 
-/** The SQLite code of a storage failure, or undefined for any other error. */
+/** The code of a storage failure, or undefined for any other error. */
 export function storageFailure(err: unknown): string | undefined {
   const code = (err as { code?: unknown }).code;
   return typeof code === "string" && STORAGE_FAILURE.test(code) ? code : undefined;
@@ -35,7 +39,7 @@ export function capSize(db: Database.Database, maxSizeMb: number, log: Logger | 
  * Watches every repository call for storage failures: counts each, logs the start and the end of
  * an episode, and makes `check` (so /readyz) fail from the first failure until the database takes
  * writes again. The failed call still throws and its caller decides (ingest withholds the PUBACK,
- * so the device re-sends).
+ * so the device re-sends). A call that changed rows resolves only once they are flushed to disk.
  *
  * Whether it takes writes again is decided by a probe, not by the next write that happens to go
  * through: a database at its cap still takes writes that fit in its free space, and readiness
@@ -44,14 +48,26 @@ export function capSize(db: Database.Database, maxSizeMb: number, log: Logger | 
 export class StorageHealth {
   private failure: { code: string; message: string; since: number } | undefined;
 
+  private readonly changes: () => number;
+
   constructor(
     private readonly db: Database.Database,
+    private readonly flusher: WalFlusher,
     private readonly options: StorageHealthOptions,
-  ) {}
+  ) {
+    const total = db.prepare("SELECT total_changes()").pluck();
+    this.changes = () => total.get() as number;
+  }
 
-  /** Throws, naming the error, from a storage failure until the probe succeeds. */
-  check(): void {
-    if (!this.failure || this.probe()) return;
+  /** Throws, naming the error, from a storage failure until the probe succeeds and a flush too. */
+  async check(): Promise<void> {
+    if (!this.failure) return;
+    if (this.probe() && (await this.flushes())) {
+      const since = new Date(this.failure.since).toISOString();
+      this.options.log?.info({ since }, "the database takes writes again: ready");
+      this.failure = undefined;
+      return;
+    }
     const { code, message, since } = this.failure;
     throw new Error(
       `${message} (${code}) since ${new Date(since).toISOString()}; ready again once the database takes writes`,
@@ -85,11 +101,25 @@ export class StorageHealth {
       }
       throw err;
     };
+    const before = this.changes();
+    const durable = (result: unknown) =>
+      this.changes() === before ? result : this.flusher.flushed().then(() => result);
     try {
       const result = fn.apply(self, args);
-      return result instanceof Promise ? result.catch(failed) : result;
+      return result instanceof Promise ? result.then(durable).catch(failed) : durable(result);
     } catch (err) {
       return failed(err);
+    }
+  }
+
+  /** Whether the disk flushes again (after a failed flush; a cheap no-op otherwise). */
+  private async flushes(): Promise<boolean> {
+    try {
+      await this.flusher.flushed();
+      return true;
+    } catch (err) {
+      this.record(storageFailure(err) ?? "EIO", (err as Error).message);
+      return false;
     }
   }
 
@@ -114,9 +144,6 @@ export class StorageHealth {
     try {
       this.db.exec("BEGIN IMMEDIATE");
       this.db.exec("CREATE TABLE readiness_probe (x)");
-      const since = this.failure && new Date(this.failure.since).toISOString();
-      this.options.log?.info({ since }, "the database takes writes again: ready");
-      this.failure = undefined;
       return true;
     } catch (err) {
       const code = storageFailure(err);

@@ -5,20 +5,103 @@ import type { DeviceState, GeofenceRepository, TrackingRepository } from "./type
 
 type Row = Record<string, unknown>;
 
+/**
+ * The schema of `telemetry.db`, the embedded telemetry's own database: its batches never hold the
+ * lock a press needs, and a press's flush never carries them.
+ */
+export function createTelemetrySchema(db: Database.Database): void {
+  db.exec(`
+CREATE TABLE IF NOT EXISTS telemetry (
+  device_id TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  battery REAL NOT NULL,
+  lat REAL,
+  lon REAL,
+  accuracy REAL,
+  source TEXT,
+  fix TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS telemetry_device_ts ON telemetry(device_id, ts);
+CREATE INDEX IF NOT EXISTS telemetry_received ON telemetry(received_at);
+CREATE TABLE IF NOT EXISTS telemetry_spool (id INTEGER PRIMARY KEY AUTOINCREMENT, point TEXT NOT NULL);
+`);
+}
+
+/**
+ * Telemetry used to live in `gateway.db`: moves it to `telemetry.db` and drops it there. Rows keep
+ * their ids, so a move cut short by a crash is simply done again at the next start.
+ */
+export function moveTelemetry(db: Database.Database, telemetryFile: string): void {
+  const stillHere = db
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'telemetry'")
+    .get();
+  if (!stillHere) return;
+  db.prepare("ATTACH DATABASE ? AS moved").run(telemetryFile);
+  try {
+    db.transaction(() => {
+      db.exec(`
+INSERT OR IGNORE INTO moved.telemetry (rowid, device_id, ts, received_at, battery, lat, lon, accuracy, source, fix)
+  SELECT rowid, device_id, ts, received_at, battery, lat, lon, accuracy, source, fix FROM main.telemetry;
+INSERT OR IGNORE INTO moved.telemetry_spool (id, point) SELECT id, point FROM main.telemetry_spool;
+DROP TABLE main.telemetry;
+DROP TABLE main.telemetry_spool;
+`);
+    })();
+  } finally {
+    db.exec("DETACH DATABASE moved");
+  }
+}
+
+/** Rows written between two turns of the event loop. */
+const CHUNK = 500;
+const yieldToPresses = () => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Batch writes on the telemetry connection: each batch is one transaction (all or nothing, so a
+ * retried batch is never half stored twice), written a chunk at a time with the event loop free
+ * in between, so a batch of thousands never holds up a press. Batches on one connection (the
+ * telemetry's and the spool's) run one after another.
+ */
+const lastBatch = new WeakMap<Database.Database, Promise<void>>();
+function chunkedWriter<T>(db: Database.Database, writeOne: (point: T) => void) {
+  const writeAll = async (points: T[]) => {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      for (let i = 0; i < points.length; i += CHUNK) {
+        if (i > 0) await yieldToPresses();
+        for (const p of points.slice(i, i + CHUNK)) writeOne(p);
+      }
+      db.exec("COMMIT");
+    } catch (err) {
+      if (db.inTransaction) db.exec("ROLLBACK");
+      throw err;
+    }
+  };
+  return (points: T[]): Promise<void> => {
+    const done = (lastBatch.get(db) ?? Promise.resolve()).then(() => writeAll(points));
+    lastBatch.set(
+      db,
+      done.catch(() => {}),
+    );
+    return done;
+  };
+}
+
 /** Embedded telemetry: one row per heartbeat, trimmed to the retention period. */
-export function sqliteTelemetry(db: Database.Database): TelemetryStore & { prune(before: number): number } {
+export function sqliteTelemetry(
+  db: Database.Database,
+): TelemetryStore & { prune(before: number): Promise<number> } {
   const insert = db.prepare(
     `INSERT INTO telemetry (device_id, ts, received_at, battery, lat, lon, accuracy, source, fix)
      VALUES (@deviceId, @ts, @receivedAt, @battery, @lat, @lon, @accuracy, @source, @fix)`,
   );
-  const writeAll = db.transaction((points: TelemetryPoint[]) => {
-    for (const p of points) {
-      insert.run({ lat: null, lon: null, accuracy: null, source: null, ...p });
-    }
-  });
+  const write = chunkedWriter<TelemetryPoint>(db, (p) =>
+    insert.run({ lat: null, lon: null, accuracy: null, source: null, ...p }),
+  );
   return {
     name: "sqlite",
-    write: async (points) => writeAll(points),
+    write,
     track: async (deviceId, from, to, limit) =>
       (
         db
@@ -37,17 +120,14 @@ export function sqliteTelemetry(db: Database.Database): TelemetryStore & { prune
         if (r.source !== null) point.source = r.source as string;
         return point;
       }),
-    prune: (before) => db.prepare("DELETE FROM telemetry WHERE received_at < ?").run(before).changes,
+    prune: async (before) => db.prepare("DELETE FROM telemetry WHERE received_at < ?").run(before).changes,
   };
 }
 
 export function sqliteSpool(db: Database.Database): TelemetrySpool {
   const insert = db.prepare("INSERT INTO telemetry_spool (point) VALUES (?)");
-  const pushAll = db.transaction((points: TelemetryPoint[]) => {
-    for (const p of points) insert.run(JSON.stringify(p));
-  });
   return {
-    push: async (points) => pushAll(points),
+    push: chunkedWriter<TelemetryPoint>(db, (p) => insert.run(JSON.stringify(p))),
     peek: async (limit) => {
       const rows = db
         .prepare("SELECT id, point FROM telemetry_spool ORDER BY id LIMIT ?")

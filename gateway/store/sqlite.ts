@@ -5,10 +5,18 @@ import type { Alert, AlertEvent, AlertState } from "../alerts/model.ts";
 import { alertStates } from "../alerts/model.ts";
 import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
+import { Checkpointer, WalFlusher } from "./durability.ts";
 import { migrations } from "./migrations.ts";
 import { sqliteAccounts, sqliteAudit, sqliteSessions, sqliteThrottles } from "./sqlite-auth.ts";
 import { capSize, StorageHealth, type StorageHealthOptions } from "./sqlite-health.ts";
-import { sqliteGeofences, sqliteSpool, sqliteTelemetry, sqliteTracking } from "./sqlite-tracking.ts";
+import {
+  createTelemetrySchema,
+  moveTelemetry,
+  sqliteGeofences,
+  sqliteSpool,
+  sqliteTelemetry,
+  sqliteTracking,
+} from "./sqlite-tracking.ts";
 import type {
   AlertRepository,
   Assignment,
@@ -31,22 +39,30 @@ type Row = Record<string, unknown>;
 const STREAM_KEYS_PER_MS = 1024;
 
 /**
- * Opens (creating if needed) `<dataDir>/gateway.db`. WAL lets the API read while a write commits;
- * synchronous=FULL fsyncs every commit, so an acknowledged press survives a power cut, not only a
- * crashed process. Commits are small and rare (presses, alert transitions), so the fsync is cheap.
+ * Opens (creating if needed) `<dataDir>/gateway.db`, and `telemetry.db` beside it. WAL lets the
+ * API read while a write commits. No disk flush runs on the event loop: commits go to the
+ * operating system (synchronous=NORMAL) and a write resolves once a flush of the WAL in the thread
+ * pool has covered it (WalFlusher, group commit), so an acknowledged press survives a power cut;
+ * checkpoints run in a worker thread. Telemetry is kept apart: its batches never hold the lock a
+ * press needs, and it is not flushed per write (the last seconds of positions may be lost to a
+ * power cut, never to a crash of the gateway).
  */
 export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): Store {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = join(dataDir, "gateway.db");
-  const db = new Database(file);
-  db.pragma("journal_mode = WAL");
+  const db = openWal(file, options);
   keepPrivate(dataDir, [file, `${file}-wal`, `${file}-shm`], options.log);
-  db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = ON");
-  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
   if (options.maxSizeMb !== undefined) capSize(db, options.maxSizeMb, options.log);
   migrate(db);
-  const health = new StorageHealth(db, options);
+  const telemetryFile = join(dataDir, "telemetry.db");
+  const telemetryDb = openWal(telemetryFile, options);
+  createTelemetrySchema(telemetryDb);
+  keepPrivate(dataDir, [telemetryFile, `${telemetryFile}-wal`, `${telemetryFile}-shm`], options.log);
+  moveTelemetry(db, telemetryFile);
+  const flusher = new WalFlusher(`${file}-wal`, options.sync);
+  const checkpointer = new Checkpointer([file, telemetryFile], options.checkpointMs ?? 1000);
+  const health = new StorageHealth(db, flusher, options);
   return health.watch({
     registry: registry(db),
     deviceEvents: deviceEvents(db),
@@ -58,16 +74,32 @@ export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): S
     sessions: sqliteSessions(db),
     throttles: sqliteThrottles(db),
     audit: sqliteAudit(db),
-    telemetry: sqliteTelemetry(db),
-    spool: sqliteSpool(db),
+    telemetry: sqliteTelemetry(telemetryDb),
+    spool: sqliteSpool(telemetryDb),
+    flushCounts: () => ({ ...flusher.counts }),
     ping: async () => {
       db.prepare("SELECT 1").get();
-      health.check();
+      await health.check();
     },
     close: async () => {
+      await checkpointer.close();
+      flusher.close();
+      telemetryDb.close();
       db.close();
     },
   });
+}
+
+/** A connection in WAL mode that never flushes or checkpoints on its own (see openSqliteStore). */
+function openWal(file: string, options: SqliteOptions): Database.Database {
+  const db = new Database(file);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = NORMAL");
+  db.pragma("wal_autocheckpoint = 0");
+  // After a checkpoint the WAL is reused from its start; this trims a file a burst made large.
+  db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
+  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+  return db;
 }
 
 export interface SqliteOptions extends StorageHealthOptions {
@@ -75,6 +107,10 @@ export interface SqliteOptions extends StorageHealthOptions {
   busyTimeoutMs?: number;
   /** Cap on the database's size: beyond it, writes fail with SQLITE_FULL. */
   maxSizeMb?: number;
+  /** How often the WAL is copied into the database, in a worker thread. */
+  checkpointMs?: number;
+  /** Flushes a file to disk (fdatasync); replaced in tests to make the disk fail. */
+  sync?: (fd: number) => Promise<void>;
 }
 
 /**

@@ -140,9 +140,11 @@ export interface Store {
   readonly throttles: SignInThrottleRepository;
   readonly audit: AuditRepository;
   /** The embedded telemetry store (used when no InfluxDB is configured). */
-  readonly telemetry: TelemetryStore & { prune(before: number): number };
+  readonly telemetry: TelemetryStore & { prune(before: number): Promise<number> };
   /** Where telemetry waits while InfluxDB is down. */
   readonly spool: TelemetrySpool;
+  /** Flushes to disk so far, and the writes they covered (group commit). */
+  flushCounts(): { flushes: number; writes: number };
   /** Cheap query proving the database answers; throws otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

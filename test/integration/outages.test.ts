@@ -1,7 +1,8 @@
 import { once } from "node:events";
-import { writeFileSync } from "node:fs";
+import { fdatasync, writeFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import Database from "better-sqlite3";
 import mqtt, { type MqttClient } from "mqtt";
 import { afterEach, describe, expect, it } from "vitest";
@@ -466,6 +467,41 @@ describe("the database locked or full", () => {
     );
     await waitFor(async () => (await readyz(gw)).status === 200, 2000, "/readyz to turn ready");
     expect(log.lines.some((l) => l.msg.includes("the database takes writes again"))).toBe(true);
+  }, 30_000);
+
+  it("a disk that fails to flush: the press is stored but not acknowledged, unready; once it flushes again the re-sent press opens one alert", async () => {
+    const hooks = await webhookServer();
+    const disk = { failing: false };
+    const gw = await gateway({
+      flushToDisk: async (fd) => {
+        if (disk.failing) throw Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" });
+        await promisify(fdatasync)(fd);
+      },
+    });
+    await seedCommunity(gw, hooks.url);
+    const device = await reconnectingDevice(gw, await registerDevice(gw, "btn-dondrub"));
+    disk.failing = true;
+    const press = device.press();
+    await waitFor(
+      async () => (await metric(gw, 'gateway_store_write_failures_total{code="EIO"}')) >= 1,
+      5000,
+      "the flush to fail",
+    );
+    const unready = await readyz(gw);
+    expect(unready.status).toBe(503);
+    expect(unready.body.reason).toContain("EIO");
+    expect(press.done).toBe(false);
+    expect((await call(gw, "GET", "/api/alerts")).body).toEqual([]);
+
+    disk.failing = false;
+    await press.puback;
+    const alerts = await waitFor(async () => {
+      const list = (await call(gw, "GET", "/api/alerts")).body;
+      return list.length > 0 && list;
+    });
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ deviceId: "btn-dondrub", state: "open", presses: 1 });
+    await waitFor(async () => (await readyz(gw)).status === 200, 2000, "/readyz to turn ready");
   }, 30_000);
 
   it("an idle gateway turns ready again once the lock is released, without waiting for a write", async () => {

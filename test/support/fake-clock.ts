@@ -1,4 +1,5 @@
 import type { Clock, Timer } from "../../gateway/clock/index.ts";
+import { WalFlusher } from "../../gateway/store/durability.ts";
 
 /**
  * A clock that only moves when told to. `advance` moves wall and monotonic time together and fires
@@ -55,7 +56,13 @@ export class FakeClock implements Clock {
   }
 }
 
-/** Lets promise chains and I/O callbacks queued so far run. */
+/**
+ * Lets promise chains and I/O callbacks queued so far run, including writes waiting for their
+ * flush to disk (in the thread pool): the gateway is settled once it stays quiet for a few turns.
+ */
 export async function settle(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+  for (let quiet = 0; quiet < 5; ) {
+    await new Promise((resolve) => setImmediate(resolve));
+    quiet = WalFlusher.running > 0 ? 0 : quiet + 1;
+  }
 }

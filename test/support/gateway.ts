@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import type { DestinationStream } from "pino";
-import { buildGateway, type Gateway } from "../../gateway/app.ts";
+import { buildGateway, type Gateway, type GatewayDeps } from "../../gateway/app.ts";
 import type { Clock } from "../../gateway/clock/index.ts";
 import { loadConfig } from "../../gateway/config/index.ts";
 import type { DeviceCommand } from "../../gateway/ingest/contract.ts";
@@ -24,7 +24,14 @@ export const tempDataDir = () => mkdtempSync(join(tmpdir(), "gateway-test-"));
 
 /** A real gateway on free ports with its own SQLite file. */
 export async function startGateway(
-  options: { dataDir?: string; clock?: Clock; env?: Record<string, string>; logTo?: DestinationStream } = {},
+  options: {
+    dataDir?: string;
+    clock?: Clock;
+    env?: Record<string, string>;
+    logTo?: DestinationStream;
+    /** The disk flush, replaced to make the disk fail (see GatewayDeps). */
+    flushToDisk?: GatewayDeps["flushToDisk"];
+  } = {},
 ) {
   const dataDir = options.dataDir ?? tempDataDir();
   const config = loadConfig({
@@ -39,7 +46,11 @@ export async function startGateway(
     ...LOCAL_RECEIVERS,
     ...options.env,
   });
-  const gateway = await buildGateway(config, { clock: options.clock, logTo: options.logTo });
+  const gateway = await buildGateway(config, {
+    clock: options.clock,
+    logTo: options.logTo,
+    flushToDisk: options.flushToDisk,
+  });
   await gateway.start();
   const http = `http://127.0.0.1:${gateway.ports.http}`;
   // Signed in as the first admin, so that `call` works on every route; tests of scope sign in others.
