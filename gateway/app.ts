@@ -4,6 +4,7 @@ import { AlertService } from "./alerts/service.ts";
 import { buildApi } from "./api/index.ts";
 import { Auth } from "./auth/index.ts";
 import { Broker } from "./broker/index.ts";
+import { DeviceSecrets, loadDeviceSecretKey } from "./broker/secrets.ts";
 import { EventBus } from "./bus/index.ts";
 import { type Clock, systemClock } from "./clock/index.ts";
 import type { Config } from "./config/index.ts";
@@ -65,6 +66,14 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     onStorageFailure: (code) => metrics.storeWriteFailures.inc({ code }),
     sync: deps.flushToDisk,
   });
+  const deviceSecrets = new DeviceSecrets(
+    await loadDeviceSecretKey({
+      configured: config.DEVICE_SECRET_KEY,
+      dataDir: config.DATA_DIR,
+      registry: store.registry,
+      log,
+    }),
+  );
   const bus = new EventBus(log);
   const outbound = new OutboundGuard({ allow: config.OUTBOUND_ALLOW, allowHttp: config.OUTBOUND_ALLOW_HTTP });
   const metrics = createMetrics(
@@ -76,7 +85,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { maxPayloadBytes: config.MAX_PAYLOAD_BYTES, maxClockSkewMs: config.MAX_CLOCK_SKEW_MS },
   );
   const broker = new Broker(
-    { store, bus, ingest, metrics, log },
+    { store, deviceSecrets, bus, ingest, metrics, log },
     {
       maxPacketBytes: config.MQTT_MAX_PACKET_BYTES,
       publishRate: { perSecond: config.DEVICE_PUBLISH_RATE, burst: config.DEVICE_PUBLISH_BURST },
@@ -205,6 +214,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
   const api = await buildApi({
     store,
     auth,
+    deviceSecrets,
     cookieSecure: config.COOKIE_SECURE,
     trustProxy: config.TRUST_PROXY,
     disconnectDevice: (deviceId, reason) => broker.disconnect(deviceId, reason),
@@ -226,6 +236,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
 
   return {
     store,
+    deviceSecrets,
     bus,
     api,
     broker,

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { DeviceCredentials } from "../device-sim/device.ts";
 import { behaviours } from "../device-sim/walks.ts";
-import { hashSecret, newDeviceSecret } from "./broker/secrets.ts";
+import { type DeviceSecrets, newDeviceSecret } from "./broker/secrets.ts";
 import type { Geofence } from "./rules/geofence.ts";
 import type { Person, Store } from "./store/types.ts";
 
@@ -78,7 +78,12 @@ export interface DemoSize {
  * Writes the devices' credentials to `<dataDir>/demo-devices.json` for the simulator (the database
  * keeps only hashes).
  */
-export async function seedDemo(store: Store, dataDir: string, size: DemoSize, now: number): Promise<string> {
+export async function seedDemo(
+  { store, deviceSecrets }: { store: Store; deviceSecrets: DeviceSecrets },
+  dataDir: string,
+  size: DemoSize,
+  now: number,
+): Promise<string> {
   const { registry } = store;
   const people: Person[] = [];
   const add = async (p: Omit<Person, "phone" | "address" | "contacts" | "locale"> & Partial<Person>) => {
@@ -155,7 +160,10 @@ export async function seedDemo(store: Store, dataDir: string, size: DemoSize, no
       ? `tag-${String(i - size.buttons + 1).padStart(4, "0")}`
       : `btn-${String(i + 1).padStart(4, "0")}`;
     const secret = newDeviceSecret();
-    await registry.createDevice({ id, kind, ownerId: residentId, createdAt: now }, await hashSecret(secret));
+    await registry.createDevice(
+      { id, kind, ownerId: residentId, createdAt: now },
+      deviceSecrets.hash(secret),
+    );
     if (!isTag) {
       credentials.push({ id, kind, secret, ownerId: residentId });
       continue;

@@ -36,7 +36,7 @@ const demoAccounts = [
 env.WEBHOOK_SECRET ??= randomBytes(24).toString("base64url");
 const gateway = await main(env, async (gw) => {
   if (!(await gw.store.registry.isEmpty())) return;
-  await seedDemo(gw.store, dataDir, { buttons: 50, tags: 20 }, Date.now());
+  await seedDemo(gw, dataDir, { buttons: 50, tags: 20 }, Date.now());
   const password = env.ADMIN_PASSWORD ?? randomBytes(9).toString("base64url");
   for (const a of demoAccounts) await gw.auth.createAccount(a, password, "demo");
   writeFileSync(accountsFile, JSON.stringify({ usernames: demoAccounts.map((a) => a.username), password }), {

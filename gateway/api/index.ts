@@ -11,6 +11,7 @@ import {
 import type { Logger } from "pino";
 import type { AlertService } from "../alerts/service.ts";
 import type { Auth } from "../auth/index.ts";
+import type { DeviceSecrets } from "../broker/secrets.ts";
 import type { EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import { GatewayError } from "../errors.ts";
@@ -33,6 +34,8 @@ import { trackingRoutes } from "./tracking.ts";
 export interface ApiDeps {
   store: Store;
   auth: Auth;
+  /** Hashes the secrets the API issues to devices. */
+  deviceSecrets: DeviceSecrets;
   cookieSecure: "auto" | "true" | "false";
   /** Client address and protocol from X-Forwarded-* (sign-in limits count per client, not per proxy). */
   trustProxy: boolean;

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { mustBeInArea, mustSee, newRecordId, sees, type Viewer } from "../auth/index.ts";
-import { hashSecret, newDeviceSecret } from "../broker/secrets.ts";
+import { newDeviceSecret } from "../broker/secrets.ts";
 import { Errors } from "../errors.ts";
 import type { Device, Person, Role } from "../store/types.ts";
 import { deviceKinds, roles } from "../store/types.ts";
@@ -16,7 +16,7 @@ import * as s from "./schemas.ts";
  */
 export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   fastify,
-  { store, isConnected, clock, bus, tracker, auth, disconnectDevice, phrases, outbound },
+  { store, deviceSecrets, isConnected, clock, bus, tracker, auth, disconnectDevice, phrases, outbound },
 ) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const { registry } = store;
@@ -284,7 +284,7 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       const viewer = viewerOf(req);
       await visiblePerson(viewer, req.body.ownerId);
       const secret = newDeviceSecret();
-      await registry.createDevice({ ...req.body, createdAt: clock.now() }, await hashSecret(secret));
+      await registry.createDevice({ ...req.body, createdAt: clock.now() }, deviceSecrets.hash(secret));
       await auth.audit(actor(viewer), "device.register", req.body.id, { ownerId: req.body.ownerId });
       bus.emit("device.registered", { deviceId: req.body.id, kind: req.body.kind });
       return reply.code(201).send({ id: req.body.id, secret });
@@ -336,7 +336,7 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       const viewer = viewerOf(req);
       const device = await visibleDevice(viewer, req.params.id);
       const secret = newDeviceSecret();
-      await registry.setDeviceSecret(device.id, await hashSecret(secret));
+      await registry.setDeviceSecret(device.id, deviceSecrets.hash(secret));
       disconnectDevice(device.id, "secret rotated");
       await auth.audit(actor(viewer), "device.rotate-secret", device.id);
       return { id: device.id, secret };

@@ -11,7 +11,7 @@ import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
 import { ConnectionRateLimit, PublishAllowance, type Rate } from "./limits.ts";
 import { PacketSizeGuard } from "./packet-size.ts";
-import { unknownDeviceHash, verifySecret } from "./secrets.ts";
+import type { DeviceSecrets } from "./secrets.ts";
 
 /** Where a refused publish is re-routed: no device may subscribe to it, so it reaches nobody. */
 const REFUSED_TOPIC = "$refused";
@@ -64,7 +64,14 @@ export class Broker {
   private readonly connectLimit: ConnectionRateLimit;
 
   constructor(
-    private readonly deps: { store: Store; bus: EventBus; ingest: Ingest; metrics: Metrics; log: Logger },
+    private readonly deps: {
+      store: Store;
+      deviceSecrets: DeviceSecrets;
+      bus: EventBus;
+      ingest: Ingest;
+      metrics: Metrics;
+      log: Logger;
+    },
     private readonly settings: BrokerSettings,
   ) {
     const { metrics, log } = deps;
@@ -315,18 +322,36 @@ export class Broker {
     if (!username || client.id !== username) {
       throw refusal(IDENTIFIER_REJECTED, "client id must equal the username (the device id)");
     }
-    const hash = await this.deps.store.registry.getDeviceSecretHash(username);
-    const matches = await verifySecret(password?.toString("utf8") ?? "", hash ?? unknownDeviceHash);
+    const { registry } = this.deps.store;
+    const secret = password?.toString("utf8") ?? "";
+    const hash = await registry.getDeviceSecretHash(username);
+    const matches = await this.deps.deviceSecrets.verify(secret, hash);
     if (!hash) {
       // A revoked device is told so, and stays refused until its secret is rotated.
-      if ((await this.deps.store.registry.getDevice(username))?.revokedAt)
-        throw refusal(NOT_AUTHORIZED, "device revoked");
+      if ((await registry.getDevice(username))?.revokedAt) throw refusal(NOT_AUTHORIZED, "device revoked");
       throw refusal(BAD_USERNAME_OR_PASSWORD, "unknown device");
     }
     if (!matches) throw refusal(BAD_USERNAME_OR_PASSWORD, "wrong secret");
     // Rotated or revoked while the secret was being checked: the disconnect found nobody to close.
-    if ((await this.deps.store.registry.getDeviceSecretHash(username)) !== hash)
+    if (!(await this.stillCurrent(username, hash, secret)))
       throw refusal(NOT_AUTHORIZED, "secret rotated or device revoked during authentication");
+  }
+
+  /**
+   * Whether the hash just verified is still the device's. A scrypt hash from before keyed hashes
+   * is replaced by a keyed one in the same step, only if it is still the one verified.
+   */
+  private async stillCurrent(deviceId: string, verified: string, secret: string): Promise<boolean> {
+    const { store, deviceSecrets, log } = this.deps;
+    if (deviceSecrets.isOutdated(verified)) {
+      try {
+        return await store.registry.replaceDeviceSecret(deviceId, verified, deviceSecrets.hash(secret));
+      } catch (err) {
+        // The device connects all the same; the next connect tries again.
+        log.warn({ deviceId, err: (err as Error).message }, "could not replace the device's scrypt hash");
+      }
+    }
+    return (await store.registry.getDeviceSecretHash(deviceId)) === verified;
   }
 }
 

@@ -3,6 +3,7 @@ import { createSecureContext } from "node:tls";
 import { z } from "zod";
 import { defaultPolicies, type EscalationPolicies, escalationPoliciesSchema } from "../alerts/policy.ts";
 import { MQTT_MAX_PACKET } from "../broker/packet-size.ts";
+import { parseDeviceSecretKey } from "../broker/secrets.ts";
 import { parseAllowEntry } from "../notify/outbound.ts";
 import { builtInPhrases, type PhraseCatalogue, phraseCatalogueSchema } from "../notify/phrases.ts";
 
@@ -21,6 +22,22 @@ export const configSchema = z
     WEBHOOK_SECRET: z
       .string({ error: "required: the key that signs webhooks, e.g. `openssl rand -base64 32`" })
       .min(16, "must be at least 16 characters"),
+    /**
+     * Keys device secrets' hashes, hex or base64; without it, `<DATA_DIR>/device-secret.key`.
+     * Gateways sharing one database must share it.
+     */
+    DEVICE_SECRET_KEY: z
+      .string()
+      .optional()
+      .transform((s, ctx) => {
+        if (s === undefined) return undefined;
+        try {
+          return parseDeviceSecretKey(s);
+        } catch (err) {
+          ctx.addIssue({ code: "custom", message: (err as Error).message });
+          return z.NEVER;
+        }
+      }),
     /** Bearer token for GET /metrics from other hosts; without it, only this machine may read them. */
     METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
     WEBHOOK_TIMEOUT_MS: positiveInt.default(5000),

@@ -274,6 +274,10 @@ function registry(db: Database.Database): RegistryRepository {
     setDeviceSecret: async (id, secretHash) => {
       db.prepare("UPDATE devices SET secret_hash = ?, revoked_at = NULL WHERE id = ?").run(secretHash, id);
     },
+    replaceDeviceSecret: async (id, expected, secretHash) =>
+      db
+        .prepare("UPDATE devices SET secret_hash = ? WHERE id = ? AND secret_hash = ? AND revoked_at IS NULL")
+        .run(secretHash, id, expected).changes === 1,
     revokeDevice: async (id, at) => {
       db.prepare("UPDATE devices SET revoked_at = ? WHERE id = ?").run(at, id);
     },

@@ -163,6 +163,11 @@ export interface RegistryRepository {
   createDevice(d: Omit<Device, "revokedAt">, secretHash: string): Promise<Device>;
   /** A new secret; also reinstates a revoked device. */
   setDeviceSecret(id: string, secretHash: string): Promise<void>;
+  /**
+   * Replaces the secret hash only while it is still `expected` and the device is not revoked, so
+   * that re-hashing a secret never undoes a rotation or a revocation; false when it did not.
+   */
+  replaceDeviceSecret(id: string, expected: string, secretHash: string): Promise<boolean>;
   revokeDevice(id: string, at: number): Promise<void>;
   getDevice(id: string): Promise<Device | undefined>;
   /** The secret hash of a device that may connect: undefined when unknown or revoked. */

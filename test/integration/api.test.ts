@@ -41,7 +41,7 @@ describe("HTTP API", () => {
       state: null,
     });
     const hash = await gw.store.registry.getDeviceSecretHash("tag-child-1");
-    expect(hash).toMatch(/^scrypt\$/);
+    expect(hash).toMatch(/^hmac-sha256\$/);
     expect(hash).not.toContain(res.body.secret);
     const again = await call(gw, "POST", "/api/devices", {
       id: "tag-child-1",

@@ -14,7 +14,7 @@ describe("device simulator on the seeded demo district", () => {
 
   it("seeds the district and plays a scenario with the devices' real credentials", async () => {
     gw = await startGateway();
-    const file = await seedDemo(gw.store, gw.dataDir, { buttons: 6, tags: 2 }, Date.now());
+    const file = await seedDemo(gw, gw.dataDir, { buttons: 6, tags: 2 }, Date.now());
     const devices = readDeviceFile(file);
     expect(devices.map((d) => d.id)).toEqual([
       ...["btn-0001", "btn-0002", "btn-0003", "btn-0004", "btn-0005", "btn-0006"],

@@ -83,6 +83,22 @@ describe("configuration", () => {
     expect(() => loadConfig({ ...base, OUTBOUND_ALLOW: "bridge.lan/8" })).toThrow(/'bridge\.lan\/8' is not/);
   });
 
+  it("reads DEVICE_SECRET_KEY as hex or base64 of 32 bytes or more, and refuses anything else, saying how to make one", () => {
+    const bytes = Buffer.alloc(32, 7);
+    for (const written of [bytes.toString("hex"), bytes.toString("base64"), bytes.toString("base64url")]) {
+      expect(loadConfig({ ...base, DEVICE_SECRET_KEY: written }).DEVICE_SECRET_KEY).toEqual(bytes);
+    }
+    expect(loadConfig(base).DEVICE_SECRET_KEY).toBeUndefined();
+    expect(() => loadConfig({ ...base, DEVICE_SECRET_KEY: Buffer.alloc(16).toString("base64") })).toThrow(
+      /^DEVICE_SECRET_KEY: must be at least 32 bytes, not 16, e\.g\. `openssl rand -base64 32`$/,
+    );
+    for (const malformed of ["correct horse battery staple, twice over", "é".repeat(44), "", "abc=def"]) {
+      expect(() => loadConfig({ ...base, DEVICE_SECRET_KEY: malformed })).toThrow(
+        /^DEVICE_SECRET_KEY: must be hex or base64, e\.g\. `openssl rand -base64 32`$/,
+      );
+    }
+  });
+
   it("checks the escalation settings", () => {
     expect(() => loadConfig({ ...base, PUBLIC_URL: "safety.example.org" })).toThrow(
       /^PUBLIC_URL: must be an http\(s\) URL$/,
