@@ -21,7 +21,14 @@ export async function main(env = process.env, prepare?: (gateway: Gateway) => Pr
     }
     throw err;
   }
-  const gateway = await buildGateway(config);
+  let gateway: Gateway;
+  try {
+    gateway = await buildGateway(config);
+  } catch (err) {
+    // A database that cannot be opened, a device-secret key that is missing: say what, no stack.
+    console.error(`Cannot start: ${(err as Error).message}`);
+    process.exit(1);
+  }
   await prepare?.(gateway);
   await gateway.start();
   let stopping = false;
