@@ -6,6 +6,7 @@
  *
  *   parent -> { cmd: "connect" }                      connect every device, report the time taken
  *   parent -> { cmd: "heartbeat", everyMs }           each device heartbeats every `everyMs`
+ *   parent -> { cmd: "quiet" }                        stop the periodic heartbeats
  *   parent -> { cmd: "burst", rate, seconds }         heartbeats at `rate`/s in total, round robin
  *   parent -> { cmd: "stop" }
  */
@@ -59,9 +60,10 @@ function connectOne(id: string): Promise<Socket> {
   });
 }
 
-function heartbeat(i: number): void {
+/** Sends device `i`'s next heartbeat; false when it is not connected. */
+function heartbeat(i: number): boolean {
   const socket = sockets[i];
-  if (!socket || socket.destroyed) return;
+  if (!socket || socket.destroyed) return false;
   seqs[i] = (seqs[i] ?? 0) + 1;
   const payload = `{"ts":${Date.now()},"seq":${seqs[i]},"battery":80,"lat":29.6525,"lon":91.1321,"accuracy":8,"source":"gps"}`;
   socket.write(
@@ -75,6 +77,7 @@ function heartbeat(i: number): void {
     }),
   );
   sent++;
+  return true;
 }
 
 async function connectAll(): Promise<void> {
@@ -100,6 +103,12 @@ async function connectAll(): Promise<void> {
   });
 }
 
+function stopHeartbeats(): void {
+  // Both kinds: the slot's first timeout and the interval it starts.
+  for (const t of timers) clearTimeout(t);
+  timers = [];
+}
+
 process.on("message", async (m: { cmd: string; everyMs?: number; rate?: number; seconds?: number }) => {
   if (m.cmd === "connect") await connectAll();
   if (m.cmd === "heartbeat") {
@@ -119,22 +128,27 @@ process.on("message", async (m: { cmd: string; everyMs?: number; rate?: number; 
     }
     process.send?.({ event: "heartbeating" });
   }
+  if (m.cmd === "quiet") {
+    stopHeartbeats();
+    process.send?.({ event: "quiet" });
+  }
   if (m.cmd === "burst") {
-    const before = sent;
     const started = performance.now();
     const total = (m.rate ?? 0) * (m.seconds ?? 0);
+    // Counted apart from `sent`: periodic heartbeats, if any, are not part of the burst.
+    let burstSent = 0;
     let i = 0;
-    while (sent - before < total) {
+    // Bounded in time too, should devices be disconnected.
+    while (burstSent < total && performance.now() - started < (m.seconds ?? 0) * 2000) {
       const due =
-        Math.min(total, Math.floor(((performance.now() - started) / 1000) * (m.rate ?? 0))) - (sent - before);
-      for (let k = 0; k < due; k++) heartbeat(i++ % sockets.length);
+        Math.min(total, Math.floor(((performance.now() - started) / 1000) * (m.rate ?? 0))) - burstSent;
+      for (let k = 0; k < due; k++) if (heartbeat(i++ % sockets.length)) burstSent++;
       await new Promise((r) => setTimeout(r, 5));
     }
-    process.send?.({ event: "burst", sent: sent - before, ms: performance.now() - started });
+    process.send?.({ event: "burst", sent: burstSent, ms: performance.now() - started });
   }
   if (m.cmd === "stop") {
-    for (const t of timers) clearInterval(t);
-    timers = [];
+    stopHeartbeats();
     for (const s of sockets) s?.destroy();
     process.send?.({ event: "stopped", sent });
     process.exit(0);

@@ -1,6 +1,6 @@
 /** What the measurement scripts share: a gateway in its own process, registered and connected devices. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,15 @@ export const hardOpenFileLimit = (): number =>
   Number(execFileSync("bash", ["-c", "ulimit -Hn"]).toString().trim()) || Number.POSITIVE_INFINITY;
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** CPU time a process has used so far, user and system, in seconds (clock ticks of 10 ms). */
+export const cpuSeconds = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+
+export const rssBytes = (pid: number) =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
 
 export const freePort = () =>
   new Promise<number>((resolve) => {
@@ -38,10 +47,14 @@ export interface GatewayProcess {
   stop(): Promise<void>;
 }
 
-/** Starts `gateway/main.ts` in a child process on free ports with a temporary data directory. */
+/**
+ * Starts `gateway/main.ts` in a child process on free ports with a temporary data directory;
+ * `launcher` prefixes its command (`taskset -c 0` to pin it to a CPU).
+ */
 export async function startGatewayProcess(
   env: Record<string, string> = {},
   prepare?: (dataDir: string) => Promise<void>,
+  launcher = "",
 ): Promise<GatewayProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), "gateway-bench-"));
   await prepare?.(dataDir);
@@ -51,7 +64,7 @@ export async function startGatewayProcess(
     "bash",
     [
       "-c",
-      `${RAISE_OPEN_FILES} && exec "${process.execPath}" ${process.env.GATEWAY_NODE_FLAGS ?? ""} --import tsx gateway/main.ts`,
+      `${RAISE_OPEN_FILES} && exec ${launcher} "${process.execPath}" ${process.env.GATEWAY_NODE_FLAGS ?? ""} --import tsx gateway/main.ts`,
     ],
     {
       env: {

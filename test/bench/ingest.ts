@@ -7,10 +7,9 @@
  *   npx tsx test/bench/ingest.ts --influx             Debian's influxd on a free port
  *   options: --devices 1000 --seconds 10 --rates 2000,5000,10000
  */
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { startInfluxd } from "../support/influxd.ts";
-import { connectDevices, registerDevices, sleep, startGatewayProcess } from "./harness.ts";
+import { connectDevices, cpuSeconds, registerDevices, sleep, startGatewayProcess } from "./harness.ts";
 
 const { values } = parseArgs({
   options: {
@@ -23,11 +22,6 @@ const { values } = parseArgs({
 const DEVICES = Number(values.devices);
 const SECONDS = Number(values.seconds);
 const RATES = values.rates.split(",").map(Number);
-
-const cpuSeconds = (pid: number) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 10 ms
-};
 
 async function main() {
   const influx = values.influx ? await startInfluxd() : undefined;
