@@ -94,10 +94,20 @@ export function sqliteTelemetry(
 ): TelemetryStore & { prune(before: number): Promise<number> } {
   const insert = db.prepare(
     `INSERT INTO telemetry (device_id, ts, received_at, battery, lat, lon, accuracy, source, fix)
-     VALUES (@deviceId, @ts, @receivedAt, @battery, @lat, @lon, @accuracy, @source, @fix)`,
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   const write = chunkedWriter<TelemetryPoint>(db, (p) =>
-    insert.run({ lat: null, lon: null, accuracy: null, source: null, ...p }),
+    insert.run(
+      p.deviceId,
+      p.ts,
+      p.receivedAt,
+      p.battery,
+      p.lat ?? null,
+      p.lon ?? null,
+      p.accuracy ?? null,
+      p.source ?? null,
+      p.fix,
+    ),
   );
   return {
     name: "sqlite",

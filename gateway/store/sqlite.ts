@@ -99,7 +99,26 @@ function openWal(file: string, options: SqliteOptions): Database.Database {
   // After a checkpoint the WAL is reused from its start; this trims a file a burst made large.
   db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
   db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+  compileOnce(db);
   return db;
+}
+
+/**
+ * Repository methods prepare their statements where they use them, which reads best; compiling
+ * the same SQL at every call cost about a tenth of a press's CPU. Each SQL text (a fixed set) is
+ * compiled once per connection.
+ */
+function compileOnce(db: Database.Database): void {
+  const compiled = new Map<string, Database.Statement>();
+  const compile = db.prepare.bind(db);
+  db.prepare = ((sql: string) => {
+    let statement = compiled.get(sql);
+    if (!statement) {
+      statement = compile(sql);
+      compiled.set(sql, statement);
+    }
+    return statement;
+  }) as typeof db.prepare;
 }
 
 export interface SqliteOptions extends StorageHealthOptions {
