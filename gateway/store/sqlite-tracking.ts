@@ -162,9 +162,11 @@ export function sqliteTracking(db: Database.Database): TrackingRepository {
     `INSERT INTO zone_tracks (device_id, geofence_id, status, streak, last_ts) VALUES (?, ?, ?, ?, ?)
      ON CONFLICT (device_id, geofence_id) DO UPDATE SET status = excluded.status, streak = excluded.streak, last_ts = excluded.last_ts`,
   );
-  const save = db.transaction(
-    (states: DeviceState[], tracks: { deviceId: string; geofenceId: string; track: ZoneTrack }[]) => {
-      for (const s of states) saveState.run(s.deviceId, JSON.stringify(s));
+  const saveStates = db.transaction((states: DeviceState[]) => {
+    for (const s of states) saveState.run(s.deviceId, JSON.stringify(s));
+  });
+  const saveTracks = db.transaction(
+    (tracks: { deviceId: string; geofenceId: string; track: ZoneTrack }[]) => {
       for (const t of tracks)
         saveTrack.run(t.deviceId, t.geofenceId, t.track.status, t.track.streak, t.track.lastTs);
     },
@@ -182,7 +184,15 @@ export function sqliteTracking(db: Database.Database): TrackingRepository {
           lastTs: r.last_ts as number,
         },
       })),
-    save: async (states, tracks) => save(states, tracks),
+    // A district's states (10,000 and more) in one transaction held the event loop for tens of
+    // ms: they are a cache of the heartbeats, so each chunk is its own transaction, presses between.
+    save: async (states, tracks) => {
+      for (let i = 0; i < states.length; i += CHUNK) {
+        if (i > 0) await yieldToPresses();
+        saveStates(states.slice(i, i + CHUNK));
+      }
+      saveTracks(tracks);
+    },
   };
 }
 
