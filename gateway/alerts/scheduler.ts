@@ -17,8 +17,6 @@ export interface DeadlineSchedulerDeps {
   load(): Promise<{ id: string; deadlineAt: number | null }[]>;
   /** Handles one due deadline; throws if it could not (it is retried). */
   fire(alertId: string, at: number): Promise<void>;
-  /** Runs a task in the alert service's queue, after the transitions already queued. */
-  serially(task: () => Promise<void>): Promise<void>;
   onRetry(): void;
 }
 
@@ -37,6 +35,8 @@ export class DeadlineScheduler {
   private timer: Timer | undefined;
   private lastSweep = Number.NEGATIVE_INFINITY;
   private stopped = true;
+  /** Sweeps run one at a time: the last one queued. */
+  private sweeping: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: DeadlineSchedulerDeps,
@@ -45,7 +45,7 @@ export class DeadlineScheduler {
 
   start(): Promise<void> {
     this.stopped = false;
-    return this.deps.serially(() => this.tick());
+    return this.sweep();
   }
 
   stop(): void {
@@ -62,6 +62,11 @@ export class DeadlineScheduler {
     if (at === null) this.due.delete(alertId);
     else if (known?.at !== at) this.due.set(alertId, this.entry(at));
     this.arm();
+  }
+
+  private sweep(): Promise<void> {
+    this.sweeping = this.sweeping.catch(() => undefined).then(() => this.tick());
+    return this.sweeping;
   }
 
   private entry(at: number): Due {
@@ -115,7 +120,7 @@ export class DeadlineScheduler {
     if (this.timer) clock.clearTimer(this.timer);
     this.timer = clock.setTimer(() => {
       this.timer = undefined;
-      void this.deps.serially(() => this.tick());
+      void this.sweep();
     }, next - now);
   }
 }

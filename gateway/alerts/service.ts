@@ -49,7 +49,8 @@ export const GATEWAY_ACTOR: Actor = { id: "gateway", name: "gateway", role: "gat
  * the bus. Work is serialised, so two presses of one device can never open two alerts.
  */
 export class AlertService {
-  private queue: Promise<unknown> = Promise.resolve();
+  /** Each device's alert work, in order: the tail of its queue, while it has one. */
+  private readonly lanes = new Map<string, Promise<unknown>>();
   private readonly scheduler: DeadlineScheduler;
   private unsubscribe: (() => void)[] = [];
 
@@ -63,7 +64,6 @@ export class AlertService {
         log: deps.log,
         load: () => deps.store.alerts.withDeadlines(),
         fire: (alertId, at) => this.onDeadline(alertId, at),
-        serially: (task) => this.serially(task),
         onRetry: () => deps.metrics.deadlineRetries.inc(),
       },
       options.sweepMs,
@@ -102,28 +102,25 @@ export class AlertService {
   async stop(): Promise<void> {
     for (const off of this.unsubscribe.splice(0)) off();
     this.scheduler.stop();
-    // A queued task may queue another (an API call arriving meanwhile): wait until the queue stays put.
-    for (let tail: Promise<unknown> | undefined; tail !== this.queue; ) {
-      tail = this.queue;
-      await tail;
-    }
+    // A queued task may queue another (an API call arriving meanwhile): wait until none is left.
+    while (this.lanes.size > 0) await Promise.all(this.lanes.values());
   }
 
   accept(alertId: string, by: string): Promise<Alert> {
-    return this.serially(async () =>
-      this.apply(await this.get(alertId), { type: "accept", by: await this.responder(by) }),
+    return this.onAlert(alertId, async (alert) =>
+      this.apply(alert, { type: "accept", by: await this.responder(by) }),
     );
   }
 
   resolve(alertId: string, by: string, note: string): Promise<Alert> {
-    return this.serially(async () =>
-      this.apply(await this.get(alertId), { type: "resolve", by: await this.responder(by), note }),
+    return this.onAlert(alertId, async (alert) =>
+      this.apply(alert, { type: "resolve", by: await this.responder(by), note }),
     );
   }
 
   cancel(alertId: string, by: string): Promise<Alert> {
-    return this.serially(async () =>
-      this.apply(await this.get(alertId), { type: "false-alarm", by: await this.responder(by) }),
+    return this.onAlert(alertId, async (alert) =>
+      this.apply(alert, { type: "false-alarm", by: await this.responder(by) }),
     );
   }
 
@@ -134,7 +131,7 @@ export class AlertService {
    */
   private onResent(e: EventMap["device.resent"]): Promise<unknown> {
     // Queued behind the first delivery's handling, so that it is not handled twice.
-    return this.serially(async () => {
+    return this.inDeviceOrder(e.deviceId, async () => {
       const { store } = this.deps;
       const stored = await store.deviceEvents.find(e.deviceId, e.message.seq, e.message.ts);
       if (!stored) return;
@@ -154,7 +151,7 @@ export class AlertService {
    * device reconnected while the event was being stored), or the leftovers at start.
    */
   private onDeviceEvent(e: EventMap["device.event"]): Promise<unknown> {
-    return this.serially(async () => {
+    return this.inDeviceOrder(e.deviceId, async () => {
       const stored = await this.deps.store.deviceEvents.find(e.deviceId, e.message.seq, e.message.ts);
       if (!stored?.handled) return this.handleDeviceEvent(e);
     });
@@ -190,7 +187,7 @@ export class AlertService {
   }
 
   private raise({ kind, deviceId, data }: EventMap["alert.raise"]): Promise<unknown> {
-    return this.serially(async () => {
+    return this.inDeviceOrder(deviceId, async () => {
       const { store } = this.deps;
       if (await store.alerts.findActive(deviceId, [kind])) return;
       const device = await store.registry.getDevice(deviceId);
@@ -208,7 +205,7 @@ export class AlertService {
   }
 
   private clear({ kind, deviceId, note }: EventMap["alert.clear"]): Promise<unknown> {
-    return this.serially(async () => {
+    return this.inDeviceOrder(deviceId, async () => {
       const active = await this.deps.store.alerts.findActive(deviceId, [kind]);
       if (active) return this.apply(active, { type: "resolve", by: GATEWAY_ACTOR, note });
     });
@@ -216,12 +213,13 @@ export class AlertService {
 
   /** A deadline the scheduler holds fell due: fire it if the database still says so. */
   private async onDeadline(alertId: string, at: number): Promise<void> {
-    const alert = await this.deps.store.alerts.get(alertId);
-    if (!alert || alert.deadlineAt !== at) {
-      this.scheduler.set(alertId, alert?.deadlineAt ?? null);
-      return;
-    }
-    await this.apply(alert, { type: "deadline" });
+    const known = await this.deps.store.alerts.get(alertId);
+    if (!known) return this.scheduler.set(alertId, null);
+    await this.inDeviceOrder(known.deviceId, async () => {
+      const alert = await this.deps.store.alerts.get(alertId);
+      if (!alert || alert.deadlineAt !== at) return this.scheduler.set(alertId, alert?.deadlineAt ?? null);
+      await this.apply(alert, { type: "deadline" });
+    });
   }
 
   /**
@@ -367,10 +365,25 @@ export class AlertService {
     return { id: person.id, name: person.name, role: person.role };
   }
 
-  /** Runs `task` after every task queued before it. */
-  private serially<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.queue.then(task);
-    this.queue = result.catch(() => undefined);
+  /** Runs `task` on the alert, read again in its device's turn (so as it is after the work queued before). */
+  private async onAlert<T>(alertId: string, task: (alert: Alert) => Promise<T>): Promise<T> {
+    const { deviceId } = await this.get(alertId);
+    return this.inDeviceOrder(deviceId, async () => task(await this.get(alertId)));
+  }
+
+  /**
+   * Runs `task` after the work queued before it for the same device: two presses of one button
+   * never open two alerts. Different devices' work runs side by side, so a burst (a round of
+   * cancels, a district's devices going offline) shares its disk flushes instead of queueing
+   * behind one another's.
+   */
+  private inDeviceOrder<T>(deviceId: string, task: () => Promise<T>): Promise<T> {
+    const result = (this.lanes.get(deviceId) ?? Promise.resolve()).then(task);
+    const tail = result.catch(() => undefined);
+    this.lanes.set(deviceId, tail);
+    void tail.then(() => {
+      if (this.lanes.get(deviceId) === tail) this.lanes.delete(deviceId);
+    });
     return result;
   }
 }

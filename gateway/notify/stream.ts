@@ -38,6 +38,8 @@ interface StreamClient {
   /** Live frames held back while the client's replay is being read, with their event ids. */
   held: { id: number; chunk: Buffer }[] | null;
   heldBytes: number;
+  /** A check of how far behind it is, due once this burst of writes has been handed to the socket. */
+  checkDue: boolean;
 }
 
 /**
@@ -74,7 +76,7 @@ export class AlertStream {
           client.held.push(...frames);
           client.heldBytes += chunk.length;
         } else client.res.write(chunk);
-        this.dropIfBehind(client);
+        this.checkSoon(client);
       }
       if (events[0]?.type === "opened") observePressLatency(this.deps.metrics, "stream", pressReceivedHr);
     });
@@ -89,7 +91,7 @@ export class AlertStream {
       this.end((c) => c.viewer.expiresAt <= now);
       for (const client of this.clients) {
         client.res.write(KEEPALIVE);
-        this.dropIfBehind(client);
+        this.checkSoon(client);
       }
     }, KEEPALIVE_MS);
     this.keepalive.unref();
@@ -135,7 +137,13 @@ export class AlertStream {
     });
     res.write("retry: 2000\n\n");
     // Join the live set first, holding live frames back, so nothing falls between replay and live.
-    const client: StreamClient = { res, viewer, held: lastEventId === undefined ? null : [], heldBytes: 0 };
+    const client: StreamClient = {
+      res,
+      viewer,
+      held: lastEventId === undefined ? null : [],
+      heldBytes: 0,
+      checkDue: false,
+    };
     this.clients.add(client);
     res.on("close", () => this.clients.delete(client));
     if (lastEventId === undefined) return;
@@ -156,6 +164,20 @@ export class AlertStream {
     client.held = null;
     client.heldBytes = 0;
     this.dropIfBehind(client);
+  }
+
+  /**
+   * Several alerts changing at once are written in one turn of the event loop, while Node holds
+   * the socket corked: right after the writes even a reader that keeps up has them all buffered.
+   * How far behind it is is judged on the next turn, once the socket has taken what it can.
+   */
+  private checkSoon(client: StreamClient): void {
+    if (client.checkDue) return;
+    client.checkDue = true;
+    setImmediate(() => {
+      client.checkDue = false;
+      this.dropIfBehind(client);
+    });
   }
 
   private dropIfBehind(client: StreamClient): void {

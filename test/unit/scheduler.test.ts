@@ -8,7 +8,6 @@ function setup(clock: FakeClock, failWhile: () => boolean = () => false, sweepMs
   const db = new Map<string, number | null>();
   const fired: string[] = [];
   let retries = 0;
-  let queue = Promise.resolve();
   const scheduler: DeadlineScheduler = new DeadlineScheduler(
     {
       clock,
@@ -19,10 +18,6 @@ function setup(clock: FakeClock, failWhile: () => boolean = () => false, sweepMs
         fired.push(`${id}@${at}`);
         db.set(id, null);
         scheduler.set(id, null);
-      },
-      serially: (task) => {
-        queue = queue.then(task);
-        return queue;
       },
       onRetry: () => retries++,
     },
