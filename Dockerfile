@@ -6,6 +6,9 @@ COPY package.json package-lock.json ./
 RUN npm ci
 COPY . .
 RUN npm run build
+# A young generation of 32 MB: at 10,000 devices the default (16 MB) promoted short-lived
+# message objects into the old generation, whose collections paused the loop for 100-200 ms.
+ENV NODE_OPTIONS=--max-semi-space-size=32
 ENV DATA_DIR=/data HOST=0.0.0.0 PORT=8080 MQTT_PORT=1883
 EXPOSE 8080 1883
 CMD ["npx", "tsx", "gateway/main.ts"]

@@ -42,7 +42,7 @@ export async function runSimulation(o: SimulationOptions) {
       }),
     );
   }
-  // Connect in small batches: scrypt authentication is done off the gateway's event loop, but not for free.
+  // Connect in small batches, as devices come back after an outage, not as one burst of CONNECTs.
   const all = [...devices.values()];
   for (let i = 0; i < all.length; i += 50) await Promise.all(all.slice(i, i + 50).map((d) => d.connect()));
   o.log(`${devices.size} devices connected to ${o.url}`);

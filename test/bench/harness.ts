@@ -12,6 +12,8 @@ import { LOCAL_RECEIVERS } from "../support/gateway.ts";
  * allows; only a privileged process can go past that. `ulimit -n hard` in the child's shell.
  */
 export const RAISE_OPEN_FILES = 'ulimit -n "$(ulimit -Hn)"';
+/** The gateway's V8 flags, as `npm run gateway` and the Dockerfile set them (GATEWAY_NODE_FLAGS overrides). */
+const GATEWAY_NODE_FLAGS = "--max-semi-space-size=32";
 export const hardOpenFileLimit = (): number =>
   Number(execFileSync("bash", ["-c", "ulimit -Hn"]).toString().trim()) || Number.POSITIVE_INFINITY;
 
@@ -64,7 +66,7 @@ export async function startGatewayProcess(
     "bash",
     [
       "-c",
-      `${RAISE_OPEN_FILES} && exec ${launcher} "${process.execPath}" ${process.env.GATEWAY_NODE_FLAGS ?? ""} --import tsx gateway/main.ts`,
+      `${RAISE_OPEN_FILES} && exec ${launcher} "${process.execPath}" ${process.env.GATEWAY_NODE_FLAGS ?? GATEWAY_NODE_FLAGS} --import tsx gateway/main.ts`,
     ],
     {
       env: {

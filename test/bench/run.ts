@@ -145,7 +145,7 @@ async function metrics(gw: GatewayProcess, ...names: string[]): Promise<number[]
   return names.map((name) => Number(new RegExp(`^${name} (\\S+)`, "m").exec(text)?.[1] ?? 0));
 }
 
-/** Registers devices straight into the database before the gateway starts: 50,000 API calls would measure scrypt. */
+/** Registers devices straight into the database before the gateway starts: 50,000 API calls would measure the API. */
 async function seed(dataDir: string, n: number, hookUrl: string): Promise<void> {
   await openSqliteStore(dataDir).close();
   const db = new Database(join(dataDir, "gateway.db"));
