@@ -24,13 +24,13 @@ export async function main(env = process.env, prepare?: (gateway: Gateway) => Pr
   let gateway: Gateway;
   try {
     gateway = await buildGateway(config);
+    await prepare?.(gateway);
+    await gateway.start();
   } catch (err) {
-    // A database that cannot be opened, a device-secret key that is missing: say what, no stack.
+    // A database that cannot be opened, a device-secret key that is missing, a port in use: say what, no stack.
     console.error(`Cannot start: ${(err as Error).message}`);
     process.exit(1);
   }
-  await prepare?.(gateway);
-  await gateway.start();
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
