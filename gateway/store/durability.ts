@@ -14,7 +14,7 @@ const datasync = promisify(fdatasync);
  */
 export class WalFlusher {
   /** Flushes running in this process, of every store: a fake clock waits for them to settle. */
-  static running = 0;
+  static inFlight = 0;
   private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
   /** Flushes done, and writes they covered: the ratio is the group commit's gain. */
@@ -57,11 +57,11 @@ export class WalFlusher {
   private start(): Promise<void> {
     this.counts.flushes++;
     const { fd } = this;
-    WalFlusher.running++;
+    WalFlusher.inFlight++;
     const flush = (
       fd === undefined ? Promise.reject(new Error("the database is closed")) : this.sync(fd)
     ).finally(() => {
-      WalFlusher.running--;
+      WalFlusher.inFlight--;
       if (this.running === flush) this.running = undefined;
     });
     this.running = flush;

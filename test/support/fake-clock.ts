@@ -63,6 +63,6 @@ export class FakeClock implements Clock {
 export async function settle(): Promise<void> {
   for (let quiet = 0; quiet < 5; ) {
     await new Promise((resolve) => setImmediate(resolve));
-    quiet = WalFlusher.running > 0 ? 0 : quiet + 1;
+    quiet = WalFlusher.inFlight > 0 ? 0 : quiet + 1;
   }
 }
