@@ -47,6 +47,9 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
   /** Opens the page, signing in through the form as `username` when it asks. */
   async function open(path = "/", username = "dr-tsering") {
     await page.goto(`${gw.http}${path}`);
+    // The page asks for its session first: until it has its answer it shows neither the form nor
+    // the board (on a loaded machine that took long enough for the form to appear after the check).
+    await page.locator("form.signin, span.status").first().waitFor();
     if (await page.locator("form.signin").isVisible()) {
       await page.fill("#username", username);
       await page.fill("#password", username === "admin" ? ADMIN_PASSWORD : PEOPLE_PASSWORD);
