@@ -125,20 +125,8 @@ CREATE TABLE geofences (
   schedule TEXT,
   device_ids TEXT NOT NULL
 );
-CREATE TABLE telemetry (
-  device_id TEXT NOT NULL,
-  ts INTEGER NOT NULL,
-  received_at INTEGER NOT NULL,
-  battery REAL NOT NULL,
-  lat REAL,
-  lon REAL,
-  accuracy REAL,
-  source TEXT,
-  fix TEXT NOT NULL
-);
-CREATE INDEX telemetry_device_ts ON telemetry(device_id, ts);
-CREATE INDEX telemetry_received ON telemetry(received_at);
-CREATE TABLE telemetry_spool (id INTEGER PRIMARY KEY AUTOINCREMENT, point TEXT NOT NULL);
+-- The embedded telemetry and its spool were created here too; they now live in telemetry.db
+-- (createTelemetrySchema), and a database that had them here has them moved there at start.
 `,
 });
 
