@@ -1,3 +1,4 @@
+import { FieldType, InfluxDB, escape as influxQl } from "influx";
 import type { TelemetryPoint, TelemetryStore } from "./telemetry.ts";
 
 export interface InfluxOptions {
@@ -13,76 +14,87 @@ export interface InfluxOptions {
 }
 
 const MEASUREMENT = "telemetry";
-const escapeTag = (v: string) => v.replace(/[,= \\]/g, (c) => `\\${c}`);
-const quote = (v: string) => `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`;
-
-/** One point in line protocol; device time in ms, the device as a tag. */
-export function toLine(p: TelemetryPoint): string {
-  const fields = [`battery=${p.battery}`, `received_at=${p.receivedAt}i`, `fix=${quote(p.fix)}`];
-  if (p.lat !== undefined && p.lon !== undefined) fields.push(`lat=${p.lat}`, `lon=${p.lon}`);
-  if (p.accuracy !== undefined) fields.push(`accuracy=${p.accuracy}`);
-  if (p.source !== undefined) fields.push(`source=${quote(p.source)}`);
-  return `${MEASUREMENT},device=${escapeTag(p.deviceId)} ${fields.join(",")} ${p.ts}`;
-}
 
 /**
- * Telemetry in InfluxDB over the v1 HTTP API (`/write`, `/query`): InfluxDB 1.6 to 1.8 as Debian
- * and the official 1.x images ship it, and 2.x through its v1 compatibility endpoints.
+ * Telemetry in InfluxDB over the v1 HTTP API through the `influx` client: InfluxDB 1.6 to 1.8 as
+ * Debian and the official 1.x images ship it, and 2.x through its v1 compatibility endpoints.
  */
 export function influxTelemetry(o: InfluxOptions): TelemetryStore & { ensureDatabase(): Promise<void> } {
-  const base = o.url.replace(/\/$/, "");
-  const headers: Record<string, string> = {};
-  if (o.token) headers.authorization = `Token ${o.token}`;
-  else if (o.username)
-    headers.authorization = `Basic ${Buffer.from(`${o.username}:${o.password ?? ""}`).toString("base64")}`;
-
-  const request = async (path: string, init: RequestInit = {}) => {
-    const res = await fetch(`${base}${path}`, {
-      ...init,
-      headers: { ...headers, ...(init.headers as Record<string, string>) },
-      signal: AbortSignal.timeout(o.timeoutMs),
-    });
-    if (!res.ok)
-      throw new Error(
-        `InfluxDB ${path.split("?")[0]} answered ${res.status}: ${(await res.text()).slice(0, 200)}`,
-      );
-    return res;
-  };
-  const query = async (q: string, method: "GET" | "POST" = "GET") => {
-    const params = new URLSearchParams({ db: o.database, q, epoch: "ms" });
-    const res = await request(`/query?${params}`, { method });
-    const body = (await res.json()) as {
-      results?: { error?: string; series?: { columns: string[]; values: unknown[][] }[] }[];
-    };
-    const error = body.results?.find((r) => r.error)?.error;
-    if (error) throw new Error(`InfluxDB query failed: ${error}`);
-    return body.results?.[0]?.series?.[0];
-  };
+  const url = new URL(o.url);
+  // null, not undefined: the client fills an undefined username with root:root and sends it as
+  // Basic auth, which would also override the token.
+  const noUser = null as unknown as string;
+  const db = new InfluxDB({
+    host: url.hostname,
+    port: Number(url.port) || (url.protocol === "https:" ? 443 : 80),
+    protocol: url.protocol === "https:" ? "https" : "http",
+    path: url.pathname.replace(/\/$/, ""),
+    database: o.database,
+    username: o.token || !o.username ? noUser : o.username,
+    password: o.password,
+    options: o.token ? { headers: { authorization: `Token ${o.token}` } } : undefined,
+    // The telemetry writer retries and spools on its own; the client only reports the failure.
+    pool: { requestTimeout: o.timeoutMs, maxRetries: 0 },
+    // Field types as the first releases wrote them: a point never meets a field type conflict.
+    schema: [
+      {
+        measurement: MEASUREMENT,
+        tags: ["device"],
+        fields: {
+          battery: FieldType.FLOAT,
+          received_at: FieldType.INTEGER,
+          fix: FieldType.STRING,
+          lat: FieldType.FLOAT,
+          lon: FieldType.FLOAT,
+          accuracy: FieldType.FLOAT,
+          source: FieldType.STRING,
+        },
+      },
+    ],
+  });
 
   return {
     name: "influxdb",
     ensureDatabase: async () => {
-      const db = `"${o.database.replace(/"/g, "")}"`;
-      await query(`CREATE DATABASE ${db}`, "POST");
+      await db.createDatabase(o.database);
       // Positions say where a child has been: they are kept no longer than the retention period.
-      await query(`ALTER RETENTION POLICY "autogen" ON ${db} DURATION ${o.retentionDays}d`, "POST");
+      await db.alterRetentionPolicy("autogen", {
+        database: o.database,
+        duration: `${o.retentionDays}d`,
+        replication: 1,
+        isDefault: true,
+      });
     },
     write: async (points) => {
       if (points.length === 0) return;
-      const params = new URLSearchParams({ db: o.database, precision: "ms" });
-      await request(`/write?${params}`, { method: "POST", body: points.map(toLine).join("\n") });
+      await db.writePoints(
+        points.map((p) => ({
+          measurement: MEASUREMENT,
+          tags: { device: p.deviceId },
+          fields: {
+            battery: p.battery,
+            received_at: p.receivedAt,
+            fix: p.fix,
+            ...(p.lat !== undefined && p.lon !== undefined ? { lat: p.lat, lon: p.lon } : {}),
+            ...(p.accuracy !== undefined ? { accuracy: p.accuracy } : {}),
+            ...(p.source !== undefined ? { source: p.source } : {}),
+          },
+          timestamp: p.ts,
+        })),
+        { precision: "ms" },
+      );
     },
     track: async (deviceId, from, to, limit) => {
-      const id = deviceId.replace(/['\\]/g, "");
-      const series = await query(
-        `SELECT battery, received_at, fix, lat, lon, accuracy, source FROM ${MEASUREMENT} WHERE device = '${id}' AND time >= ${Math.floor(from)}ms AND time <= ${Math.floor(to)}ms ORDER BY time ASC LIMIT ${Math.floor(limit)}`,
+      const rows = await db.query<Record<string, unknown>>(
+        `SELECT battery, received_at, fix, lat, lon, accuracy, source FROM ${MEASUREMENT}
+         WHERE device = ${influxQl.stringLit(deviceId)} AND time >= ${Math.floor(from)}ms AND time <= ${Math.floor(to)}ms
+         ORDER BY time ASC LIMIT ${Math.floor(limit)}`,
+        { precision: "ms" },
       );
-      if (!series) return [];
-      return series.values.map((row) => {
-        const r = Object.fromEntries(series.columns.map((c, i) => [c, row[i]]));
+      return rows.map((r) => {
         const point: TelemetryPoint = {
           deviceId,
-          ts: r.time as number,
+          ts: (r.time as Date).getTime(),
           receivedAt: r.received_at as number,
           battery: r.battery as number,
           fix: r.fix as TelemetryPoint["fix"],

@@ -1,4 +1,7 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { influxTelemetry } from "../../gateway/store/telemetry-influx.ts";
 import {
   call,
   connectDevice,
@@ -76,6 +79,19 @@ describe("InfluxDB telemetry", () => {
     expect(await gw.store.telemetry.track("tag-1", 0, Date.now(), 10)).toEqual([]);
   });
 
+  it("writes each field with the type the first releases used (no field type conflict on upgrade)", async () => {
+    const keys = await influx.query(DB, "SHOW FIELD KEYS FROM telemetry");
+    expect(Object.fromEntries(keys.map((k) => [k[0], k[1]]))).toEqual({
+      accuracy: "float",
+      battery: "float",
+      fix: "string",
+      lat: "float",
+      lon: "float",
+      received_at: "integer",
+      source: "string",
+    });
+  });
+
   it("loses no point while InfluxDB is down: buffers, spills to the embedded store, catches up", async () => {
     await influx.stop();
     await send(400);
@@ -95,4 +111,48 @@ describe("InfluxDB telemetry", () => {
       "nothing buffered",
     );
   }, 90_000);
+});
+
+describe("InfluxDB 2.x through its v1 API", () => {
+  it("sends the token as `Authorization: Token …` and the point in line protocol", async () => {
+    const seen: { url: string; auth?: string; body: string }[] = [];
+    const server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => {
+        body += c;
+      });
+      req.on("end", () => {
+        seen.push({ url: req.url ?? "", auth: req.headers.authorization, body });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    const store = influxTelemetry({
+      url: `http://127.0.0.1:${port}`,
+      database: "city",
+      token: "s3cret-token",
+      timeoutMs: 2000,
+      retentionDays: 30,
+    });
+    await store.write([
+      {
+        deviceId: "tag 1",
+        ts: 1700000000123,
+        receivedAt: 1700000000200,
+        battery: 80,
+        fix: "ok",
+        lat: 29.6,
+        lon: 91.1,
+      },
+    ]);
+    server.close();
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.auth).toBe("Token s3cret-token");
+    expect(seen[0]?.url).toMatch(/^\/write\?/);
+    expect(new URLSearchParams(seen[0]?.url.split("?")[1]).get("db")).toBe("city");
+    expect(seen[0]?.body).toBe(
+      'telemetry,device=tag\\ 1 battery=80,fix="ok",lat=29.6,lon=91.1,received_at=1700000000200i 1700000000123',
+    );
+  });
 });
