@@ -1,6 +1,8 @@
 import type { AddressInfo } from "node:net";
+import { resolve } from "node:path";
 import pino, { type DestinationStream } from "pino";
 import { AlertService } from "./alerts/service.ts";
+import { openBasemap } from "./api/basemap.ts";
 import { buildApi } from "./api/index.ts";
 import { Auth } from "./auth/index.ts";
 import { Broker } from "./broker/index.ts";
@@ -59,6 +61,10 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { level: config.LOG_LEVEL, redact: { paths: logRedaction, censor: "[redacted]" } },
     deps.logTo ?? pino.destination(1),
   );
+  // A base map that cannot be read stops the start, before anything else is opened.
+  const basemap = config.BASEMAP_MBTILES
+    ? openBasemap(resolve(config.DATA_DIR, config.BASEMAP_MBTILES))
+    : undefined;
   const store = openSqliteStore(config.DATA_DIR, {
     busyTimeoutMs: config.DB_BUSY_TIMEOUT_MS,
     maxSizeMb: config.DB_MAX_SIZE_MB,
@@ -226,7 +232,12 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     bus,
     tracker,
     telemetry: telemetryStore,
-    ui: { tileUrl: config.TILE_URL ?? null, tileAttribution: config.TILE_ATTRIBUTION },
+    ui: basemap?.ui ?? {
+      tileUrl: config.TILE_URL ?? null,
+      tileAttribution: config.TILE_ATTRIBUTION,
+      tileMaxZoom: 19,
+    },
+    basemap,
     phrases: config.phrases,
     outbound,
     isConnected: (id) => broker.isConnected(id),

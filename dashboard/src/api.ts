@@ -16,6 +16,8 @@ export interface TrackPoint {
 export interface UiConfig {
   tileUrl: string | null;
   tileAttribution: string;
+  /** The deepest zoom the tiles have; the map zooms further by enlarging them. */
+  tileMaxZoom: number;
   center: [number, number];
 }
 

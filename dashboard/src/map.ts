@@ -4,7 +4,7 @@ import { api, type DeviceView, type Geofence, type Person, type UiConfig } from 
 import { h, present } from "./dom.ts";
 import { formatAgo, formatTime, t } from "./i18n.ts";
 
-let config: UiConfig = { tileUrl: null, tileAttribution: "", center: [29.6525, 91.1321] };
+let config: UiConfig = { tileUrl: null, tileAttribution: "", tileMaxZoom: 19, center: [29.6525, 91.1321] };
 
 export function configureMaps(c: UiConfig): void {
   config = c;
@@ -17,7 +17,11 @@ function baseMap(element: HTMLElement, center: [number, number], zoom: number): 
     zoom,
   );
   if (config.tileUrl)
-    L.tileLayer(config.tileUrl, { attribution: config.tileAttribution, maxZoom: 19 }).addTo(map);
+    L.tileLayer(config.tileUrl, {
+      attribution: config.tileAttribution,
+      maxNativeZoom: config.tileMaxZoom,
+      maxZoom: 19,
+    }).addTo(map);
   return map;
 }
 

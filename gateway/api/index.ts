@@ -25,6 +25,7 @@ import type { Store } from "../store/types.ts";
 import type { Tracker } from "../tracking/index.ts";
 import { installAccessControl, SESSION_COOKIE } from "./access.ts";
 import { alertRoutes } from "./alerts.ts";
+import { type Basemap, basemapRoutes } from "./basemap.ts";
 import { dashboardRoutes } from "./dashboard.ts";
 import { healthRoutes } from "./health.ts";
 import { registryRoutes } from "./registry.ts";
@@ -48,7 +49,9 @@ export interface ApiDeps {
   tracker: Tracker;
   telemetry: TelemetryStore;
   /** What the dashboard needs to know before it draws: map tiles. */
-  ui: { tileUrl: string | null; tileAttribution: string };
+  ui: { tileUrl: string | null; tileAttribution: string; tileMaxZoom: number };
+  /** A base map served by the gateway itself, from an MBTiles file. */
+  basemap?: Basemap;
   /** Device phrases by language: a person's locale must be one of them. */
   phrases: PhraseCatalogue;
   /** What notification targets may be stored: contacts are checked when written, not only when called. */
@@ -157,5 +160,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(alertRoutes, deps);
   await app.register(trackingRoutes, deps);
   await app.register(dashboardRoutes, deps);
+  if (deps.basemap) await app.register(basemapRoutes, { basemap: deps.basemap });
   return app;
 }

@@ -171,6 +171,12 @@ export const configSchema = z
       .regex(/^https?:\/\/.*\{z\}.*\{x\}.*\{y\}/, "must be an http(s) URL template with {z}, {x} and {y}")
       .optional(),
     TILE_ATTRIBUTION: z.string().default(""),
+    /** A base map with no internet: an MBTiles file of raster tiles (relative to DATA_DIR), served at /tiles. */
+    BASEMAP_MBTILES: z.string().min(1).optional(),
+  })
+  .refine((c) => !(c.TILE_URL && c.BASEMAP_MBTILES), {
+    path: ["BASEMAP_MBTILES"],
+    message: "set TILE_URL or BASEMAP_MBTILES, not both: the page draws one base map",
   })
   .refine((c) => c.BATTERY_RECOVERED_PERCENT > c.LOW_BATTERY_PERCENT, {
     path: ["BATTERY_RECOVERED_PERCENT"],
