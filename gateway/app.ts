@@ -238,6 +238,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       tileMaxZoom: 19,
     },
     basemap,
+    reportTimeZone: config.REPORT_TIME_ZONE,
     phrases: config.phrases,
     outbound,
     isConnected: (id) => broker.isConnected(id),

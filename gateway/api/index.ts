@@ -29,6 +29,7 @@ import { type Basemap, basemapRoutes } from "./basemap.ts";
 import { dashboardRoutes } from "./dashboard.ts";
 import { healthRoutes } from "./health.ts";
 import { registryRoutes } from "./registry.ts";
+import { reportRoutes } from "./reports.ts";
 import { sessionRoutes } from "./session.ts";
 import { trackingRoutes } from "./tracking.ts";
 
@@ -50,6 +51,8 @@ export interface ApiDeps {
   telemetry: TelemetryStore;
   /** What the dashboard needs to know before it draws: map tiles. */
   ui: { tileUrl: string | null; tileAttribution: string; tileMaxZoom: number };
+  /** Months in reports are calendar months on this wall clock (an IANA time zone). */
+  reportTimeZone: string;
   /** A base map served by the gateway itself, from an MBTiles file. */
   basemap?: Basemap;
   /** Device phrases by language: a person's locale must be one of them. */
@@ -159,6 +162,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(registryRoutes, deps);
   await app.register(alertRoutes, deps);
   await app.register(trackingRoutes, deps);
+  await app.register(reportRoutes, deps);
   await app.register(dashboardRoutes, deps);
   if (deps.basemap) await app.register(basemapRoutes, { basemap: deps.basemap });
   return app;

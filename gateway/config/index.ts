@@ -171,6 +171,21 @@ export const configSchema = z
       .regex(/^https?:\/\/.*\{z\}.*\{x\}.*\{y\}/, "must be an http(s) URL template with {z}, {x} and {y}")
       .optional(),
     TILE_ATTRIBUTION: z.string().default(""),
+    /** Reports count calendar months on this wall clock. */
+    REPORT_TIME_ZONE: z
+      .string()
+      .default("Asia/Shanghai")
+      .refine(
+        (tz) => {
+          try {
+            new Intl.DateTimeFormat("en", { timeZone: tz });
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { message: "must be an IANA time zone, e.g. Asia/Shanghai" },
+      ),
     /** A base map with no internet: an MBTiles file of raster tiles (relative to DATA_DIR), served at /tiles. */
     BASEMAP_MBTILES: z.string().min(1).optional(),
   })

@@ -5,6 +5,7 @@ import type { Alert, AlertEvent, AlertState } from "../alerts/model.ts";
 import { alertStates } from "../alerts/model.ts";
 import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
+import type { ReportAlert } from "../reports/monthly.ts";
 import { Checkpointer, WalFlusher } from "./durability.ts";
 import { migrations } from "./migrations.ts";
 import { sqliteAccounts, sqliteAudit, sqliteSessions, sqliteThrottles } from "./sqlite-auth.ts";
@@ -473,6 +474,35 @@ function alerts(db: Database.Database): AlertRepository {
         )
         .all(...wanted, ...(subjectIds ? [JSON.stringify(subjectIds)] : []), limit) as Row[];
       return rows.map(toAlert);
+    },
+    forReport: async ({ from, to, subjectIds }) => {
+      const bySubject = subjectIds ? "AND a.subject_id IN (SELECT value FROM json_each(?))" : "";
+      const rows = db
+        .prepare(
+          `SELECT a.id, a.kind, a.subject_id, p.name AS subject_name, a.device_id, a.state, a.opened_at, a.closed_at,
+             (SELECT MIN(at) FROM alert_events e WHERE e.alert_id = a.id AND (e.type IN ('accepted', 'resolved')
+                OR (e.type = 'cancelled' AND json_extract(e.data, '$.reason') = 'false-alarm'))) AS first_answered_at,
+             (SELECT json_extract(data, '$.reason') FROM alert_events e
+                WHERE e.alert_id = a.id AND e.type = 'cancelled' ORDER BY id DESC LIMIT 1) AS close_reason,
+             (SELECT MAX(json_extract(data, '$.level')) FROM alert_events e
+                WHERE e.alert_id = a.id AND e.type = 'notified') AS max_level
+           FROM alerts a JOIN people p ON p.id = a.subject_id
+           WHERE a.opened_at < ? AND (a.closed_at IS NULL OR a.closed_at >= ?) ${bySubject}`,
+        )
+        .all(to, from, ...(subjectIds ? [JSON.stringify(subjectIds)] : [])) as Row[];
+      return rows.map((r) => ({
+        id: r.id as string,
+        kind: r.kind as ReportAlert["kind"],
+        subjectId: r.subject_id as string,
+        subjectName: r.subject_name as string,
+        deviceId: r.device_id as string,
+        state: r.state as ReportAlert["state"],
+        openedAt: r.opened_at as number,
+        firstAnsweredAt: (r.first_answered_at as number | null) ?? null,
+        closedAt: (r.closed_at as number | null) ?? null,
+        closeReason: (r.close_reason as string | null) ?? null,
+        maxLevel: (r.max_level as number | null) ?? 0,
+      }));
     },
     prune: async (before) => pruneAlerts(before),
     countByState: async () => {

@@ -1,5 +1,6 @@
 import type { Alert, AlertEvent, AlertState, NewAlertEvent } from "../alerts/model.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
+import type { ReportAlert } from "../reports/monthly.ts";
 import type { Geofence, ZoneTrack } from "../rules/geofence.ts";
 import type { TelemetrySpool, TelemetryStore } from "./telemetry.ts";
 
@@ -199,6 +200,8 @@ export interface AlertRepository {
   findActive(deviceId: string, kinds: readonly Alert["kind"][]): Promise<Alert | undefined>;
   /** Newest first; `subjectIds` limits the list to alerts about those people. */
   list(filter: { states?: AlertState[]; subjectIds?: readonly string[]; limit: number }): Promise<Alert[]>;
+  /** Alerts open at some time in [from, to): opened before `to`, not closed before `from`. */
+  forReport(filter: { from: number; to: number; subjectIds?: readonly string[] }): Promise<ReportAlert[]>;
   /** Deletes closed alerts (their trail, attempts and device events) closed before `before`. */
   prune(before: number): Promise<number>;
   countByState(): Promise<Record<AlertState, number>>;
