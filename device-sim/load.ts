@@ -33,6 +33,8 @@ function connectOne(id: string): Promise<Socket> {
     const socket = connect({ host: options.host, port: options.port, localAddress: options.sourceAddress });
     socket.setNoDelay(true);
     socket.once("error", reject);
+    // A broker that refuses (a connection rate limit) may close without a CONNACK.
+    socket.once("close", () => reject(new Error(`${id}: closed before CONNACK`)));
     socket.once("connect", () => {
       socket.write(
         mqttPacket.generate({
