@@ -10,7 +10,7 @@ import { commandTopic, type Ingest } from "../ingest/index.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
 import { ConnectionRateLimit, PublishAllowance, type Rate } from "./limits.ts";
-import { PacketSizeGuard } from "./packet-size.ts";
+import { guardPacketSize } from "./packet-size.ts";
 import type { DeviceSecrets } from "./secrets.ts";
 
 /** Where a refused publish is re-routed: no device may subscribe to it, so it reaches nobody. */
@@ -272,9 +272,9 @@ export class Broker {
     // A PUBACK, then `received`: with Nagle's algorithm on, the second waits for the device's
     // delayed ACK (about 40 ms on Linux). The resident's beep is worth more than a few packets.
     if (transport instanceof Socket) transport.setNoDelay(true);
-    const guarded = new PacketSizeGuard(transport, this.settings.maxPacketBytes, (bytes) => {
+    guardPacketSize(transport, this.settings.maxPacketBytes, (bytes) => {
       // aedes keeps its client on the connection it handles; there is none before CONNECT.
-      const deviceId = (guarded as { client?: Client }).client?.id;
+      const deviceId = (transport as { client?: Client }).client?.id;
       this.deps.metrics.messagesRefused.inc({ reason: "packet-size" });
       if (deviceId) this.deps.metrics.devicesDisconnected.inc({ reason: "packet-size" });
       this.deps.log.warn(
@@ -282,7 +282,7 @@ export class Broker {
         "MQTT packet over the size limit: connection closed",
       );
     });
-    this.aedes.handle(guarded, req);
+    this.aedes.handle(transport, req);
   }
 
   /** The device's publish rate; a throttling episode is logged once, a flood disconnects. */

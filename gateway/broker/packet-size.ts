@@ -1,4 +1,4 @@
-import { Duplex } from "node:stream";
+import type { Duplex } from "node:stream";
 
 /** MQTT's largest remaining length (268,435,455) plus its 5-byte fixed header. */
 export const MQTT_MAX_PACKET = 268_435_460;
@@ -51,50 +51,25 @@ class PacketLengthMeter {
 }
 
 /**
- * The connection as aedes sees it: the transport's bytes pass the meter first, and a packet
- * announced as too long closes the transport before its body is read.
+ * Meters the bytes aedes reads from the transport (it reads with `read()` when the transport is
+ * readable): a packet announced as too long closes the transport before its body is read. The
+ * transport itself is what aedes gets: no stream in between, to allocate per connection or to
+ * pass every chunk through.
  */
-export class PacketSizeGuard extends Duplex {
-  constructor(
-    private readonly transport: Duplex,
-    maxBytes: number,
-    onTooLong: (bytes: number) => void,
-  ) {
-    super();
-    const meter = new PacketLengthMeter(maxBytes);
-    transport.on("data", (chunk: Buffer) => {
-      const tooLong = meter.feed(chunk);
-      if (tooLong !== undefined) {
-        onTooLong(tooLong);
-        this.destroy();
-      } else if (!this.push(chunk)) {
-        transport.pause();
-      }
-    });
-    transport.on("end", () => this.push(null));
-    transport.on("error", (err) => this.destroy(err));
-    transport.on("close", () => this.destroy());
-  }
-
-  override _read(): void {
-    this.transport.resume();
-  }
-
-  /**
-   * Hands each write straight to the socket, waiting only when it pushes back: waiting for every
-   * write to flush would send a packet's header and body in separate TCP segments.
-   */
-  override _write(chunk: Buffer, encoding: BufferEncoding, done: (err?: Error | null) => void): void {
-    if (this.transport.write(chunk, encoding)) done();
-    else this.transport.once("drain", () => done());
-  }
-
-  override _final(done: (err?: Error | null) => void): void {
-    this.transport.end(done);
-  }
-
-  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
-    this.transport.destroy();
-    done(err);
-  }
+export function guardPacketSize(
+  transport: Duplex,
+  maxBytes: number,
+  onTooLong: (bytes: number) => void,
+): void {
+  const meter = new PacketLengthMeter(maxBytes);
+  const read = transport.read.bind(transport);
+  transport.read = (size?: number) => {
+    const chunk: Buffer | null = read(size);
+    if (chunk === null) return null;
+    const tooLong = meter.feed(chunk);
+    if (tooLong === undefined) return chunk;
+    onTooLong(tooLong);
+    transport.destroy();
+    return null;
+  };
 }
