@@ -1,10 +1,22 @@
-import type { Alert, AlertEvent } from "../../gateway/alerts/model.ts";
+import { type Alert, type AlertEvent, type AlertKind, alertKinds } from "../../gateway/alerts/model.ts";
 import type { Geofence } from "../../gateway/rules/geofence.ts";
 import type { Device, DeviceState, NotificationAttempt, Person } from "../../gateway/store/types.ts";
 
-export type { Alert, AlertEvent, Device, DeviceState, Geofence, NotificationAttempt, Person };
+export type { Alert, AlertEvent, AlertKind, Device, DeviceState, Geofence, NotificationAttempt, Person };
+export { alertKinds };
 export type DeviceView = Device & { connected: boolean; state: DeviceState | null };
-export type AlertDetail = Alert & { events: AlertEvent[]; attempts: NotificationAttempt[] };
+/** Someone to phone about an alert: the subject's doctor or family. */
+export interface Contact {
+  personId: string;
+  relation: string;
+  name: string;
+  phone: string | null;
+}
+export type AlertDetail = Alert & {
+  events: AlertEvent[];
+  attempts: NotificationAttempt[];
+  contacts: Contact[];
+};
 export interface TrackPoint {
   ts: number;
   battery: number;
@@ -85,7 +97,8 @@ export const api = {
   accept: (id: string) => request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/accept`, {}),
   resolve: (id: string, note: string) =>
     request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/resolve`, { note }),
-  cancel: (id: string) => request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/cancel`, {}),
+  cancel: (id: string, reason: string) =>
+    request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/cancel`, { reason }),
   people: async () => (await request<Person[]>("GET", "/api/people")).data,
   assignments: async (residentId: string) =>
     (
