@@ -236,7 +236,7 @@ export class AlertBoard {
       "li",
       {
         class: `alert ${colour(a)} ${lane}${trouble ? " trouble" : ""}`,
-        dataset: { alertId: a.id, state: a.state, kind: a.kind },
+        dataset: { alertId: a.id, state: a.state, kind: a.kind, deviceId: a.deviceId },
       },
       h(
         "div",

@@ -203,7 +203,7 @@ async function boot(session: SessionInfo): Promise<void> {
   const main = h("main", { id: "main", tabindex: -1 });
   function renderStatus(): void {
     statusPill.textContent = t(
-      status === "live" ? "stream.live" : status === "down" ? "stream.down" : "stream.connecting",
+      status === "live" ? "stream.live" : status === "down" ? "stream.offline" : "stream.connecting",
     );
     statusPill.className = `status ${status}`;
     banner.hidden = status !== "down";

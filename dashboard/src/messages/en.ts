@@ -17,6 +17,7 @@ export const en = {
   "notify.enable": "Turn on alert notifications",
   "notify.on": "Notifications on",
   "stream.live": "Live",
+  "stream.offline": "Offline",
   "stream.connecting": "Connecting…",
   "stream.down": "Connection lost: reconnecting. Alerts raised meanwhile will appear when it is back.",
   "board.empty": "No alerts. All quiet.",

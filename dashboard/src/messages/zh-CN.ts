@@ -19,6 +19,7 @@ export const zhCN: Record<MessageKey, string> = {
   "notify.enable": "开启告警通知",
   "notify.on": "通知已开启",
   "stream.live": "实时",
+  "stream.offline": "已断开",
   "stream.connecting": "正在连接…",
   "stream.down": "连接已断开，正在重连。断线期间的告警将在恢复后显示。",
   "board.empty": "暂无告警，一切平安。",
