@@ -2,6 +2,7 @@ import { mayAct } from "../../gateway/alerts/decide.ts";
 import {
   type Alert,
   type AlertDetail,
+  type AlertEvent,
   type AlertKind,
   alertKinds,
   api,
@@ -47,6 +48,13 @@ const telHref = (phone: string) => `tel:${phone.replace(/[^\d+]/g, "")}`;
 /** A map app's search for the address (AMap, which opens the app on a phone that has it). */
 const mapHref = (address: string) => `https://uri.amap.com/search?keyword=${encodeURIComponent(address)}`;
 const roleName = (role: string) => t(`role.${role}` as MessageKey);
+/** The timeline's words for an event; closings the gateway made itself carry no English note. */
+function eventKey(e: AlertEvent): MessageKey {
+  if (e.type === "resolved" && e.actor === "gateway") return "event.cleared";
+  if (e.type === "cancelled" && e.data.reason === "device") return "event.cancelledByResident";
+  if (e.type === "cancelled" && e.data.reason === "superseded") return "event.superseded";
+  return `event.${e.type}`;
+}
 
 /**
  * The responder's workbench: people in danger first (by severity, then who waited longest),
@@ -278,7 +286,9 @@ export class AlertBoard {
             {},
             t("alert.acceptedBy", { name: this.ctx.people.get(a.acceptedBy)?.name ?? a.acceptedBy }),
           ),
-        a.outcome && !active && h("span", { class: "outcome" }, a.outcome),
+        // A responder's note, as written; what the gateway closed by itself, in the reader's language.
+        a.state === "resolved" &&
+          h("span", { class: "outcome" }, a.closedBy === "gateway" ? t("alert.cleared") : a.outcome),
       ),
       active && lane === "urgent" && this.calls(a),
       this.actions(a, true),
@@ -553,7 +563,7 @@ export class AlertBoard {
               {},
               h("time", {}, formatTime(e.at)),
               " ",
-              t(`event.${e.type}`, {
+              t(eventKey(e), {
                 level: String(e.data.level ?? ""),
                 presses: String(e.data.presses ?? ""),
                 roles: ((e.data.roles as string[] | undefined) ?? []).map(roleName).join(", "),

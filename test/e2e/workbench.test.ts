@@ -156,6 +156,19 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
     await raise("geofence-exit", "t5");
     for (const id of ["b01", "b02", "b09"]) await raise("device-offline", id);
     for (const id of ["b03", "b04", "t1"]) await raise("low-battery", id);
+    // Two closed ones, with the words the gateway writes itself: a resident's long press, and a
+    // low battery the gateway cleared when the battery came back.
+    const b11 = await device("b11");
+    await b11.event("press");
+    await b11.waitForCommand("received");
+    await b11.event("cancel");
+    await registerDevice(gw, "b12");
+    await raise("low-battery", "b12");
+    gw.bus.emit("alert.clear", { kind: "low-battery", deviceId: "b12", note: "battery recovered" });
+    await waitFor(
+      async () =>
+        ((await call(gw, "GET", "/api/alerts?state=resolved,cancelled")).body as unknown[]).length === 2,
+    );
     const doctor = await signIn(gw, "dr-tsering");
     const b06 = ((await call(gw, "GET", "/api/alerts")).body as { id: string; deviceId: string }[]).find(
       (a) => a.deviceId === "b06",
@@ -164,7 +177,7 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
 
     await newPage(PHONE, "zh-CN");
     await open("staff-yang");
-    await page.locator("li.alert").nth(19).waitFor();
+    await page.locator("li.alert").nth(21).waitFor();
     expect(await laneOrder("waiting")).toEqual([
       "sos:t1",
       "sos:t2",
@@ -229,6 +242,15 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
     expect(await englishOn(page, data)).toEqual([]);
     await page.screenshot({ path: `${ARTIFACTS}/workbench-phone-zh-detail.png` });
     await page.locator("dialog.detail").getByRole("button", { name: "关闭" }).click();
+    for (const closed of ["b11", "b12"]) {
+      await page
+        .locator(`li.alert[data-device-id="${closed}"]`)
+        .getByRole("button", { name: "详情" })
+        .click();
+      await page.locator("dialog.detail .timeline").waitFor();
+      expect(await englishOn(page, data)).toEqual([]);
+      await page.locator("dialog.detail").getByRole("button", { name: "关闭" }).click();
+    }
 
     await page
       .locator('li.alert[data-device-id="b01"][data-kind="call"]')

@@ -166,6 +166,10 @@ export const en = {
   "error.forbidden": "Your account may not do this.",
   "error.csrf": "This page is out of date: reload it.",
   "error.unknown": "Something went wrong. Try again.",
+  "alert.cleared": "Cleared: the gateway saw the condition end",
+  "event.cleared": "Cleared by the gateway: the condition ended",
+  "event.cancelledByResident": "Cancelled by the resident (long press)",
+  "event.superseded": "Closed: a new call after a quiet period replaced it",
 } as const;
 
 export type MessageKey = keyof typeof en;

@@ -167,4 +167,8 @@ export const zhCN: Record<MessageKey, string> = {
   "error.forbidden": "您的账号无权执行此操作。",
   "error.csrf": "页面已过期，请刷新。",
   "error.unknown": "出错了，请重试。",
+  "alert.cleared": "已自动解除：网关检测到情况恢复",
+  "event.cleared": "网关自动解除：情况已恢复",
+  "event.cancelledByResident": "居民长按取消",
+  "event.superseded": "已关闭：间隔一段时间后的新呼叫取代了它",
 };
