@@ -100,6 +100,8 @@ export const api = {
   cancel: (id: string, reason: string) =>
     request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/cancel`, { reason }),
   people: async () => (await request<Person[]>("GET", "/api/people")).data,
+  grids: async () =>
+    (await request<{ id: string; communityId: string; name: string }[]>("GET", "/api/grids")).data,
   assignments: async (residentId: string) =>
     (
       await request<{ personId: string; relation: string }[]>(

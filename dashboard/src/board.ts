@@ -16,6 +16,8 @@ import { dueAt, formatCountdown, isActive, laneOf, triageOrder } from "./triage.
 
 export interface BoardContext {
   people: Map<string, Person>;
+  /** Grid names by id: the board filters by the grid the resident lives in. */
+  grids: Map<string, string>;
   /** The person the signed-in account acts as; without one it may look but not act. */
   me: Person | null;
   /** Whether the gateway answers: actions wait while it does not. */
@@ -71,6 +73,7 @@ export class AlertBoard {
   private readonly pending = new Map<string, { sendAt: number; timer: number }>();
   private kind: AlertKind | "all" = "all";
   private state: StateFilter = "all";
+  private grid = "all";
   private showEarlier = false;
 
   constructor(private readonly ctx: BoardContext) {}
@@ -104,6 +107,7 @@ export class AlertBoard {
     const shown = [...this.alerts.values()]
       .filter((a) => this.kind === "all" || a.kind === this.kind)
       .filter((a) => this.state === "all" || (this.state === "active") === isActive(a))
+      .filter((a) => this.grid === "all" || this.ctx.people.get(a.subjectId)?.gridId === this.grid)
       .sort(triageOrder);
     const active = shown.filter(isActive);
     const closed = shown.filter((a) => !isActive(a));
@@ -229,6 +233,17 @@ export class AlertBoard {
           this.state = v as StateFilter;
         },
       ),
+      // One grid (a family, a grid worker) needs no choice.
+      this.ctx.grids.size > 1 &&
+        select(
+          "filter-grid",
+          "filter.grid",
+          this.grid,
+          [["all", t("filter.all")], ...this.ctx.grids],
+          (v) => {
+            this.grid = v;
+          },
+        ),
     );
   }
 

@@ -139,8 +139,8 @@ function showSignIn(message = ""): void {
 async function boot(session: SessionInfo): Promise<void> {
   // The session ended (expired, signed out elsewhere, account disabled): back to the form.
   whenSignedOut(() => location.reload());
-  const [config, peopleList, initial] = await untilReachable(() =>
-    Promise.all([api.config(), api.people(), api.alerts()]),
+  const [config, peopleList, gridList, initial] = await untilReachable(() =>
+    Promise.all([api.config(), api.people(), api.grids(), api.alerts()]),
   );
   configureMaps(config);
   const people = new Map<string, Person>(peopleList.map((p) => [p.id, p]));
@@ -154,6 +154,7 @@ async function boot(session: SessionInfo): Promise<void> {
 
   const board = new AlertBoard({
     people,
+    grids: new Map(gridList.map((g) => [g.id, g.name])),
     me: session.person,
     online: () => status === "live",
     showError: (message) => {

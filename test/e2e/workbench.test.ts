@@ -113,7 +113,8 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
   async function dataShown(): Promise<string[]> {
     const people = (await call(gw, "GET", "/api/people")).body as { id: string; name: string }[];
     const all = (await call(gw, "GET", "/api/devices")).body as { id: string }[];
-    return [...people.flatMap((p) => [p.name, p.id]), ...all.map((d) => d.id)];
+    const grids = (await call(gw, "GET", "/api/grids")).body as { name: string }[];
+    return [...people.flatMap((p) => [p.name, p.id]), ...all.map((d) => d.id), ...grids.map((g) => g.name)];
   }
 
   const laneOrder = (lane: string) =>
@@ -175,6 +176,11 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
     );
     expect((await call(gw, "POST", `/api/alerts/${b06?.id}/accept`, {}, doctor)).status).toBe(200);
 
+    await call(gw, "POST", "/api/grids", {
+      id: "grid-2",
+      communityId: "chongsaikang",
+      name: "第二网格 Grid 2",
+    });
     await newPage(PHONE, "zh-CN");
     await open("staff-yang");
     await page.locator("li.alert").nth(21).waitFor();
@@ -233,6 +239,10 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
     await page.selectOption("#filter-kind", "fall");
     await expect(page.locator("li.alert").count()).resolves.toBe(2);
     await page.selectOption("#filter-kind", "all");
+    // By grid: nobody in grid 2 has called.
+    await page.selectOption("#filter-grid", "grid-2");
+    await page.getByText("没有符合筛选条件的告警").waitFor();
+    await page.selectOption("#filter-grid", "all");
 
     await page
       .locator('li.alert[data-device-id="t1"][data-kind="sos"]')

@@ -1,12 +1,10 @@
 /** English messages. Keys are shared with every language; `{name}` is filled in. */
 export const en = {
   "app.title": "Community safety",
-  "app.subtitle": "Call buttons and locator tags",
   "nav.alerts": "Alerts",
   "nav.map": "Map",
   "nav.devices": "Devices",
   "lang.label": "Language",
-  "actor.required": "Your account is not linked to a responder, so it cannot act on alerts.",
   "signin.title": "Sign in",
   "signin.username": "Username",
   "signin.password": "Password",
@@ -55,7 +53,6 @@ export const en = {
   "alert.positionUnknown": "Position unknown",
   "alert.positionStale": "Position is stale",
   "alert.late": "Sent late by the device",
-  "alert.noAttempts": "None yet",
   "alert.unreached": "Nobody reachable",
   "alert.exhausted": "Nobody accepted; paging stopped",
   "role.catch-all": "catch-all",
@@ -107,7 +104,6 @@ export const en = {
   "app.skip": "Skip to content",
   "nav.label": "Views",
   "signin.busy": "Signing in…",
-  "boot.connecting": "Connecting to the gateway…",
   "boot.retrying":
     "The gateway cannot be reached. Trying again by itself: this page opens as soon as it answers.",
   "stream.paused": "Actions are paused until the connection is back.",
@@ -119,6 +115,7 @@ export const en = {
   "alarm.muted": "Muted until {time}",
   "alarm.unmute": "Sound on",
   "filter.kind": "Kind",
+  "filter.grid": "Grid",
   "filter.state": "State",
   "filter.all": "All",
   "filter.active": "Not closed",
