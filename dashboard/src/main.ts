@@ -145,7 +145,9 @@ async function boot(session: SessionInfo): Promise<void> {
   configureMaps(config);
   const people = new Map<string, Person>(peopleList.map((p) => [p.id, p]));
   const manages = session.account.role === "admin" || session.account.role === "staff";
-  let view: View = (location.hash.slice(1) as View) || "alerts";
+  const viewOf = (hash: string): View =>
+    hash === "#map" ? "map" : hash === "#devices" ? "devices" : "alerts";
+  let view = viewOf(location.hash);
   let status: StreamStatus = "connecting";
   let errorMessage = "";
   const alarm = new Alarm();
@@ -248,7 +250,19 @@ async function boot(session: SessionInfo): Promise<void> {
       : session.account.username;
     root.replaceChildren(
       ...present(
-        h("a", { class: "skip", href: "#main" }, t("app.skip")),
+        // Moves focus without touching the hash, which names the view.
+        h(
+          "a",
+          {
+            class: "skip",
+            href: "#main",
+            onclick: (e: Event) => {
+              e.preventDefault();
+              main.focus();
+            },
+          },
+          t("app.skip"),
+        ),
         h(
           "div",
           { class: "sticky" },
@@ -312,7 +326,7 @@ async function boot(session: SessionInfo): Promise<void> {
   }
 
   window.addEventListener("hashchange", () => {
-    view = (location.hash.slice(1) as View) || "alerts";
+    view = viewOf(location.hash);
     render();
   });
   // Countdowns move each second; "3 minutes ago" and the device list every 15 s.
