@@ -327,7 +327,7 @@ export class AlertBoard {
     }
     const people = [
       ...(subject?.phone ? [{ relation: "resident", name: subject.name, phone: subject.phone }] : []),
-      ...(Array.isArray(known) ? known : []),
+      ...(Array.isArray(known) ? known.filter((c) => c.personId !== this.ctx.me?.id) : []),
     ];
     const links = people.flatMap((p) =>
       p.phone
@@ -491,6 +491,11 @@ export class AlertBoard {
       const sendAt = Date.now() + UNDO_MS;
       const timer = window.setTimeout(() => {
         this.pending.delete(a.id);
+        // Someone accepted (or it closed) meanwhile: they may know better; nothing is sent.
+        if (this.alerts.get(a.id)?.state !== a.state) {
+          this.render();
+          return this.ctx.showError(t("falseAlarm.changed"));
+        }
         void this.act(a, "cancel", reason);
       }, UNDO_MS);
       this.pending.set(a.id, { sendAt, timer });

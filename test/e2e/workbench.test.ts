@@ -358,8 +358,20 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
     await button.event("press");
     const fresh = page.locator('li.alert[data-state="open"]', { hasText: "btn-call" });
     await fresh.getByRole("button", { name: "Accept" }).click();
-    await page.locator('li.alert[data-state="accepted"]').getByRole("button", { name: "Resolve" }).waitFor();
+    const accepted = page.locator('li.alert[data-state="accepted"]');
+    await accepted.getByRole("button", { name: "Resolve" }).waitFor();
     await page.screenshot({ path: `${ARTIFACTS}/workbench-desk-en-alerts.png`, fullPage: true });
+
+    // A false alarm waiting out its undo time while someone else closes the alert: nothing is sent.
+    const freshId = await accepted.getAttribute("data-alert-id");
+    await accepted.getByRole("button", { name: "False alarm" }).click();
+    await page.getByRole("button", { name: "Mark as false alarm" }).click();
+    await accepted.locator(".undo").waitFor();
+    const worker = await signIn(gw, "lhakpa");
+    const closed = await call(gw, "POST", `/api/alerts/${freshId}/resolve`, { note: "visited" }, worker);
+    expect(closed.status).toBe(200);
+    await page.getByText("The alert changed meanwhile").waitFor({ timeout: 15_000 });
+    expect((await call(gw, "GET", `/api/alerts/${freshId}`)).body.state).toBe("resolved");
   });
 
   it("rings again and again until someone accepts, unless muted; the title counts the waiting", async () => {

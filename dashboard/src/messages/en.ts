@@ -138,6 +138,8 @@ export const en = {
   "falseAlarm.other": "Other reason",
   "falseAlarm.confirm": "Mark as false alarm",
   "falseAlarm.pending": "False alarm: sent in {seconds} s",
+  "falseAlarm.changed":
+    "The alert changed meanwhile (accepted or closed): it was not marked as a false alarm.",
   "falseAlarm.undo": "Undo",
   "attempt.shown": "Shown on the dashboard of everyone who sees this alert",
   "attempt.webhook": "Webhook to {who}: {result}",

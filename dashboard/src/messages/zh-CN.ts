@@ -139,6 +139,7 @@ export const zhCN: Record<MessageKey, string> = {
   "falseAlarm.other": "其他原因",
   "falseAlarm.confirm": "确认为误报",
   "falseAlarm.pending": "误报：{seconds} 秒后提交",
+  "falseAlarm.changed": "告警在此期间已变化（已接单或已结束），未标记为误报。",
   "falseAlarm.undo": "撤销",
   "attempt.shown": "已在有权查看者的看板上显示",
   "attempt.webhook": "回调通知{who}：{result}",
