@@ -415,12 +415,16 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
     await page.mouse.wheel(0, 2000);
     await expect(page.locator(".banner").isVisible()).resolves.toBe(true);
     await expect(accept.isDisabled()).resolves.toBe(true);
+    // What fails meanwhile says so in Chinese, and stops saying it once the link is back.
+    await page.locator(`li.alert[data-alert-id="${alertId}"]`).getByRole("button", { name: "详情" }).click();
+    await page.getByText("无法连接网关，连接恢复后请重试").waitFor();
     expect(await englishOn(page, data)).toEqual([]);
     await page.screenshot({ path: `${ARTIFACTS}/workbench-phone-zh-disconnected.png` });
     await restart();
     await page.locator(".status.live").waitFor({ timeout: 30_000 });
     await expect(accept.isEnabled()).resolves.toBe(true);
     await expect(page.locator(".error").count()).resolves.toBe(0);
+    await expect(page.getByText("无法连接网关，连接恢复后请重试").count()).resolves.toBe(0);
 
     // Loading: the page's own files arrived, then the gateway went away before it answered.
     let release = () => {};
