@@ -56,6 +56,14 @@ export const whenSignedOut = (handler: () => void) => {
   onSignedOut = handler;
 };
 
+/**
+ * How far the gateway's clock is ahead of this device's: deadlines and times come in the
+ * gateway's time, and a phone's clock may be minutes off. Under 2 s counts as none (the Date
+ * header has whole seconds).
+ */
+let clockOffsetMs = 0;
+export const gatewayNow = () => Date.now() + clockOffsetMs;
+
 async function request<T>(
   method: string,
   path: string,
@@ -68,6 +76,11 @@ async function request<T>(
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  const date = Date.parse(res.headers.get("date") ?? "");
+  if (!Number.isNaN(date)) {
+    const offset = date - Date.now();
+    clockOffsetMs = Math.abs(offset) > 2000 ? offset : 0;
+  }
   const text = await res.text();
   const json = text ? JSON.parse(text) : undefined;
   if (res.status === 401 && !(method === "POST" && path === "/api/session")) onSignedOut();

@@ -7,10 +7,11 @@ import {
   alertKinds,
   api,
   type Contact,
+  gatewayNow,
   type Person,
 } from "./api.ts";
 import { h, present } from "./dom.ts";
-import { errorText, formatAgo, formatTime, isMessageKey, type MessageKey, t } from "./i18n.ts";
+import { errorText, formatAgo, formatList, formatTime, isMessageKey, type MessageKey, t } from "./i18n.ts";
 import { drawMiniMap } from "./map.ts";
 import { dueAt, formatCountdown, isActive, laneOf, triageOrder } from "./triage.ts";
 
@@ -103,7 +104,7 @@ export class AlertBoard {
   }
 
   render(): void {
-    const now = Date.now();
+    const now = gatewayNow();
     const shown = [...this.alerts.values()]
       .filter((a) => this.kind === "all" || a.kind === this.kind)
       .filter((a) => this.state === "all" || (this.state === "active") === isActive(a))
@@ -166,18 +167,19 @@ export class AlertBoard {
 
   /** Moves every countdown on the board (and in the detail) on to now: called each second. */
   tick(): void {
-    const now = Date.now();
+    const now = gatewayNow();
     for (const root of [this.element, this.detail]) {
-      for (const el of root?.querySelectorAll<HTMLElement>("[data-due-at]") ?? []) {
+      for (const el of root?.querySelectorAll<HTMLElement>("[data-countdown]") ?? []) {
         const alert = this.alerts.get(el.dataset.alertId ?? "");
         const due = alert && dueAt(alert);
         if (!due) continue;
         const time = formatCountdown(due.at - now);
-        const who = "roles" in due.due ? due.due.roles.map(roleName).join("、") : "";
+        const who = "roles" in due.due ? formatList(due.due.roles.map(roleName)) : "";
         el.textContent = t(`countdown.${due.due.what}`, { who, time });
       }
       for (const el of root?.querySelectorAll<HTMLElement>("[data-send-at]") ?? []) {
-        const seconds = Math.max(0, Math.ceil((Number(el.dataset.sendAt) - now) / 1000));
+        // The undo time runs on this device's clock, as its timer does.
+        const seconds = Math.max(0, Math.ceil((Number(el.dataset.sendAt) - Date.now()) / 1000));
         el.textContent = t("falseAlarm.pending", { seconds });
       }
     }
@@ -271,11 +273,11 @@ export class AlertBoard {
         h(
           "time",
           { datetime: new Date(a.openedAt).toISOString(), title: formatTime(a.openedAt), class: "ago" },
-          formatAgo(a.openedAt),
+          formatAgo(a.openedAt, gatewayNow()),
         ),
       ),
       h("p", { class: "who" }, subject?.name ?? a.subjectId),
-      active && dueAt(a) && h("p", { class: "countdown", dataset: { dueAt: "", alertId: a.id } }),
+      active && dueAt(a) && h("p", { class: "countdown", dataset: { countdown: "", alertId: a.id } }),
       h(
         "div",
         { class: "alert-meta" },
@@ -540,7 +542,7 @@ export class AlertBoard {
         h("p", { class: `badge ${colour(detail)}` }, t(`state.${detail.state}`)),
         isActive(alert) &&
           dueAt(alert) &&
-          h("p", { class: "countdown", dataset: { dueAt: "", alertId: id } }),
+          h("p", { class: "countdown", dataset: { countdown: "", alertId: id } }),
         this.actions(alert, false),
         opened.late === true && h("p", { class: "warning" }, t("alert.late")),
         subject?.address &&

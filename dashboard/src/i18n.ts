@@ -44,6 +44,11 @@ export function formatTime(ms: number): string {
   return new Intl.DateTimeFormat(locale, { dateStyle: "short", timeStyle: "medium" }).format(ms);
 }
 
+/** "Family and Grid worker" / "家属和网格员". */
+export function formatList(items: string[]): string {
+  return new Intl.ListFormat(locale, { style: "long", type: "conjunction" }).format(items);
+}
+
 /** "3 minutes ago" / "3 分钟前". */
 export function formatAgo(ms: number, now = Date.now()): string {
   const seconds = Math.round((ms - now) / 1000);
