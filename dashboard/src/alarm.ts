@@ -39,6 +39,7 @@ export class Alarm {
 
   /** Called after every change with the alerts waiting for someone to accept them. */
   sync(waiting: number): void {
+    const more = waiting > this.waiting;
     this.waiting = waiting;
     const title = t("app.title");
     document.title = waiting > 0 ? `(${waiting}) ${title}` : title;
@@ -49,6 +50,9 @@ export class Alarm {
     } else if (waiting === 0 && this.timer !== undefined) {
       window.clearInterval(this.timer);
       this.timer = undefined;
+    } else if (more) {
+      // Another one while ringing: sound now, not at the next repeat.
+      this.ring();
     }
     this.mark();
   }
