@@ -142,7 +142,8 @@ export async function seedDemo(
       role: "resident",
       communityId: grid.communityId,
       gridId: grid.id,
-      address: `${grid.id.replace("-g", " grid ")}, building ${(i % 9) + 1}`,
+      // As a responder reads it on the card: district, community, building, unit, flat.
+      address: `拉萨市城关区${grid.communityId === "lugu" ? "鲁固" : "冲赛康"}社区${(i % 9) + 1}号楼${(i % 3) + 1}单元${101 + (i % 6)}室`,
     });
     const familyId = `family-${String(i + 1).padStart(4, "0")}`;
     await add({

@@ -1,10 +1,22 @@
-import type { Alert, AlertEvent } from "../../gateway/alerts/model.ts";
+import { type Alert, type AlertEvent, type AlertKind, alertKinds } from "../../gateway/alerts/model.ts";
 import type { Geofence } from "../../gateway/rules/geofence.ts";
 import type { Device, DeviceState, NotificationAttempt, Person } from "../../gateway/store/types.ts";
 
-export type { Alert, AlertEvent, Device, DeviceState, Geofence, NotificationAttempt, Person };
+export type { Alert, AlertEvent, AlertKind, Device, DeviceState, Geofence, NotificationAttempt, Person };
+export { alertKinds };
 export type DeviceView = Device & { connected: boolean; state: DeviceState | null };
-export type AlertDetail = Alert & { events: AlertEvent[]; attempts: NotificationAttempt[] };
+/** Someone to phone about an alert: the subject's doctor or family. */
+export interface Contact {
+  personId: string;
+  relation: string;
+  name: string;
+  phone: string | null;
+}
+export type AlertDetail = Alert & {
+  events: AlertEvent[];
+  attempts: NotificationAttempt[];
+  contacts: Contact[];
+};
 export interface TrackPoint {
   ts: number;
   battery: number;
@@ -46,6 +58,14 @@ export const whenSignedOut = (handler: () => void) => {
   onSignedOut = handler;
 };
 
+/**
+ * How far the gateway's clock is ahead of this device's: deadlines and times come in the
+ * gateway's time, and a phone's clock may be minutes off. Under 2 s counts as none (the Date
+ * header has whole seconds).
+ */
+let clockOffsetMs = 0;
+export const gatewayNow = () => Date.now() + clockOffsetMs;
+
 async function request<T>(
   method: string,
   path: string,
@@ -58,6 +78,11 @@ async function request<T>(
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  const date = Date.parse(res.headers.get("date") ?? "");
+  if (!Number.isNaN(date)) {
+    const offset = date - Date.now();
+    clockOffsetMs = Math.abs(offset) > 2000 ? offset : 0;
+  }
   const text = await res.text();
   const json = text ? JSON.parse(text) : undefined;
   if (res.status === 401 && !(method === "POST" && path === "/api/session")) onSignedOut();
@@ -87,8 +112,11 @@ export const api = {
   accept: (id: string) => request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/accept`, {}),
   resolve: (id: string, note: string) =>
     request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/resolve`, { note }),
-  cancel: (id: string) => request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/cancel`, {}),
+  cancel: (id: string, reason: string) =>
+    request<Alert>("POST", `/api/alerts/${encodeURIComponent(id)}/cancel`, { reason }),
   people: async () => (await request<Person[]>("GET", "/api/people")).data,
+  grids: async () =>
+    (await request<{ id: string; communityId: string; name: string }[]>("GET", "/api/grids")).data,
   assignments: async (residentId: string) =>
     (
       await request<{ personId: string; relation: string }[]>(

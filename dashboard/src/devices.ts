@@ -1,17 +1,27 @@
-import { ApiError, api, type Person } from "./api.ts";
-import { h } from "./dom.ts";
-import { formatAgo, formatTime, type MessageKey, t } from "./i18n.ts";
+import { api, type DeviceView, type Person } from "./api.ts";
+import { h, present } from "./dom.ts";
+import { errorText, formatAgo, formatTime, type MessageKey, t } from "./i18n.ts";
 
-/** The device list (last seen, battery, online) and the registration form that shows a secret once. */
+/**
+ * The device list (last seen, battery, online) and, for staff and admins (who may register
+ * devices), the registration form that shows a secret once. Below 600 px the rows become cards.
+ */
 export class DeviceList {
   readonly element = h("section", { class: "devices" });
   private secret: { id: string; secret: string } | null = null;
   private error = "";
 
-  constructor(private readonly people: Map<string, Person>) {}
+  private devices: DeviceView[] = [];
+
+  constructor(
+    private readonly people: Map<string, Person>,
+    private readonly mayRegister: boolean,
+  ) {}
 
   async refresh(): Promise<void> {
-    const devices = await api.devices();
+    // The gateway away: keep showing what was last known; the header says the link is down.
+    this.devices = await api.devices().catch(() => this.devices);
+    const devices = this.devices;
     const yes = (v: boolean | undefined) => (v ? t("device.yes") : t("device.no"));
     const residents = [...this.people.values()].filter((p) => p.role === "resident");
     const id = h("input", {
@@ -47,7 +57,7 @@ export class DeviceList {
             this.error = "";
           } catch (err) {
             this.secret = null;
-            this.error = err instanceof ApiError ? err.message : String(err);
+            this.error = errorText(err);
           }
           await this.refresh();
         },
@@ -69,60 +79,56 @@ export class DeviceList {
           h("code", { id: "device-secret" }, this.secret.secret),
         ),
     );
+    const columns: MessageKey[] = [
+      "device.id",
+      "device.kind",
+      "device.owner",
+      "device.connected",
+      "device.online",
+      "device.lastSeen",
+      "device.battery",
+    ];
+    // Each cell names its column, for the card layout of narrow screens.
+    const cell = (column: number, props: Record<string, unknown>, text: string) =>
+      h("td", { ...props, "data-label": t(columns[column] as MessageKey) }, text);
     this.element.replaceChildren(
-      h(
-        "div",
-        { class: "table-wrap" },
+      ...present(
         h(
-          "table",
-          {},
+          "div",
+          { class: "table-wrap" },
           h(
-            "thead",
+            "table",
             {},
+            h("thead", {}, h("tr", {}, ...columns.map((k) => h("th", { scope: "col" }, t(k))))),
             h(
-              "tr",
+              "tbody",
               {},
-              ...(
-                [
-                  "device.id",
-                  "device.kind",
-                  "device.owner",
-                  "device.connected",
-                  "device.online",
-                  "device.lastSeen",
-                  "device.battery",
-                ] as MessageKey[]
-              ).map((k) => h("th", { scope: "col" }, t(k))),
-            ),
-          ),
-          h(
-            "tbody",
-            {},
-            ...devices.map((d) =>
-              h(
-                "tr",
-                { class: d.state && !d.state.online ? "offline" : "" },
-                h("td", {}, d.id),
-                h("td", {}, t(`device.${d.kind}` as MessageKey)),
-                h("td", {}, this.people.get(d.ownerId)?.name ?? d.ownerId),
-                h("td", {}, yes(d.connected)),
-                h("td", {}, d.state ? yes(d.state.online) : "–"),
+              ...devices.map((d) =>
                 h(
-                  "td",
-                  { title: d.state?.lastSeenAt ? formatTime(d.state.lastSeenAt) : "" },
-                  d.state?.lastSeenAt ? formatAgo(d.state.lastSeenAt) : t("device.never"),
-                ),
-                h(
-                  "td",
-                  { class: d.state?.batteryLow ? "low" : "" },
-                  d.state?.battery === null || !d.state ? "–" : `${d.state.battery}%`,
+                  "tr",
+                  { class: d.state && !d.state.online ? "offline" : "" },
+                  cell(0, {}, d.id),
+                  cell(1, {}, t(`device.${d.kind}`)),
+                  cell(2, {}, this.people.get(d.ownerId)?.name ?? d.ownerId),
+                  cell(3, {}, yes(d.connected)),
+                  cell(4, {}, d.state ? yes(d.state.online) : "–"),
+                  cell(
+                    5,
+                    { title: d.state?.lastSeenAt ? formatTime(d.state.lastSeenAt) : "" },
+                    d.state?.lastSeenAt ? formatAgo(d.state.lastSeenAt) : t("device.never"),
+                  ),
+                  cell(
+                    6,
+                    { class: d.state?.batteryLow ? "low" : "" },
+                    d.state?.battery === null || !d.state ? "–" : `${d.state.battery}%`,
+                  ),
                 ),
               ),
             ),
           ),
         ),
+        this.mayRegister && form,
       ),
-      form,
     );
   }
 }

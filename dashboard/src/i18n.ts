@@ -1,3 +1,4 @@
+import { ApiError } from "./api.ts";
 import { en, type MessageKey } from "./messages/en.ts";
 import { zhCN } from "./messages/zh-CN.ts";
 
@@ -32,6 +33,8 @@ export function onLocaleChange(listener: () => void): void {
   listeners.add(listener);
 }
 
+export const isMessageKey = (key: string): key is MessageKey => key in en;
+
 export function t(key: MessageKey, params: Record<string, string | number> = {}): string {
   const text = catalogues[locale][key] ?? en[key];
   return text.replace(/\{(\w+)\}/g, (_, name: string) => String(params[name] ?? ""));
@@ -39,6 +42,11 @@ export function t(key: MessageKey, params: Record<string, string | number> = {})
 
 export function formatTime(ms: number): string {
   return new Intl.DateTimeFormat(locale, { dateStyle: "short", timeStyle: "medium" }).format(ms);
+}
+
+/** "Family and Grid worker" / "家属和网格员". */
+export function formatList(items: string[]): string {
+  return new Intl.ListFormat(locale, { style: "long", type: "conjunction" }).format(items);
 }
 
 /** "3 minutes ago" / "3 分钟前". */
@@ -53,3 +61,14 @@ export function formatAgo(ms: number, now = Date.now()): string {
 }
 
 export type { MessageKey };
+
+/** What went wrong, in the reader's language: by the server's error code, never its English text. */
+export function errorText(err: unknown): string {
+  if (err instanceof ApiError) {
+    const key = `error.${err.code}`;
+    return isMessageKey(key) ? t(key) : t("error.unknown");
+  }
+  // fetch() rejects with a TypeError when the gateway cannot be reached at all.
+  if (err instanceof TypeError) return t("error.network");
+  return t("error.unknown");
+}

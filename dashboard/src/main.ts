@@ -1,10 +1,11 @@
-import { notificationsButton, raiseAlarm, unlockAudio } from "./alarm.ts";
+import { Alarm, notificationsButton, notifySystem, unlockAudio } from "./alarm.ts";
 import { ApiError, api, type Person, type SessionInfo, whenSignedOut } from "./api.ts";
 import { AlertBoard } from "./board.ts";
 import { DeviceList } from "./devices.ts";
 import { h, present } from "./dom.ts";
 import {
   currentLocale,
+  errorText,
   type Locale,
   locales,
   type MessageKey,
@@ -18,9 +19,83 @@ import "./style.css";
 
 type View = "alerts" | "map" | "devices";
 const root = document.getElementById("app") as HTMLElement;
+/** Redraws whatever is on screen in the language just chosen. */
+let redraw: () => void = () => undefined;
+onLocaleChange(() => redraw());
+
+const TEXT_SIZE_KEY = "gateway.textSize";
+const textSizes = ["100", "125", "150"] as const;
+/** Percent of the browser's own size, so a larger default font in the browser still counts. */
+function applyTextSize(size: string): void {
+  document.documentElement.style.fontSize = `${size}%`;
+  localStorage.setItem(TEXT_SIZE_KEY, size);
+}
+applyTextSize(localStorage.getItem(TEXT_SIZE_KEY) ?? "100");
+document.documentElement.lang = currentLocale();
+document.title = t("app.title");
+
+const languageSelect = () =>
+  h(
+    "select",
+    {
+      id: "language",
+      "aria-label": t("lang.label"),
+      onchange: (e: Event) => setLocale((e.target as HTMLSelectElement).value as Locale),
+    },
+    ...locales.map((l) => h("option", { value: l.id, selected: l.id === currentLocale() }, l.name)),
+  );
+
+const textSizeSelect = () =>
+  h(
+    "select",
+    {
+      id: "text-size",
+      "aria-label": t("textSize.label"),
+      onchange: (e: Event) => applyTextSize((e.target as HTMLSelectElement).value),
+    },
+    ...textSizes.map((s) =>
+      h(
+        "option",
+        { value: s, selected: document.documentElement.style.fontSize === `${s}%` },
+        `${t("textSize.label")}: ${t(`textSize.${s}`)}`,
+      ),
+    ),
+  );
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `load` until the gateway answers: a page opened during an outage waits, says so, and
+ * opens by itself when the gateway is back. An answer that refuses (a 4xx) is not an outage.
+ */
+async function untilReachable<T>(load: () => Promise<T>): Promise<T> {
+  for (let delay = 1000; ; delay = Math.min(delay * 2, 8000)) {
+    try {
+      return await load();
+    } catch (err) {
+      if (err instanceof ApiError && err.status < 500) throw err;
+      showWaiting();
+      await sleep(delay);
+    }
+  }
+}
+
+function showWaiting(): void {
+  redraw = showWaiting;
+  root.replaceChildren(
+    h(
+      "div",
+      { class: "boot", role: "status" },
+      h("h1", {}, t("app.title")),
+      h("p", { class: "banner" }, t("boot.retrying")),
+      languageSelect(),
+    ),
+  );
+}
 
 /** The sign-in form; a successful sign-in starts the dashboard in place. */
 function showSignIn(message = ""): void {
+  redraw = () => showSignIn(error.hidden ? "" : error.textContent);
   const error = h("p", { class: "error", role: "alert", hidden: !message }, message);
   const field = (id: string, type: string, key: MessageKey, autocomplete: string) =>
     h(
@@ -29,6 +104,7 @@ function showSignIn(message = ""): void {
       t(key),
       h("input", { id, name: id, type, autocomplete, required: true, maxlength: 200 }),
     );
+  const submit = h("button", { class: "primary", type: "submit" }, t("signin.submit"));
   const form = h(
     "form",
     {
@@ -36,11 +112,15 @@ function showSignIn(message = ""): void {
       onsubmit: async (e: Event) => {
         e.preventDefault();
         const data = new FormData(form);
+        submit.disabled = true;
+        submit.textContent = t("signin.busy");
         try {
           await boot(await api.signIn(String(data.get("username")), String(data.get("password"))));
         } catch (err) {
-          error.textContent = t("signin.failed", { message: (err as Error).message });
+          error.textContent = t("signin.failed", { message: errorText(err) });
           error.hidden = false;
+          submit.disabled = false;
+          submit.textContent = t("signin.submit");
         }
       },
     },
@@ -49,30 +129,41 @@ function showSignIn(message = ""): void {
     field("username", "text", "signin.username", "username"),
     field("password", "password", "signin.password", "current-password"),
     error,
-    h("button", { class: "primary", type: "submit" }, t("signin.submit")),
+    submit,
+    languageSelect(),
   );
   root.replaceChildren(form);
   (form.querySelector("input") as HTMLInputElement).focus();
 }
 
 async function boot(session: SessionInfo): Promise<void> {
-  document.documentElement.lang = currentLocale();
   // The session ended (expired, signed out elsewhere, account disabled): back to the form.
   whenSignedOut(() => location.reload());
-  const config = await api.config();
+  const [config, peopleList, gridList, initial] = await untilReachable(() =>
+    Promise.all([api.config(), api.people(), api.grids(), api.alerts()]),
+  );
   configureMaps(config);
-  const people = new Map<string, Person>((await api.people()).map((p) => [p.id, p]));
-  let view: View = (location.hash.slice(1) as View) || "alerts";
+  const people = new Map<string, Person>(peopleList.map((p) => [p.id, p]));
+  const manages = session.account.role === "admin" || session.account.role === "staff";
+  const viewOf = (hash: string): View =>
+    hash === "#map" ? "map" : hash === "#devices" ? "devices" : "alerts";
+  let view = viewOf(location.hash);
   let status: StreamStatus = "connecting";
-  let errorText = "";
+  let errorMessage = "";
+  const alarm = new Alarm();
+  // Folded on a phone, where the header must stay small; open on a desk. Kept across redraws.
+  let controlsOpen = matchMedia("(min-width: 900px)").matches;
 
   const board = new AlertBoard({
     people,
-    canRespond: session.person !== null,
+    grids: new Map(gridList.map((g) => [g.id, g.name])),
+    me: session.person,
+    online: () => status === "live",
     showError: (message) => {
-      errorText = message;
+      errorMessage = message;
       render();
     },
+    onChange: () => alarm.sync(board.waiting()),
   });
   const alerting = () =>
     new Set(
@@ -81,96 +172,151 @@ async function boot(session: SessionInfo): Promise<void> {
         .map((a) => a.deviceId),
     );
   const tagMap = new TagMap(people, alerting);
-  const devices = new DeviceList(people);
+  const devices = new DeviceList(people, manages);
 
-  const { alerts, lastEventId } = await api.alerts();
-  board.load(alerts);
+  board.load(initial.alerts);
   const feed = new AlertFeed(
-    lastEventId,
+    initial.lastEventId,
     (alert) => {
       const isNew = board.apply(alert);
       if (isNew && alert.state === "open") {
-        const who = people.get(alert.subjectId)?.name ?? alert.subjectId;
-        raiseAlarm(
-          `${t(`kind.${alert.kind}` as MessageKey)} · ${who}`,
+        notifySystem(
+          `${t(`kind.${alert.kind}`)} · ${people.get(alert.subjectId)?.name ?? alert.subjectId}`,
           people.get(alert.subjectId)?.address ?? alert.deviceId,
         );
       }
       if (view === "map") void tagMap.refresh();
     },
     (next) => {
+      const back = next === "live" && status !== "live";
       status = next;
-      renderStatus();
+      // The link is back: what failed while it was away no longer stands, and views reload.
+      if (back) {
+        errorMessage = "";
+        render();
+      } else {
+        renderStatus();
+        board.render();
+      }
     },
   );
 
   const banner = h("div", { class: "banner", role: "alert", hidden: true });
   const statusPill = h("span", { class: "status", "aria-live": "polite" });
-  const main = h("main", { id: "main" });
+  const main = h("main", { id: "main", tabindex: -1 });
   function renderStatus(): void {
     statusPill.textContent = t(
-      status === "live" ? "stream.live" : status === "down" ? "stream.down" : "stream.connecting",
+      status === "live" ? "stream.live" : status === "down" ? "stream.offline" : "stream.connecting",
     );
     statusPill.className = `status ${status}`;
     banner.hidden = status !== "down";
-    banner.textContent = t("stream.down");
+    banner.textContent = `${t("stream.down")} ${t("stream.paused")}`;
+  }
+
+  function muteButton(): HTMLButtonElement {
+    return alarm.muted
+      ? h(
+          "button",
+          {
+            id: "mute",
+            class: "link",
+            onclick: () => {
+              alarm.unmute();
+              render();
+            },
+          },
+          `${t("alarm.muted", { time: new Date(alarm.mutedUntil).toLocaleTimeString(currentLocale(), { timeStyle: "short" }) })} · ${t("alarm.unmute")}`,
+        )
+      : h(
+          "button",
+          {
+            id: "mute",
+            class: "link",
+            onclick: () => {
+              alarm.mute(10);
+              render();
+            },
+          },
+          t("alarm.mute", { minutes: 10 }),
+        );
   }
 
   function render(): void {
+    redraw = render;
     const tab = (id: View, key: MessageKey) =>
       h("a", { href: `#${id}`, class: "tab", "aria-current": view === id ? "page" : undefined }, t(key));
-    const language = h(
-      "select",
-      {
-        id: "language",
-        "aria-label": t("lang.label"),
-        onchange: (e: Event) => setLocale((e.target as HTMLSelectElement).value as Locale),
-      },
-      ...locales.map((l) => h("option", { value: l.id, selected: l.id === currentLocale() }, l.name)),
-    );
     const who = session.person
-      ? `${session.person.name} · ${t(`role.${session.person.role}` as MessageKey)}`
+      ? `${session.person.name} · ${t(`role.${session.person.role}`)}`
       : session.account.username;
     root.replaceChildren(
       ...present(
-        h("a", { class: "skip", href: "#main" }, "Skip to content"),
+        // Moves focus without touching the hash, which names the view.
         h(
-          "header",
-          { class: "top" },
-          h("div", { class: "brand" }, h("h1", {}, t("app.title")), h("span", {}, t("app.subtitle"))),
+          "a",
+          {
+            class: "skip",
+            href: "#main",
+            onclick: (e: Event) => {
+              e.preventDefault();
+              main.focus();
+            },
+          },
+          t("app.skip"),
+        ),
+        h(
+          "div",
+          { class: "sticky" },
           h(
-            "nav",
-            { "aria-label": "views" },
-            tab("alerts", "nav.alerts"),
-            tab("map", "nav.map"),
-            tab("devices", "nav.devices"),
-          ),
-          h(
-            "div",
-            { class: "controls" },
-            statusPill,
-            notificationsButton(),
-            h("span", { class: "who" }, t("signin.as", { name: who })),
+            "header",
+            { class: "top" },
+            h("h1", { class: "brand" }, t("app.title")),
             h(
-              "button",
+              "nav",
+              { "aria-label": t("nav.label") },
+              tab("alerts", "nav.alerts"),
+              tab("map", "nav.map"),
+              tab("devices", "nav.devices"),
+            ),
+            statusPill,
+            h(
+              "details",
               {
-                id: "sign-out",
-                onclick: async () => {
-                  await api.signOut().catch(() => undefined);
-                  location.reload();
+                class: "controls",
+                open: controlsOpen,
+                ontoggle: (e: Event) => {
+                  controlsOpen = (e.target as HTMLDetailsElement).open;
                 },
               },
-              t("signout"),
+              h("summary", {}, t("signin.as", { name: who })),
+              h(
+                "div",
+                { class: "controls-body" },
+                muteButton(),
+                notificationsButton(),
+                languageSelect(),
+                textSizeSelect(),
+                h(
+                  "button",
+                  {
+                    id: "sign-out",
+                    onclick: async () => {
+                      await api.signOut().catch(() => undefined);
+                      location.reload();
+                    },
+                  },
+                  t("signout"),
+                ),
+              ),
             ),
-            language,
           ),
+          banner,
+          errorMessage ? h("p", { class: "error", role: "alert" }, errorMessage) : null,
         ),
-        banner,
-        errorText ? h("p", { class: "error", role: "alert" }, errorText) : null,
         main,
       ),
     );
     renderStatus();
+    alarm.sync(board.waiting());
     main.replaceChildren(
       view === "alerts" ? board.element : view === "map" ? tagMap.element : devices.element,
     );
@@ -180,11 +326,11 @@ async function boot(session: SessionInfo): Promise<void> {
   }
 
   window.addEventListener("hashchange", () => {
-    view = (location.hash.slice(1) as View) || "alerts";
+    view = viewOf(location.hash);
     render();
   });
-  onLocaleChange(render);
-  // "3 minutes ago" keeps moving.
+  // Countdowns move each second; "3 minutes ago" and the device list every 15 s.
+  setInterval(() => view === "alerts" && board.tick(), 1000);
   setInterval(() => view === "alerts" && board.render(), 15_000);
   setInterval(() => view === "devices" && void devices.refresh(), 15_000);
   render();
@@ -194,12 +340,11 @@ async function boot(session: SessionInfo): Promise<void> {
   document.addEventListener("keydown", unlockAudio, { once: true });
 }
 
-api
-  .session()
+untilReachable(() => api.session())
   .then(boot, (err) => {
     if (err instanceof ApiError && err.status === 401) return showSignIn();
     throw err;
   })
   .catch((err) => {
-    document.body.textContent = `Cannot start: ${(err as Error).message}`;
+    root.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(err)));
   });

@@ -12,10 +12,12 @@ export function configureMaps(c: UiConfig): void {
 
 function baseMap(element: HTMLElement, center: [number, number], zoom: number): L.Map {
   // No tiles configured or reachable: the vectors still draw on the plain background.
-  const map = L.map(element, { zoomControl: true, attributionControl: Boolean(config.tileUrl) }).setView(
+  const map = L.map(element, { zoomControl: false, attributionControl: Boolean(config.tileUrl) }).setView(
     center,
     zoom,
   );
+  // Leaflet's own titles are English: the page's language instead.
+  L.control.zoom({ zoomInTitle: t("map.zoomIn"), zoomOutTitle: t("map.zoomOut") }).addTo(map);
   if (config.tileUrl)
     L.tileLayer(config.tileUrl, {
       attribution: config.tileAttribution,
@@ -77,7 +79,10 @@ export class TagMap {
   }
 
   async refresh(): Promise<void> {
-    const [zones, devices] = await Promise.all([api.geofences(), api.devices()]);
+    const loaded = await Promise.all([api.geofences(), api.devices()]).catch(() => null);
+    // The gateway away: the map keeps what it last drew; the header says the link is down.
+    if (!loaded) return;
+    const [zones, devices] = loaded;
     this.zones.clearLayers();
     // Tooltips get elements, never strings: Leaflet would parse a string as HTML.
     for (const z of zones)
@@ -175,7 +180,7 @@ export class TagMap {
 
   private async showTrack(from: number, to: number): Promise<void> {
     if (!this.selected || !this.map) return;
-    const points = (await api.track(this.selected, from, to)).filter(
+    const points = (await api.track(this.selected, from, to).catch(() => [])).filter(
       (p) => p.fix === "ok" && p.lat !== undefined,
     );
     this.track.clearLayers();

@@ -10,6 +10,19 @@ import * as s from "./schemas.ts";
 
 const params = z.object({ id: z.string().min(1).max(64) });
 
+/** Whom a responder can phone about the alert: the resident's doctor and family, by name and number. */
+const contact = z.object({
+  personId: z.string(),
+  relation: z.string(),
+  name: z.string(),
+  phone: z.string().nullable(),
+});
+const alertDetail = s.alertDetail.extend({
+  contacts: z
+    .array(contact)
+    .describe("The subject's assigned doctor and family: whoever sees the alert may phone them"),
+});
+
 /**
  * Alerts: list, detail with audit trail, the responder actions, and the live stream. Each viewer
  * gets only alerts about people in their scope; a responder acts as the person their account is.
@@ -26,10 +39,16 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (
     return alert;
   };
   /** Checks scope, then does `act` as the viewer's person, and notes the account in the audit log. */
-  const respond = async (viewer: Viewer, id: string, action: string, act: (by: string) => Promise<Alert>) => {
+  const respond = async (
+    viewer: Viewer,
+    id: string,
+    action: string,
+    act: (by: string) => Promise<Alert>,
+    detail?: Record<string, unknown>,
+  ) => {
     await visibleAlert(viewer, id);
     const alert = await act(responderOf(viewer).id);
-    await auth.audit(viewer.account.username, `alert.${action}`, alert.id);
+    await auth.audit(viewer.account.username, `alert.${action}`, alert.id, detail);
     return alert;
   };
 
@@ -74,19 +93,28 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (
 
   app.get(
     "/api/alerts/:id",
-    { config: { roles: everyone }, schema: { tags: ["alerts"], params, response: { 200: s.alertDetail } } },
+    { config: { roles: everyone }, schema: { tags: ["alerts"], params, response: { 200: alertDetail } } },
     async (req) => {
       const viewer = viewerOf(req);
       const alert = await visibleAlert(viewer, req.params.id);
-      const [events, attempts] = await Promise.all([
+      const [events, attempts, assigned] = await Promise.all([
         store.alerts.events(alert.id),
         store.attempts.forAlert(alert.id),
+        store.registry.listAssignments({ residentId: alert.subjectId }),
       ]);
+      // A doctor needs the family's number (and the family the doctor's) to act on an alert they
+      // see: names and phones only, and only of the people assigned to this alert's subject.
+      const contacts = [];
+      for (const a of assigned) {
+        const p = await store.registry.getPerson(a.personId);
+        if (p) contacts.push({ personId: p.id, relation: a.relation, name: p.name, phone: p.phone });
+      }
       // Contact addresses may hold tokens, and raw errors map the network: for managers only.
       const manages = viewer.account.role === "admin" || viewer.account.role === "staff";
       return {
         ...alert,
         events,
+        contacts,
         attempts: manages
           ? attempts
           : attempts.map((a) => (a.channel === "webhook" ? { ...a, address: "", detail: null } : a)),
@@ -129,12 +157,21 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (
       config: { roles: everyone },
       schema: {
         tags: ["alerts"],
-        description: "A responder marks the alert a false alarm",
+        description:
+          "A responder marks the alert a false alarm, optionally saying why (kept in the audit log)",
         params,
+        body: z.object({ reason: z.string().trim().max(500).optional() }).optional(),
         response: { 200: s.alert },
       },
     },
-    (req) => respond(viewerOf(req), req.params.id, "cancel", (by) => alerts.cancel(req.params.id, by)),
+    (req) =>
+      respond(
+        viewerOf(req),
+        req.params.id,
+        "cancel",
+        (by) => alerts.cancel(req.params.id, by),
+        req.body?.reason ? { reason: req.body.reason } : undefined,
+      ),
   );
 
   app.get(

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import fastifyCompress from "@fastify/compress";
 import fastifyStatic from "@fastify/static";
 import type { FastifyPluginAsync } from "fastify";
 import { everyone } from "./access.ts";
@@ -8,14 +9,29 @@ import type { ApiDeps } from "./index.ts";
 /** Where `vite build` puts the dashboard. */
 export const dashboardDist = fileURLToPath(new URL("../../dashboard/dist", import.meta.url));
 
-/** Serves the built dashboard at `/`, and the settings it reads at start. */
+/**
+ * Serves the built dashboard at `/`, and the settings it reads at start. Compression is
+ * registered here, inside this plugin, so it covers the page's files and never the live stream.
+ */
 export const dashboardRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ui }) => {
+  await app.register(fastifyCompress, { encodings: ["br", "gzip"] });
   app.get("/api/ui-config", { config: { roles: everyone }, schema: { tags: ["operations"] } }, async () => ({
     ...ui,
     center: [29.6525, 91.1321],
   }));
   if (existsSync(`${dashboardDist}/index.html`)) {
-    await app.register(fastifyStatic, { root: dashboardDist, index: "index.html", maxAge: "1h" });
+    await app.register(fastifyStatic, {
+      root: dashboardDist,
+      index: "index.html",
+      cacheControl: false,
+      // Vite names assets by their content hash: they never change. index.html names the current
+      // ones, so it is asked for again each time: an update reaches every phone at its next load.
+      setHeaders: (res, path) =>
+        res.header(
+          "cache-control",
+          path.includes("/assets/") ? "public, max-age=31536000, immutable" : "no-cache",
+        ),
+    });
     return;
   }
   app.get("/", { schema: { hide: true } }, async (_req, reply) =>

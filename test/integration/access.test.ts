@@ -374,6 +374,12 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
       own: async () => ({ path: `/api/geofences/${await throwawayZone()}` }),
       foreign: async () => ({ path: `/api/geofences/${await throwawayZone("lugu", "lugu-1")}` }),
     },
+    ...["monthly", "monthly.csv"].map((report) => ({
+      route: `GET /api/reports/${report}`,
+      allowed: managers,
+      own: () => ({ path: `/api/reports/${report}?community=chongsaikang` }),
+      foreign: () => ({ path: `/api/reports/${report}?community=lugu` }),
+    })),
     { route: "GET /api/ui-config", allowed: everyone, own: () => ({ path: "/api/ui-config" }) },
     { route: "GET /api/stream", allowed: everyone, own: () => ({ path: "/api/stream" }) },
   ];

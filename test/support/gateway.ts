@@ -96,8 +96,12 @@ export async function call(
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
-  // biome-ignore lint/suspicious/noExplicitAny: test helper returns whatever the API sent
-  const json: any = text ? JSON.parse(text) : undefined;
+  // biome-ignore lint/suspicious/noExplicitAny: test helper returns whatever the API sent (JSON parsed, CSV as text)
+  const json: any = !text
+    ? undefined
+    : res.headers.get("content-type")?.includes("json")
+      ? JSON.parse(text)
+      : text;
   return { status: res.status, body: json };
 }
 
