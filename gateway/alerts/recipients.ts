@@ -10,7 +10,7 @@ export interface FoundAudience {
 /**
  * Who holds a role for a resident or child (their assigned doctor and family, the grid worker of
  * their grid, the staff of their community) and whether anything reaches each of them now: a
- * webhook contact whose last delivery did not fail, or the dashboard open in their name.
+ * contact whose last message did not fail, or the dashboard open in their name.
  * The catch-all is the community's staff who can be reached, or else the admins.
  */
 export async function findAudience(
@@ -32,8 +32,9 @@ export async function findAudience(
     byRole.staff = await registry.listPeople({ role: "staff", communityId: subject.communityId });
   }
   const all = Object.values(byRole).flat();
-  const failing = await store.attempts.failing(all.flatMap((p) => p.contacts.map((c) => c.address)));
-  const reachable = (p: Person) => isWatching(p.id) || p.contacts.some((c) => !failing.has(c.address));
+  const failing = await store.attempts.failing(all.flatMap((p) => p.contacts));
+  const reachable = (p: Person) =>
+    isWatching(p.id) || p.contacts.some((c) => !failing.has(`${c.kind} ${c.address}`));
   const responders = (list: Person[] = []): Responder[] =>
     list.map((p) => {
       people.set(p.id, p);

@@ -82,14 +82,14 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (
         store.alerts.events(alert.id),
         store.attempts.forAlert(alert.id),
       ]);
-      // Contact addresses may hold tokens, and raw errors map the network: for managers only.
+      // Contact addresses may hold tokens or phone numbers, and raw errors map the network: for managers only.
       const manages = viewer.account.role === "admin" || viewer.account.role === "staff";
       return {
         ...alert,
         events,
         attempts: manages
           ? attempts
-          : attempts.map((a) => (a.channel === "webhook" ? { ...a, address: "", detail: null } : a)),
+          : attempts.map((a) => (a.channel === "device" ? a : { ...a, address: "", detail: null })),
       };
     },
   );

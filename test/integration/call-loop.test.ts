@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { signWebhook } from "../../gateway/notify/webhook.ts";
+import { signWebhook } from "../../gateway/notify/channels/index.ts";
 import { FakeClock } from "../support/fake-clock.ts";
 import {
   call,
@@ -113,7 +113,12 @@ describe("call-button loop", () => {
         personId: string;
         status: string;
       }[];
-      return all.length === 7 && all.every((a) => a.status === "delivered") && all;
+      // A bridge that took a webhook said no more: sent; a device acknowledged its commands: delivered.
+      return (
+        all.length === 7 &&
+        all.every((a) => a.status === (a.channel === "webhook" ? "sent" : "delivered")) &&
+        all
+      );
     });
     expect(attempts.filter((a) => a.channel === "webhook").map((a) => `${a.event}->${a.personId}`)).toEqual([
       "paged->dr-tsering",
@@ -212,7 +217,7 @@ describe("call-button loop", () => {
     expect(attempts.map((a: { status: string; detail: string }) => `${a.status} ${a.detail}`)).toEqual([
       "failed HTTP 503",
       "failed HTTP 503",
-      "delivered HTTP 200",
+      "sent HTTP 200",
     ]);
     await device.close();
   });
