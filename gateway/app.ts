@@ -226,6 +226,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     ui: { tileUrl: config.TILE_URL ?? null, tileAttribution: config.TILE_ATTRIBUTION },
     phrases: config.phrases,
     outbound,
+    configuredChannels: channels.map((c) => c.kind),
     isConnected: (id) => broker.isConnected(id),
     isReady: () => ready,
     metricsToken: config.METRICS_TOKEN,

@@ -5,7 +5,7 @@ import { mustBeInArea, mustSee, newRecordId, sees, type Viewer } from "../auth/i
 import { newDeviceSecret } from "../broker/secrets.ts";
 import { Errors } from "../errors.ts";
 import type { Device, Person, Role } from "../store/types.ts";
-import { deviceKinds, roles } from "../store/types.ts";
+import { channelKinds, deviceKinds, roles } from "../store/types.ts";
 import { adminOnly, everyone, managers, viewerOf } from "./access.ts";
 import type { ApiDeps } from "./index.ts";
 import * as s from "./schemas.ts";
@@ -16,7 +16,19 @@ import * as s from "./schemas.ts";
  */
 export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   fastify,
-  { store, deviceSecrets, isConnected, clock, bus, tracker, auth, disconnectDevice, phrases, outbound },
+  {
+    store,
+    deviceSecrets,
+    isConnected,
+    clock,
+    bus,
+    tracker,
+    auth,
+    disconnectDevice,
+    phrases,
+    outbound,
+    configuredChannels,
+  },
 ) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const { registry } = store;
@@ -212,6 +224,19 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       });
       return updated;
     },
+  );
+  app.get(
+    "/api/channels",
+    {
+      config: { roles: everyone },
+      schema: {
+        tags: ["people"],
+        description:
+          "The channels a contact may use, and whether each is configured here (a contact on one that is not is skipped)",
+        response: { 200: z.array(z.object({ kind: z.enum(channelKinds), configured: z.boolean() })) },
+      },
+    },
+    async () => channelKinds.map((kind) => ({ kind, configured: configuredChannels.includes(kind) })),
   );
   const contactList = z.strictObject({ contacts: s.contacts });
   app.get(

@@ -321,15 +321,12 @@ export function loadPhrases(file: string): PhraseCatalogue {
 
 /** A secrets file holds secret settings only, as strings: a typo there must not pass unnoticed. */
 function loadSecrets(file: string): Record<string, string> {
-  const parsed = z.record(z.enum(secretSettings), z.string()).safeParse(readJson("SECRETS_FILE", file));
-  if (!parsed.success)
-    throw new ConfigError(
-      describe(parsed.error.issues, `${file}: `).replace(
-        /: Invalid key in record$/gm,
-        ": not a secret setting",
-      ),
-    );
-  return parsed.data;
+  const schema = z.strictObject(
+    Object.fromEntries(secretSettings.map((name) => [name, z.string().optional()])),
+  );
+  const parsed = schema.safeParse(readJson("SECRETS_FILE", file));
+  if (!parsed.success) throw new ConfigError(describe(parsed.error.issues, `${file}: `));
+  return parsed.data as Record<string, string>;
 }
 
 /** Which channels are complete; one begun but not finished stops the gateway, naming what is missing. */
