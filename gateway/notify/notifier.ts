@@ -125,18 +125,20 @@ export class Notifier {
 
   private async dispatch(n: EventMap["alert.notify"]): Promise<void> {
     const { store, clock, log } = this.deps;
-    const about = await summarize(this.deps, n, this.options.publicUrl);
     const configured = (k: ChannelKind) => this.channels.has(k);
-    const reached =
+    // Side by side: a follow-up is on its way no later than a page emitted with it.
+    const [about, reached] = await Promise.all([
+      summarize(this.deps, n, this.options.publicUrl),
       n.event === "paged"
         ? []
-        : await store.attempts.forAlert(n.alert.id).catch((err) => {
+        : store.attempts.forAlert(n.alert.id).catch((err) => {
             log.error(
               { err, alertId: n.alert.id },
               "could not read how the page went: following up as paged",
             );
             return [];
-          });
+          }),
+    ]);
     for (const recipient of n.recipients) {
       let chain = contactsFor(recipient, n, configured);
       if (n.event !== "paged") {
