@@ -169,7 +169,7 @@ export const attempt = z.object({
   status: z
     .enum(attemptStatuses)
     .describe(
-      "pending: stored, no answer yet; sent: a webhook bridge took it and said no more; accepted: the provider took it (SMS, a call placed) without saying whether it arrived; delivered: a robot posted it in its group, or a device acknowledged it; failed: see detail; expired: a device command never acknowledged in time",
+      "pending: stored, no answer yet; accepted: the provider took it (SMS, a call placed) without saying whether it arrived; delivered: a robot posted it in its group, a webhook bridge answered 2xx, or a device acknowledged it; failed: see detail; expired: a device command never acknowledged in time",
     ),
   detail: z.string().nullable(),
 });

@@ -104,15 +104,15 @@ export interface Assignment {
   relation: Relation;
 }
 /**
- * pending: stored, no answer yet. sent: the receiver answered 2xx and nothing more (a webhook
- * bridge). accepted: the provider took it for delivery and does not say whether it arrived (SMS,
- * a voice call placed). delivered: it is where the person reads it (a robot's group message, a
+ * pending: stored, no answer yet. accepted: the provider took it for delivery and does not say
+ * whether it arrived (SMS, a voice call placed). delivered: it is where the person reads it, or
+ * with the receiver the operator chose (a robot's group message, a webhook bridge's 2xx, a
  * device's acknowledgement). failed: with the reason. expired: a device command never acknowledged.
  */
-export const attemptStatuses = ["pending", "sent", "accepted", "delivered", "failed", "expired"] as const;
+export const attemptStatuses = ["pending", "accepted", "delivered", "failed", "expired"] as const;
 export type AttemptStatus = (typeof attemptStatuses)[number];
 /** A message reached, or was taken for, its channel: it need not go further down the person's list. */
-export const isReached = (s: AttemptStatus) => s === "sent" || s === "accepted" || s === "delivered";
+export const isReached = (s: AttemptStatus) => s === "accepted" || s === "delivered";
 export interface NotificationAttempt {
   id: number;
   alertId: string;

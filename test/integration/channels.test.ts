@@ -323,7 +323,7 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     const first = await press(gw, "btn-1");
     expect(said(await settledAttempts(gw, first, 2))).toEqual([
       "paged dr-tsering dingtalk failed: DingTalk errcode 130101: send too fast, exceed 20 times per minute",
-      "paged dr-tsering webhook sent: HTTP 200",
+      "paged dr-tsering webhook delivered: HTTP 200",
     ]);
     const second = await press(gw, "btn-2");
     const attempts = await settledAttempts(gw, second, 2);

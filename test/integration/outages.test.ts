@@ -342,14 +342,14 @@ describe("webhook endpoints down or slow", () => {
     const doctor = await waitFor(
       async () => {
         const a = (await attemptsOf(gw, alertId)).filter((x) => x.personId === "dr-tsering");
-        return a.length === 2 && a[1]?.status === "sent" && a;
+        return a.length === 2 && a[1]?.status === "delivered" && a;
       },
       2000,
       "the doctor's second attempt",
     );
     expect(doctor.map((a) => `${a.status} ${a.detail}`)).toEqual([
       "failed timed out after 3000 ms",
-      "sent HTTP 200",
+      "delivered HTTP 200",
     ]);
     expect(await metric(gw, 'gateway_notification_attempts_total{channel="webhook",result="failed"}')).toBe(
       4,

@@ -10,7 +10,8 @@ export function signWebhook(secret: string, timestamp: string, body: string): st
 
 /**
  * Posts the whole alert summary, signed, to a bridge of the operator's (SMS, WeChat, phone). A
- * 2xx means the bridge has it; whether it reached the person, the bridge does not say: sent.
+ * 2xx means the bridge has it: delivered, as far as the gateway can tell (what the bridge does
+ * next is the bridge's).
  */
 export class WebhookChannel implements Channel {
   readonly kind = "webhook";
@@ -63,7 +64,7 @@ export class WebhookChannel implements Channel {
     if (isResult(res)) return res;
     const { status } = res;
     if (status >= 300 && status < 400) return failed(`HTTP ${status} (redirects are not followed)`, false);
-    if (status >= 200 && status < 300) return { status: "sent", detail: `HTTP ${status}`, retry: false };
+    if (status >= 200 && status < 300) return { status: "delivered", detail: `HTTP ${status}`, retry: false };
     // Client errors other than timeouts and throttling will not heal by retrying.
     return failed(`HTTP ${status}`, status >= 500 || status === 408 || status === 429);
   }
