@@ -139,6 +139,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       flushMs: 10_000,
     },
   );
+  const channels = channelsFrom(config, { outbound, clock });
   const alerts = new AlertService(
     {
       store,
@@ -149,6 +150,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       metrics,
       log,
       isWatching: (personId) => stream.isWatching(personId),
+      canSendOn: (kind) => channels.some((c) => c.kind === kind),
       alarmContext: (deviceId, message) => tracker.alarmContext(deviceId, message),
     },
     { quietPeriodMs: config.ALERT_QUIET_PERIOD_MIN * 60_000, sweepMs: config.DEADLINE_SWEEP_SEC * 1000 },
@@ -167,7 +169,6 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { store, bus, clock, metrics, log },
     { maxBufferedBytes: config.STREAM_CLIENT_BUFFER_BYTES },
   );
-  const channels = channelsFrom(config, { outbound, clock });
   const notifier = new Notifier(
     { store, bus, clock, metrics, log, deviceState: (id) => tracker.state(id) },
     channels,

@@ -6,7 +6,7 @@ import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { Metrics } from "../metrics.ts";
 import { DEFAULT_LOCALE, devicePhrase, type PhraseCatalogue } from "../notify/phrases.ts";
-import { isReached, type Person, type Store } from "../store/types.ts";
+import { type ChannelKind, isReached, type Person, type Store } from "../store/types.ts";
 import { type Actor, type AlertInput, decide, type Effect, isStale } from "./decide.ts";
 import { type Alert, type AlertKind, emergencyKinds } from "./model.ts";
 import type { EscalationPolicies } from "./policy.ts";
@@ -29,6 +29,8 @@ export interface AlertServiceDeps {
   log: Logger;
   /** Whether the dashboard is open in this person's name (null: any admin's). */
   isWatching?: (personId: string | null) => boolean;
+  /** Whether the gateway can send on this channel (configured): a contact on any other reaches nobody. */
+  canSendOn?: (kind: ChannelKind) => boolean;
   /** What an alarm from this device should record (last position, lateness); locator tags only. */
   alarmContext?: (deviceId: string, message: DeviceEvent) => Record<string, unknown>;
 }
@@ -235,7 +237,10 @@ export class AlertService {
     const subjectId = alert?.subjectId ?? (input.type === "trigger" ? input.subjectId : "");
     const pages = input.type === "trigger" || input.type === "deadline";
     const { audience, people } = pages
-      ? await findAudience(store, subjectId, this.deps.isWatching ?? (() => false))
+      ? await findAudience(store, subjectId, {
+          isWatching: this.deps.isWatching ?? (() => false),
+          canSendOn: this.deps.canSendOn ?? (() => true),
+        })
       : { audience: { byRole: {}, catchAll: [] }, people: new Map<string, Person>() };
     const decision = decide(alert, input, clock.now(), { policies, audience });
     const { next, effects } = decision;

@@ -71,7 +71,13 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
 
   /** A gateway whose providers are fakes on this machine, each answering what the test sets. */
   async function world(
-    options: { env?: Record<string, string>; secretsInFile?: boolean; logs?: string[] } = {},
+    options: {
+      env?: Record<string, string>;
+      secretsInFile?: boolean;
+      logs?: string[];
+      /** Secrets left out, so that their channel is not configured. */
+      without?: (keyof typeof SECRETS)[];
+    } = {},
   ) {
     const clock = new FakeClock();
     const hooks = await startWebhookServer();
@@ -82,10 +88,12 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     const servers = [hooks, wecom, dingtalk, sms, voice];
     cleanups.push(() => Promise.all(servers.map((s) => s.close())));
     const dataDir = tempDataDir();
-    let secrets: Record<string, string> = SECRETS;
+    let secrets: Record<string, string> = Object.fromEntries(
+      Object.entries(SECRETS).filter(([k]) => !options.without?.includes(k as keyof typeof SECRETS)),
+    );
     if (options.secretsInFile) {
       const file = join(dataDir, "secrets.json");
-      writeFileSync(file, JSON.stringify(SECRETS));
+      writeFileSync(file, JSON.stringify(secrets));
       secrets = { SECRETS_FILE: file };
     }
     const logs = options.logs;
@@ -331,6 +339,48 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     expect(attempts[1]?.channel).toBe("webhook");
     expect(dingtalk.received).toHaveLength(1);
     expect(hooks.received.filter((h) => h.path === "/dr-tsering")).toHaveLength(2);
+  }, 30_000);
+
+  it("WeCom text messages @-mention the person by mobile; over the robot's limit a message goes to the next contact", async () => {
+    const { gw, wecom, hooks } = await world({ env: { WECOM_MSGTYPE: "text", ROBOT_PER_MINUTE: "1" } });
+    await setContacts(gw, "dr-tsering", [
+      { kind: "wecom", address: DOCTOR_MOBILE },
+      { kind: "webhook", address: hooks.url("/dr-tsering") },
+    ]);
+    const first = await press(gw, "btn-1");
+    await settledAttempts(gw, first, 1);
+    expect(wecom.received[0]?.json).toMatchObject({
+      msgtype: "text",
+      text: { mentioned_mobile_list: [DOCTOR_MOBILE] },
+    });
+    const text = (wecom.received[0]?.json.text as { content: string }).content;
+    expect(text).toContain("顿珠 Dondrub一键呼叫（第1级），地址：冲赛康3栋2单元");
+    expect(text).toContain(`${PUBLIC_URL}/?alert=${first}#alerts`);
+    const second = await press(gw, "btn-2");
+    expect(said(await settledAttempts(gw, second, 2))).toEqual([
+      "paged dr-tsering wecom failed: rate limit: at most 1 messages a minute to the robot",
+      "paged dr-tsering webhook delivered: HTTP 200",
+    ]);
+    expect(wecom.received).toHaveLength(1);
+  }, 30_000);
+
+  it("a contact on a channel not configured reaches nobody: the level is skipped at once", async () => {
+    const { gw, hooks, dingtalk } = await world({
+      without: ["DINGTALK_ROBOT_TOKEN", "DINGTALK_ROBOT_SECRET"],
+    });
+    expect((await call(gw, "GET", "/api/channels")).body).toContainEqual({
+      kind: "dingtalk",
+      configured: false,
+    });
+    await setContacts(gw, "dr-tsering", [{ kind: "dingtalk", address: DOCTOR_MOBILE }]);
+    const alertId = await press(gw, "btn-dondrub");
+    // No clock advanced: the family is paged because the doctor cannot be reached, not because time ran out.
+    await waitFor(() => hooks.received.find((h) => h.path === "/pema"), 5000, "the family's page");
+    const events = (await call(gw, "GET", `/api/alerts/${alertId}`)).body.events.map(
+      (e: { type: string }) => e.type,
+    );
+    expect(events).toContain("level-empty");
+    expect(dingtalk.received).toEqual([]);
   }, 30_000);
 
   it("keeps every secret out of the logs (at trace level) and the API, which says only which channels are configured", async () => {
