@@ -2,7 +2,7 @@ import { createHmac, randomUUID } from "node:crypto";
 import type { Clock } from "../../clock/index.ts";
 import type { AliyunAccount, ChannelSettings } from "../../config/index.ts";
 import type { OutboundGuard } from "../outbound.ts";
-import { type Channel, failed, isResult, type Outgoing, postOut, type SendResult } from "./channel.ts";
+import { type Channel, failed, isFailure, type Outgoing, postOut, type SendResult } from "./channel.ts";
 import { DAY, HOUR, MINUTE, RateLimit } from "./rate-limit.ts";
 
 /** RFC 3986 encoding, as Aliyun's signature asks: space as %20, `*` as %2A, `~` left alone. */
@@ -51,7 +51,7 @@ async function callAliyun(
     body: `${canonicalQuery(params)}&Signature=${percentEncode(signature)}`,
     timeoutMs: request.timeoutMs,
   });
-  if (isResult(res)) return res;
+  if (isFailure(res)) return res;
   let answer: { Code?: unknown; Message?: unknown; BizId?: unknown; CallId?: unknown } = {};
   try {
     answer = JSON.parse(res.body);

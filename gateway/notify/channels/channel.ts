@@ -40,7 +40,16 @@ export interface Channel {
   send(out: Outgoing): Promise<SendResult>;
 }
 
-export const failed = (detail: string, retry: boolean): SendResult => ({ status: "failed", detail, retry });
+/** A send that did not get through; a class, so that it is told apart from any provider's answer. */
+class Failure implements SendResult {
+  readonly status = "failed";
+  constructor(
+    readonly detail: string,
+    readonly retry: boolean,
+  ) {}
+}
+export const failed = (detail: string, retry: boolean): SendResult => new Failure(detail, retry);
+export const isFailure = (x: unknown): x is SendResult => x instanceof Failure;
 
 /**
  * POSTs through the outbound guard; a request that never got an answer becomes a failed result.
@@ -75,9 +84,6 @@ export function answerOf(res: OutboundResponse): Record<string, unknown> | SendR
   }
   return failed(`HTTP ${res.status}${res.status < 300 ? " without a JSON answer" : ""}`, retry);
 }
-
-export const isResult = (x: unknown): x is SendResult =>
-  typeof x === "object" && x !== null && "status" in x && "retry" in x;
 
 /** Cuts text to at most `max` UTF-8 bytes without splitting a character. */
 export function cutToBytes(text: string, max: number): string {

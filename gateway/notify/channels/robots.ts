@@ -8,7 +8,7 @@ import {
   type Channel,
   cutToBytes,
   failed,
-  isResult,
+  isFailure,
   type Outgoing,
   postOut,
   type SendResult,
@@ -78,9 +78,9 @@ export class WecomChannel implements Channel {
       body: JSON.stringify(body),
       timeoutMs: this.options.timeoutMs,
     });
-    if (isResult(res)) return res;
+    if (isFailure(res)) return res;
     const answer = answerOf(res);
-    if (isResult(answer)) return answer;
+    if (isFailure(answer)) return answer;
     const { errcode, errmsg } = answer;
     if (errcode === 0) return { status: "delivered", detail: "posted to the group", retry: false };
     // 45009: over the robot's 20 a minute.
@@ -145,9 +145,9 @@ export class DingtalkChannel implements Channel {
       body: JSON.stringify(body),
       timeoutMs: this.options.timeoutMs,
     });
-    if (isResult(res)) return res;
+    if (isFailure(res)) return res;
     const answer = answerOf(res);
-    if (isResult(answer)) return answer;
+    if (isFailure(answer)) return answer;
     const { errcode, errmsg } = answer;
     if (errcode === 0) return { status: "delivered", detail: "posted to the group", retry: false };
     // 130101: sent too fast; the robot is throttled for 10 minutes.

@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import type { Clock } from "../../clock/index.ts";
 import type { OutboundGuard } from "../outbound.ts";
-import { type Channel, failed, isResult, type Outgoing, postOut, type SendResult } from "./channel.ts";
+import { type Channel, failed, isFailure, type Outgoing, postOut, type SendResult } from "./channel.ts";
 
 /** Signature a receiver recomputes to trust a call: HMAC-SHA256 over `<timestamp>.<body>`. */
 export function signWebhook(secret: string, timestamp: string, body: string): string {
@@ -61,7 +61,7 @@ export class WebhookChannel implements Channel {
       body,
       timeoutMs: this.options.timeoutMs,
     });
-    if (isResult(res)) return res;
+    if (isFailure(res)) return res;
     const { status } = res;
     if (status >= 300 && status < 400) return failed(`HTTP ${status} (redirects are not followed)`, false);
     if (status >= 200 && status < 300) return { status: "delivered", detail: `HTTP ${status}`, retry: false };
