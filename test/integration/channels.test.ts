@@ -261,7 +261,8 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
       SignatureMethod: "HMAC-SHA1",
       SignatureVersion: "1.0",
       AccessKeyId: SECRETS.ALIYUN_ACCESS_KEY_ID,
-      CalledNumber: DOCTOR_MOBILE,
+      // Aliyun takes a mainland number as its 11 digits.
+      CalledNumber: "13800000001",
       TtsCode: "TTS_300",
       OutId: alertId,
     });
@@ -275,7 +276,7 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     expect(sms.received[0]?.headers["content-type"]).toBe("application/x-www-form-urlencoded");
     expect(Object.fromEntries(text)).toMatchObject({
       Action: "SendSms",
-      PhoneNumbers: DOCTOR_MOBILE,
+      PhoneNumbers: "13800000001",
       SignName: "社区平安",
       TemplateCode: "SMS_100",
     });
@@ -353,7 +354,7 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
       msgtype: "text",
       text: { mentioned_mobile_list: [DOCTOR_MOBILE] },
     });
-    const text = (wecom.received[0]?.json.text as { content: string }).content;
+    const text = (wecom.received[0]?.json.text as { content: string } | undefined)?.content;
     expect(text).toContain("顿珠 Dondrub一键呼叫（第1级），地址：冲赛康3栋2单元");
     expect(text).toContain(`${PUBLIC_URL}/?alert=${first}#alerts`);
     const second = await press(gw, "btn-2");

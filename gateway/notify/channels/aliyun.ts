@@ -70,6 +70,13 @@ async function callAliyun(
   return failed(`${code}${typeof answer.Message === "string" ? `: ${answer.Message}` : ""}`, retry);
 }
 
+/**
+ * A number as Aliyun takes it: a mainland number as its 11 digits, any other as country code and
+ * number, without `+` or `00`.
+ */
+export const aliyunNumber = (address: string) =>
+  address.replace(/^(\+|00)/, "").replace(/^86(?=1\d{10}$)/, "");
+
 interface ProviderOptions {
   timeoutMs: number;
   retryDelaysMs: number[];
@@ -109,7 +116,7 @@ export class AliyunSmsChannel implements Channel {
       label: "Aliyun SMS",
       action: "SendSms",
       params: {
-        PhoneNumbers: contact.address,
+        PhoneNumbers: aliyunNumber(contact.address),
         SignName: this.sms.signName,
         TemplateCode: template,
         TemplateParam: JSON.stringify(params),
@@ -147,7 +154,7 @@ export class AliyunVoiceChannel implements Channel {
   }
 
   admit(contact: { address: string }, now: number): string | undefined {
-    return this.limit.take(contact.address, now);
+    return this.limit.take(aliyunNumber(contact.address), now);
   }
 
   send({ message, contact, notice }: Outgoing): Promise<SendResult> {
@@ -157,7 +164,7 @@ export class AliyunVoiceChannel implements Channel {
       label: "Aliyun voice",
       action: "SingleCallByTts",
       params: {
-        CalledNumber: contact.address,
+        CalledNumber: aliyunNumber(contact.address),
         TtsCode: this.voice.ttsCode,
         TtsParam: JSON.stringify({ name, kind, address }),
         PlayTimes: "2",
