@@ -1,8 +1,11 @@
 import { createHmac } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { signAliyun } from "../../gateway/notify/channels/aliyun.ts";
+import { migrations } from "../../gateway/store/migrations.ts";
+import { openSqliteStore } from "../../gateway/store/sqlite.ts";
 import { FakeClock } from "../support/fake-clock.ts";
 import {
   call,
@@ -60,6 +63,33 @@ describe("request signatures", () => {
       SignatureVersion: "1.0",
     };
     expect(signAliyun("GET", params, "testsecret")).toBe("CT9X0VtwR86fNWSnsc6v8YGOjuE=");
+  });
+});
+
+describe("migration 8", () => {
+  it("keeps the webhook contacts of a database made before it, in order, for every alert kind and level", async () => {
+    const dataDir = tempDataDir();
+    const db = new Database(join(dataDir, "gateway.db"));
+    db.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)");
+    for (const m of migrations.filter((m) => m.version < 8)) {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations VALUES (?, ?, ?)").run(m.version, m.name, 0);
+    }
+    db.exec(`INSERT INTO communities VALUES ('c', 'C');
+      INSERT INTO people (id, name, role, community_id) VALUES ('dr', 'Dr', 'doctor', 'c'), ('fam', 'Fam', 'family', 'c');
+      INSERT INTO contacts VALUES ('dr', 'webhook', 'https://b.example.org/2'), ('fam', 'webhook', 'https://a.example.org/1'),
+        ('dr', 'webhook', 'https://a.example.org/1')`);
+    db.close();
+    const store = openSqliteStore(dataDir);
+    try {
+      expect((await store.registry.getPerson("dr"))?.contacts).toEqual([
+        { kind: "webhook", address: "https://b.example.org/2", alertKinds: null, minLevel: 1 },
+        { kind: "webhook", address: "https://a.example.org/1", alertKinds: null, minLevel: 1 },
+      ]);
+      expect((await store.registry.getPerson("fam"))?.contacts).toHaveLength(1);
+    } finally {
+      await store.close();
+    }
   });
 });
 
