@@ -264,9 +264,10 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     expect(req.json).toMatchObject({
       msgtype: "markdown",
       markdown: { title: "一键呼叫 · 顿珠 Dondrub" },
-      at: { atMobiles: [DOCTOR_MOBILE], isAtAll: false },
+      // Chinese services take a mainland number as its 11 digits.
+      at: { atMobiles: ["13800000001"], isAtAll: false },
     });
-    expect((req.json.markdown as { text: string }).text).toContain(`@${DOCTOR_MOBILE}`);
+    expect((req.json.markdown as { text: string }).text).toContain("@13800000001");
   }, 30_000);
 
   it("a voice call that cannot be made falls through to SMS at once; both requests are signed as Aliyun documents", async () => {
@@ -291,7 +292,6 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
       SignatureMethod: "HMAC-SHA1",
       SignatureVersion: "1.0",
       AccessKeyId: SECRETS.ALIYUN_ACCESS_KEY_ID,
-      // Aliyun takes a mainland number as its 11 digits.
       CalledNumber: "13800000001",
       TtsCode: "TTS_300",
       OutId: alertId,
@@ -382,7 +382,7 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     await settledAttempts(gw, first, 1);
     expect(wecom.received[0]?.json).toMatchObject({
       msgtype: "text",
-      text: { mentioned_mobile_list: [DOCTOR_MOBILE] },
+      text: { mentioned_mobile_list: ["13800000001"] },
     });
     const text = (wecom.received[0]?.json.text as { content: string } | undefined)?.content;
     expect(text).toContain("顿珠 Dondrub一键呼叫（第1级），地址：冲赛康3栋2单元");

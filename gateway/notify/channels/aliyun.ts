@@ -2,7 +2,15 @@ import { createHmac, randomUUID } from "node:crypto";
 import type { Clock } from "../../clock/index.ts";
 import type { AliyunAccount, ChannelSettings } from "../../config/index.ts";
 import type { OutboundGuard } from "../outbound.ts";
-import { type Channel, failed, isFailure, type Outgoing, postOut, type SendResult } from "./channel.ts";
+import {
+  type Channel,
+  chinaNumber,
+  failed,
+  isFailure,
+  type Outgoing,
+  postOut,
+  type SendResult,
+} from "./channel.ts";
 import { DAY, HOUR, MINUTE, RateLimit } from "./rate-limit.ts";
 
 /** RFC 3986 encoding, as Aliyun's signature asks: space as %20, `*` as %2A, `~` left alone. */
@@ -70,13 +78,6 @@ async function callAliyun(
   return failed(`${code}${typeof answer.Message === "string" ? `: ${answer.Message}` : ""}`, retry);
 }
 
-/**
- * A number as Aliyun takes it: a mainland number as its 11 digits, any other as country code and
- * number, without `+` or `00`.
- */
-export const aliyunNumber = (address: string) =>
-  address.replace(/^(\+|00)/, "").replace(/^86(?=1\d{10}$)/, "");
-
 interface ProviderOptions {
   timeoutMs: number;
   retryDelaysMs: number[];
@@ -116,7 +117,7 @@ export class AliyunSmsChannel implements Channel {
       label: "Aliyun SMS",
       action: "SendSms",
       params: {
-        PhoneNumbers: aliyunNumber(contact.address),
+        PhoneNumbers: chinaNumber(contact.address),
         SignName: this.sms.signName,
         TemplateCode: template,
         TemplateParam: JSON.stringify(params),
@@ -154,7 +155,7 @@ export class AliyunVoiceChannel implements Channel {
   }
 
   admit(contact: { address: string }, now: number): string | undefined {
-    return this.limit.take(aliyunNumber(contact.address), now);
+    return this.limit.take(chinaNumber(contact.address), now);
   }
 
   send({ message, contact, notice }: Outgoing): Promise<SendResult> {
@@ -164,7 +165,7 @@ export class AliyunVoiceChannel implements Channel {
       label: "Aliyun voice",
       action: "SingleCallByTts",
       params: {
-        CalledNumber: aliyunNumber(contact.address),
+        CalledNumber: chinaNumber(contact.address),
         TtsCode: this.voice.ttsCode,
         TtsParam: JSON.stringify({ name, kind, address }),
         PlayTimes: "2",

@@ -98,3 +98,10 @@ export function cutToBytes(text: string, max: number): string {
   }
   return `${out}…`;
 }
+
+/**
+ * A mobile number as Chinese services take it (Aliyun, and the robots' @-mentions): a mainland
+ * number as its 11 digits, any other as country code and number, without `+` or `00`.
+ */
+export const chinaNumber = (address: string) =>
+  address.replace(/^(\+|00)/, "").replace(/^86(?=1\d{10}$)/, "");

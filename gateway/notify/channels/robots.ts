@@ -6,6 +6,7 @@ import type { OutboundGuard } from "../outbound.ts";
 import {
   answerOf,
   type Channel,
+  chinaNumber,
   cutToBytes,
   failed,
   isFailure,
@@ -67,7 +68,7 @@ export class WecomChannel implements Channel {
                 `${message.title}\n${message.text}${message.link ? `\n${message.link}` : ""}`,
                 WECOM_MAX_BYTES,
               ),
-              mentioned_mobile_list: [contact.address],
+              mentioned_mobile_list: [chinaNumber(contact.address)],
             },
           };
     const url = `${this.robot.url}?key=${encodeURIComponent(this.robot.key)}`;
@@ -125,6 +126,7 @@ export class DingtalkChannel implements Channel {
 
   async send({ message, about, recipient, contact }: Outgoing): Promise<SendResult> {
     const timestamp = String(this.deps.clock.now());
+    const mobile = chinaNumber(contact.address);
     const query = new URLSearchParams({ access_token: this.robot.token });
     let url = `${this.robot.url}?${query}`;
     if (this.robot.secret)
@@ -134,9 +136,9 @@ export class DingtalkChannel implements Channel {
       // DingTalk shows an @-mention only when the number is also in the text.
       markdown: {
         title: message.title,
-        text: `${markdownOf(message, about, recipient.locale)}\n\n@${contact.address}`,
+        text: `${markdownOf(message, about, recipient.locale)}\n\n@${mobile}`,
       },
-      at: { atMobiles: [contact.address], isAtAll: false },
+      at: { atMobiles: [mobile], isAtAll: false },
     };
     const res = await postOut(this.deps.outbound, {
       url,
