@@ -41,11 +41,7 @@ interface Endpoint {
  * The contacts a page goes to: those for the alert's kind and level, on a configured channel, in
  * the person's order; a voice call is followed by an SMS to the same number if no SMS comes later.
  */
-export function contactsFor(
-  person: Person,
-  n: EventMap["alert.notify"],
-  configured: (k: ChannelKind) => boolean,
-) {
+function contactsFor(person: Person, n: EventMap["alert.notify"], configured: (k: ChannelKind) => boolean) {
   const chosen = person.contacts.filter(
     (c) =>
       configured(c.kind) &&
