@@ -7,6 +7,7 @@ import {
   type Contact,
   type DeviceState,
   isReached,
+  type NotificationAttempt,
   type Person,
   type Store,
 } from "../store/types.ts";
@@ -41,7 +42,7 @@ interface Endpoint {
  * The contacts a page goes to: those for the alert's kind and level, on a configured channel, in
  * the person's order; a voice call is followed by an SMS to the same number if no SMS comes later.
  */
-function contactsFor(person: Person, n: EventMap["alert.notify"], configured: (k: ChannelKind) => boolean) {
+function pageContacts(person: Person, n: EventMap["alert.notify"], configured: (k: ChannelKind) => boolean) {
   const chosen = person.contacts.filter(
     (c) =>
       configured(c.kind) &&
@@ -56,11 +57,37 @@ function contactsFor(person: Person, n: EventMap["alert.notify"], configured: (k
 }
 
 /**
+ * The contacts a follow-up goes to: those that reached the person with a page of this alert, or
+ * if none did, those for its kind at any level. Never a call: a voice contact is an SMS to it.
+ */
+function followUpContacts(
+  person: Person,
+  n: EventMap["alert.notify"],
+  configured: (k: ChannelKind) => boolean,
+  reached: readonly NotificationAttempt[],
+) {
+  const quiet = new Map<string, Contact>();
+  for (const c of person.contacts) {
+    if (c.alertKinds !== null && !c.alertKinds.includes(n.alert.kind)) continue;
+    const kind = c.kind === "voice" ? "sms" : c.kind;
+    if (configured(kind)) quiet.set(`${kind} ${c.address}`, { ...c, kind });
+  }
+  const used = reached.filter((a) => a.personId === person.id && a.event === "paged" && isReached(a.status));
+  const same = [...quiet.values()].filter((c) =>
+    used.some(
+      (a) => a.address === c.address && (a.channel === c.kind || (a.channel === "voice" && c.kind === "sms")),
+    ),
+  );
+  return same.length > 0 ? same : [...quiet.values()];
+}
+
+/**
  * Sends every notification to each recipient down their contacts: every attempt is stored before
  * it is made and updated with its result; a refused, throttled or failed one moves on to the
  * next contact at once, and only the last contact left is retried (with its channel's delays).
- * Follow-ups (accepted, resolved...) go on the channels that reached the person with the page;
- * a voice call's follow-up goes by SMS (a call to say it is over wakes people for nothing).
+ * Follow-ups (accepted, resolved...) go on the channels that reached the person with the page,
+ * never as a call: a voice call's follow-up goes by SMS (a call to say it is over wakes people
+ * for nothing).
  *
  * Each endpoint gets at most its channel's concurrency of requests at a time; the rest wait in
  * order of when they are due, with one timer per endpoint for the earliest retry. However many
@@ -136,18 +163,10 @@ export class Notifier {
           }),
     ]);
     for (const recipient of n.recipients) {
-      let chain = contactsFor(recipient, n, configured);
-      if (n.event !== "paged") {
-        const used = reached.filter(
-          (a) => a.personId === recipient.id && a.event === "paged" && isReached(a.status),
-        );
-        const same = recipient.contacts.flatMap((c) => {
-          if (!used.some((a) => a.channel === c.kind && a.address === c.address)) return [];
-          if (c.kind !== "voice") return [c];
-          return configured("sms") ? [{ ...c, kind: "sms" as const }] : [];
-        });
-        if (same.length > 0) chain = same;
-      }
+      const chain =
+        n.event === "paged"
+          ? pageContacts(recipient, n, configured)
+          : followUpContacts(recipient, n, configured, reached);
       if (chain.length === 0) continue;
       this.enqueue({ notice: n, recipient, about, chain, step: 0, attempt: 1, dueAt: clock.now() });
     }

@@ -320,7 +320,7 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     expect(text.get("Signature")).toBe(aliyunSignatureOf(text, SECRETS.ALIYUN_ACCESS_KEY_SECRET));
   }, 30_000);
 
-  it("calls a number at most once a minute, then sends an SMS; voice is for the levels and kinds chosen", async () => {
+  it("calls a number at most once a minute, then sends an SMS; follow-ups never call; voice is for the levels and kinds chosen", async () => {
     const { gw, voice, sms, wecom } = await world();
     // A voice call, then (added by the gateway) an SMS to the same number.
     await setContacts(gw, "dr-tsering", [{ kind: "voice", address: DOCTOR_MOBILE }]);
@@ -335,6 +335,21 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     ]);
     expect(voice.received).toHaveLength(1);
     expect(sms.received).toHaveLength(1);
+
+    // The family accepts the first: the doctor, reached by a call, hears of it by SMS, not another call.
+    const byFamily = await call(gw, "POST", `/api/alerts/${first}/accept`, {}, await signIn(gw, "pema"));
+    expect(byFamily.status).toBe(200);
+    expect(said(await settledAttempts(gw, first, 2))[1]).toBe(
+      "accepted dr-tsering sms accepted: Aliyun SMS took it (BizId 900)",
+    );
+    expect(voice.received).toHaveLength(1);
+    const followUp = new URLSearchParams(sms.received[1]?.body);
+    expect(followUp.get("TemplateCode")).toBe("SMS_200");
+    expect(JSON.parse(followUp.get("TemplateParam") ?? "")).toEqual({
+      name: "顿珠 Dondrub",
+      kind: "一键呼叫",
+      status: "顿珠 Dondrub的一键呼叫已由白玛 Pema接单",
+    });
 
     // From level 2 only: a level-1 page goes to the next contact without a call.
     await setContacts(gw, "dr-tsering", [
