@@ -12,10 +12,11 @@ import { type Clock, systemClock } from "./clock/index.ts";
 import type { Config } from "./config/index.ts";
 import { Ingest } from "./ingest/index.ts";
 import { createMetrics } from "./metrics.ts";
+import { channelsFrom } from "./notify/channels/index.ts";
 import { DeviceOutbox } from "./notify/device-outbox.ts";
+import { Notifier } from "./notify/notifier.ts";
 import { OutboundGuard } from "./notify/outbound.ts";
 import { AlertStream } from "./notify/stream.ts";
-import { WebhookNotifier } from "./notify/webhook.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
 import { TelemetryWriter } from "./store/telemetry.ts";
 import { influxTelemetry } from "./store/telemetry-influx.ts";
@@ -144,6 +145,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       flushMs: 10_000,
     },
   );
+  const channels = channelsFrom(config, { outbound, clock });
   const alerts = new AlertService(
     {
       store,
@@ -154,6 +156,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       metrics,
       log,
       isWatching: (personId) => stream.isWatching(personId),
+      canSendOn: (kind) => channels.some((c) => c.kind === kind),
       alarmContext: (deviceId, message) => tracker.alarmContext(deviceId, message),
     },
     { quietPeriodMs: config.ALERT_QUIET_PERIOD_MIN * 60_000, sweepMs: config.DEADLINE_SWEEP_SEC * 1000 },
@@ -172,15 +175,10 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { store, bus, clock, metrics, log },
     { maxBufferedBytes: config.STREAM_CLIENT_BUFFER_BYTES },
   );
-  const webhooks = new WebhookNotifier(
-    { store, bus, clock, metrics, log, deviceState: (id) => tracker.state(id), outbound },
-    {
-      publicUrl: config.PUBLIC_URL ?? null,
-      secret: config.WEBHOOK_SECRET,
-      timeoutMs: config.WEBHOOK_TIMEOUT_MS,
-      retryDelaysMs: config.WEBHOOK_RETRY_DELAYS_MS,
-      concurrency: config.WEBHOOK_CONCURRENCY,
-    },
+  const notifier = new Notifier(
+    { store, bus, clock, metrics, log, deviceState: (id) => tracker.state(id) },
+    channels,
+    { publicUrl: config.PUBLIC_URL ?? null },
   );
   const commands = new DeviceOutbox(
     { store, bus, broker, clock, metrics, log },
@@ -241,6 +239,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     reportTimeZone: config.REPORT_TIME_ZONE,
     phrases: config.phrases,
     outbound,
+    configuredChannels: channels.map((c) => c.kind),
     isConnected: (id) => broker.isConnected(id),
     isReady: () => ready,
     metricsToken: config.METRICS_TOKEN,
@@ -274,7 +273,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       await prune();
       schedulePrune();
       stream.start();
-      webhooks.start();
+      notifier.start();
       await commands.start();
       await alerts.start();
       await broker.start({ host: config.HOST, port: config.MQTT_PORT, tlsPort: config.MQTTS_PORT });
@@ -306,8 +305,8 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       await broker.stop();
       // HTTP requests under way finish (an accept still goes through the alert queue).
       await api.close();
-      // Webhook requests under way finish, each within WEBHOOK_TIMEOUT_MS.
-      await webhooks.stop();
+      // Notifications under way finish, each within its channel's timeout.
+      await notifier.stop();
       commands.stop();
       await tracker.stop();
       await telemetry.stop();

@@ -49,7 +49,7 @@ export function createMetrics(
     }),
     webhooksWaiting: new Gauge({
       name: "gateway_webhook_deliveries_waiting",
-      help: "Webhook deliveries waiting for a free connection to their endpoint or for their next retry",
+      help: "Notifications (every channel; the name is older than the channels) waiting for a free connection to their endpoint or for their next retry",
       registers: [registry],
     }),
     streamClientsDropped: new Counter({

@@ -610,7 +610,8 @@ export class AlertBoard {
                       ? t(`command.${a.event}` as MessageKey)
                       : t("command.resolved"),
                   })
-                : t("attempt.webhook", {
+                : t("attempt.via", {
+                    channel: t(`channel.${a.channel}`),
                     who: a.personId ? name(a.personId) : "",
                     result: status ? t("attempt.webhookStatus", { status }) : t(`attempt.${a.status}`),
                   });

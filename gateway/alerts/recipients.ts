@@ -1,4 +1,4 @@
-import type { Person, Store } from "../store/types.ts";
+import type { ChannelKind, Person, Store } from "../store/types.ts";
 import type { Audience, Responder } from "./decide.ts";
 
 /** Who could be paged about a resident or child, and the people records behind the ids. */
@@ -10,13 +10,17 @@ export interface FoundAudience {
 /**
  * Who holds a role for a resident or child (their assigned doctor and family, the grid worker of
  * their grid, the staff of their community) and whether anything reaches each of them now: a
- * webhook contact whose last delivery did not fail, or the dashboard open in their name.
+ * contact on a channel the gateway can send on whose last message did not fail, or the dashboard open in their name.
  * The catch-all is the community's staff who can be reached, or else the admins.
  */
 export async function findAudience(
   store: Store,
   subjectId: string,
-  isWatching: (personId: string | null) => boolean,
+  reach: {
+    isWatching: (personId: string | null) => boolean;
+    /** Channels the gateway can send on: a contact on another reaches nobody. */
+    canSendOn: (kind: ChannelKind) => boolean;
+  },
 ): Promise<FoundAudience> {
   const { registry } = store;
   const people = new Map<string, Person>();
@@ -32,8 +36,10 @@ export async function findAudience(
     byRole.staff = await registry.listPeople({ role: "staff", communityId: subject.communityId });
   }
   const all = Object.values(byRole).flat();
-  const failing = await store.attempts.failing(all.flatMap((p) => p.contacts.map((c) => c.address)));
-  const reachable = (p: Person) => isWatching(p.id) || p.contacts.some((c) => !failing.has(c.address));
+  const failing = await store.attempts.failing(all.flatMap((p) => p.contacts));
+  const reachable = (p: Person) =>
+    reach.isWatching(p.id) ||
+    p.contacts.some((c) => reach.canSendOn(c.kind) && !failing.has(`${c.kind} ${c.address}`));
   const responders = (list: Person[] = []): Responder[] =>
     list.map((p) => {
       people.set(p.id, p);

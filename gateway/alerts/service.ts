@@ -6,7 +6,7 @@ import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { Metrics } from "../metrics.ts";
 import { DEFAULT_LOCALE, devicePhrase, type PhraseCatalogue } from "../notify/phrases.ts";
-import type { Person, Store } from "../store/types.ts";
+import { type ChannelKind, isReached, type Person, type Store } from "../store/types.ts";
 import { type Actor, type AlertInput, decide, type Effect, isStale } from "./decide.ts";
 import { type Alert, type AlertKind, emergencyKinds } from "./model.ts";
 import type { EscalationPolicies } from "./policy.ts";
@@ -29,6 +29,8 @@ export interface AlertServiceDeps {
   log: Logger;
   /** Whether the dashboard is open in this person's name (null: any admin's). */
   isWatching?: (personId: string | null) => boolean;
+  /** Whether the gateway can send on this channel (configured): a contact on any other reaches nobody. */
+  canSendOn?: (kind: ChannelKind) => boolean;
   /** What an alarm from this device should record (last position, lateness); locator tags only. */
   alarmContext?: (deviceId: string, message: DeviceEvent) => Record<string, unknown>;
 }
@@ -235,7 +237,10 @@ export class AlertService {
     const subjectId = alert?.subjectId ?? (input.type === "trigger" ? input.subjectId : "");
     const pages = input.type === "trigger" || input.type === "deadline";
     const { audience, people } = pages
-      ? await findAudience(store, subjectId, this.deps.isWatching ?? (() => false))
+      ? await findAudience(store, subjectId, {
+          isWatching: this.deps.isWatching ?? (() => false),
+          canSendOn: this.deps.canSendOn ?? (() => true),
+        })
       : { audience: { byRole: {}, catchAll: [] }, people: new Map<string, Person>() };
     const decision = decide(alert, input, clock.now(), { policies, audience });
     const { next, effects } = decision;
@@ -309,42 +314,43 @@ export class AlertService {
 
   /**
    * A crash (or a stop with deliveries still waiting) can leave a page unsent: the alert's level
-   * is stored, its webhook never went out. Every page recorded on an open alert whose webhook was
-   * never tried, or was cut off mid-attempt (still pending), goes out again. At least once, then:
-   * a webhook delivered just before a crash, without its result stored, goes out twice. Follow-ups
-   * are not resent.
+   * is stored, its notification never went out. Everyone paged on an open alert whom no contact
+   * reached is paged again on the contacts that did not fail: those never tried, or cut off
+   * mid-attempt (still pending). At least once, then: a message sent just before a crash, without
+   * its result stored, goes out twice. Follow-ups are not resent.
    */
   private async resumePages(): Promise<void> {
     const { store, bus, log } = this.deps;
     for (const alert of await store.alerts.withDeadlines()) {
       if (alert.state !== "open") continue;
-      // Settled: delivered, or failed and left alone (a failure for good is not worth a page per restart).
-      const settled = new Set<string>();
-      const attempts = (await store.attempts.forAlert(alert.id)).filter(
-        (a) => a.channel === "webhook" && a.event === "paged",
-      );
-      for (const a of attempts) {
-        const key = `${a.level}|${a.personId}|${a.address}`;
-        if (a.status === "pending") settled.delete(key);
-        else settled.add(key);
+      const reached = new Set<string>();
+      // Failed for good is settled: not worth a page per restart.
+      const failed = new Set<string>();
+      for (const a of await store.attempts.forAlert(alert.id)) {
+        if (a.channel === "device" || a.event !== "paged") continue;
+        const contact = `${a.level}|${a.personId}|${a.channel} ${a.address}`;
+        if (isReached(a.status)) reached.add(`${a.level}|${a.personId}`);
+        if (a.status === "pending") failed.delete(contact);
+        else failed.add(contact);
       }
       const pages = (await store.alerts.events(alert.id)).filter((e) => e.type === "notified");
       for (const page of pages) {
         const level = page.data.level as number;
         const recipients: Person[] = [];
         for (const id of (page.data.recipients as string[] | undefined) ?? []) {
+          if (reached.has(`${level}|${id}`)) continue;
           const person = await store.registry.getPerson(id);
           const contacts = (person?.contacts ?? []).filter(
-            (c) => !settled.has(`${level}|${id}|${c.address}`),
+            (c) => !failed.has(`${level}|${id}|${c.kind} ${c.address}`),
           );
           if (person && contacts.length > 0) recipients.push({ ...person, contacts });
         }
         if (recipients.length === 0) continue;
-        for (const p of recipients) for (const c of p.contacts) settled.add(`${level}|${p.id}|${c.address}`);
+        for (const p of recipients) reached.add(`${level}|${p.id}`);
         log.warn(
           // Not `level`: that key is the log line's own.
           { alertId: alert.id, escalationLevel: level, recipients: recipients.map((p) => p.id) },
-          "paging again: the last run stopped before this page was delivered",
+          "paging again: the last run stopped before this page reached them",
         );
         bus.emit("alert.notify", { alert, level, event: "paged", recipients });
       }

@@ -109,7 +109,7 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (
         const p = await store.registry.getPerson(a.personId);
         if (p) contacts.push({ personId: p.id, relation: a.relation, name: p.name, phone: p.phone });
       }
-      // Contact addresses may hold tokens, and raw errors map the network: for managers only.
+      // Contact addresses may hold tokens or phone numbers, and raw errors map the network: for managers only.
       const manages = viewer.account.role === "admin" || viewer.account.role === "staff";
       return {
         ...alert,
@@ -117,7 +117,7 @@ export const alertRoutes: FastifyPluginAsync<ApiDeps> = async (
         contacts,
         attempts: manages
           ? attempts
-          : attempts.map((a) => (a.channel === "webhook" ? { ...a, address: "", detail: null } : a)),
+          : attempts.map((a) => (a.channel === "device" ? a : { ...a, address: "", detail: null })),
       };
     },
   );

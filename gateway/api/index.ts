@@ -21,7 +21,7 @@ import type { PhraseCatalogue } from "../notify/phrases.ts";
 import type { AlertStream } from "../notify/stream.ts";
 import { storageFailure } from "../store/sqlite-health.ts";
 import type { TelemetryStore } from "../store/telemetry.ts";
-import type { Store } from "../store/types.ts";
+import type { ChannelKind, Store } from "../store/types.ts";
 import type { Tracker } from "../tracking/index.ts";
 import { installAccessControl, SESSION_COOKIE } from "./access.ts";
 import { alertRoutes } from "./alerts.ts";
@@ -59,6 +59,8 @@ export interface ApiDeps {
   phrases: PhraseCatalogue;
   /** What notification targets may be stored: contacts are checked when written, not only when called. */
   outbound: OutboundGuard;
+  /** The channels whose settings are complete: the API says which, never what the settings are. */
+  configuredChannels: readonly ChannelKind[];
   isConnected: (deviceId: string) => boolean;
   /** Ends a device's MQTT connection now (secret rotated, device revoked). */
   disconnectDevice: (deviceId: string, reason: string) => void;

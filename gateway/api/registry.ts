@@ -5,7 +5,7 @@ import { mustBeInArea, mustSee, newRecordId, sees, type Viewer } from "../auth/i
 import { newDeviceSecret } from "../broker/secrets.ts";
 import { Errors } from "../errors.ts";
 import type { Device, Person, Role } from "../store/types.ts";
-import { deviceKinds, roles } from "../store/types.ts";
+import { channelKinds, deviceKinds, roles } from "../store/types.ts";
 import { adminOnly, everyone, managers, viewerOf } from "./access.ts";
 import type { ApiDeps } from "./index.ts";
 import * as s from "./schemas.ts";
@@ -16,7 +16,19 @@ import * as s from "./schemas.ts";
  */
 export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   fastify,
-  { store, deviceSecrets, isConnected, clock, bus, tracker, auth, disconnectDevice, phrases, outbound },
+  {
+    store,
+    deviceSecrets,
+    isConnected,
+    clock,
+    bus,
+    tracker,
+    auth,
+    disconnectDevice,
+    phrases,
+    outbound,
+    configuredChannels,
+  },
 ) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
   const { registry } = store;
@@ -40,15 +52,19 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   };
   const communityExists = async (id: string) =>
     mustExist("community", id, async (x) => (await registry.listCommunities()).find((c) => c.id === x));
+  /** A webhook the outbound guard would refuse is refused when stored, not first when an alert needs it. */
+  const checkContacts = (contacts: Person["contacts"]) => {
+    for (const [i, c] of contacts.entries()) {
+      const refused = c.kind === "webhook" ? outbound.refusal(c.address) : undefined;
+      if (refused) throw Errors.invalid(`contacts.${i}.address: ${refused}`);
+    }
+  };
   const checkPerson = async (
     viewer: Viewer,
     p: Pick<Person, "communityId" | "gridId" | "locale" | "contacts">,
   ) => {
     mustBeInArea(viewer, p);
-    for (const [i, c] of p.contacts.entries()) {
-      const refused = outbound.refusal(c.address);
-      if (refused) throw Errors.invalid(`contacts.${i}.address: ${refused}`);
-    }
+    checkContacts(p.contacts);
     if (!phrases[p.locale])
       throw Errors.invalid(
         `locale: no device phrases for '${p.locale}' (${Object.keys(phrases).join(", ")})`,
@@ -207,6 +223,64 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
         communities: [...new Set([current.communityId, next.communityId])],
       });
       return updated;
+    },
+  );
+  app.get(
+    "/api/channels",
+    {
+      config: { roles: everyone },
+      schema: {
+        tags: ["people"],
+        description:
+          "The channels a contact may use, and whether each is configured here (a contact on one that is not is skipped)",
+        response: { 200: z.array(z.object({ kind: z.enum(channelKinds), configured: z.boolean() })) },
+      },
+    },
+    async () => channelKinds.map((kind) => ({ kind, configured: configuredChannels.includes(kind) })),
+  );
+  const contactList = z.strictObject({ contacts: s.contacts });
+  app.get(
+    "/api/people/:id/contacts",
+    {
+      config: { roles: everyone },
+      schema: {
+        tags: ["people"],
+        params: z.object({ id: s.id }),
+        response: { 200: contactList },
+      },
+    },
+    async (req) => ({ contacts: (await visiblePerson(viewerOf(req), req.params.id)).contacts }),
+  );
+  /**
+   * Where a person's alerts go, in order of preference: the person changes their own; staff (and
+   * admins) those of people whose alerts stay within their area.
+   */
+  app.put(
+    "/api/people/:id/contacts",
+    {
+      config: { roles: everyone },
+      schema: {
+        tags: ["people"],
+        params: z.object({ id: s.id }),
+        body: contactList,
+        response: { 200: contactList },
+      },
+    },
+    async (req) => {
+      const viewer = viewerOf(req);
+      const current = await visiblePerson(viewer, req.params.id);
+      if (viewer.person?.id !== current.id) {
+        if (viewer.account.role !== "admin" && viewer.account.role !== "staff")
+          throw Errors.forbidden("contacts: only the person themself or staff change where their alerts go");
+        mustBeInArea(viewer, current);
+        await mayRedirectAlertsOf(viewer, current);
+      }
+      checkContacts(req.body.contacts);
+      const updated = await registry.updatePerson({ ...current, contacts: req.body.contacts });
+      await auth.audit(actor(viewer), "person.contacts", current.id, {
+        channels: updated.contacts.map((c) => c.kind),
+      });
+      return { contacts: updated.contacts };
     },
   );
   app.delete(

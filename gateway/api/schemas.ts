@@ -2,7 +2,14 @@ import { z } from "zod";
 import { alertEventTypes, alertKinds, alertStates } from "../alerts/model.ts";
 import { escalationPolicySchema } from "../alerts/policy.ts";
 import { localeTag } from "../notify/phrases.ts";
-import { accountRoles, deviceKinds, relations, roles } from "../store/types.ts";
+import {
+  accountRoles,
+  attemptStatuses,
+  channelKinds,
+  deviceKinds,
+  relations,
+  roles,
+} from "../store/types.ts";
 
 /** Ids people type and read: letters, digits, dot, dash, underscore. */
 export const id = z
@@ -16,10 +23,39 @@ export const error = z.object({ error: z.object({ code: z.string(), message: z.s
 export const community = z.object({ id, name: z.string().min(1).max(200) });
 export const grid = z.object({ id, communityId: id, name: z.string().min(1).max(200) });
 
-export const contact = z.object({
-  kind: z.literal("webhook"),
-  address: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
-});
+const webhookUrl = z.url({ protocol: /^https?$/, error: "must be an http(s) URL" });
+const mobile = z.string().regex(/^\+?\d{5,20}$/, "must be a mobile number: digits, an optional leading +");
+/** One way to reach a person; a person's list is tried in order until one takes the message. */
+export const contact = z
+  .strictObject({
+    kind: z.enum(channelKinds).describe("The channel: webhook, wecom, dingtalk, sms or voice"),
+    address: z
+      .string()
+      .describe("webhook: the bridge's URL; any other channel: the mobile number (robots @-mention it)"),
+    alertKinds: z
+      .array(z.enum(alertKinds))
+      .min(1)
+      .nullable()
+      .default(null)
+      .describe("The alert kinds this contact is for; null (the default): every kind"),
+    minLevel: z
+      .number()
+      .int()
+      .min(1)
+      .max(20)
+      .default(1)
+      .describe("Paged here from this escalation level on (the catch-all counts as any level)"),
+  })
+  .superRefine((c, ctx) => {
+    const checked = (c.kind === "webhook" ? webhookUrl : mobile).safeParse(c.address);
+    if (!checked.success)
+      ctx.addIssue({
+        code: "custom",
+        path: ["address"],
+        message: checked.error.issues[0]?.message ?? "invalid",
+      });
+  });
+export const contacts = z.array(contact).max(10);
 
 const personFields = z.object({
   name: z.string().min(1).max(200),
@@ -32,7 +68,7 @@ const personFields = z.object({
     .string()
     .regex(localeTag, "must be a language tag such as zh-CN or en")
     .describe("The language the person reads; a device speaks its resident's (zh-CN by default)"),
-  contacts: z.array(contact).max(10),
+  contacts,
 });
 /** An id an administrator may choose; anyone else leaves it out and the gateway makes one. */
 export const chosenId = id
@@ -125,15 +161,15 @@ export const attempt = z.object({
   alertId: z.string(),
   level: z.number().int(),
   personId: z.string().nullable(),
-  channel: z.enum(["webhook", "device"]),
+  channel: z.enum([...channelKinds, "device"]),
   event: z.string().describe("`paged`, a follow-up (`accepted`, `resolved`...), or a device command's type"),
   address: z.string(),
   attempt: z.number().int(),
   at: z.number(),
   status: z
-    .enum(["pending", "delivered", "failed", "expired"])
+    .enum(attemptStatuses)
     .describe(
-      "A device command is delivered when the device acknowledges it; expired if it never did in time",
+      "pending: stored, no answer yet; accepted: the provider took it (SMS, a call placed) without saying whether it arrived; delivered: a robot posted it in its group, a webhook bridge answered 2xx, or a device acknowledged it; failed: see detail; expired: a device command never acknowledged in time",
     ),
   detail: z.string().nullable(),
 });

@@ -9,6 +9,32 @@ import { builtInPhrases, type PhraseCatalogue, phraseCatalogueSchema } from "../
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+const delayList = (defaults: string) =>
+  z
+    .string()
+    .default(defaults)
+    .transform((s, ctx) => {
+      const delays = s.split(",").map((x) => Number(x.trim()));
+      if (delays.some((d) => !Number.isInteger(d) || d < 0)) {
+        ctx.addIssue({ code: "custom", message: "must be comma-separated whole milliseconds" });
+      }
+      return delays;
+    });
+
+/** Settings that are secrets: the only ones SECRETS_FILE may hold. Never logged, never returned by the API. */
+export const secretSettings = [
+  "WEBHOOK_SECRET",
+  "DEVICE_SECRET_KEY",
+  "METRICS_TOKEN",
+  "ADMIN_PASSWORD",
+  "INFLUX_TOKEN",
+  "INFLUX_PASSWORD",
+  "WECOM_ROBOT_KEY",
+  "DINGTALK_ROBOT_TOKEN",
+  "DINGTALK_ROBOT_SECRET",
+  "ALIYUN_ACCESS_KEY_ID",
+  "ALIYUN_ACCESS_KEY_SECRET",
+] as const;
 
 /** Every setting, its environment variable and its default, in one place. */
 export const configSchema = z
@@ -64,17 +90,40 @@ export const configSchema = z
       .enum(["true", "false"])
       .default("false")
       .transform((v) => v === "true"),
-    WEBHOOK_RETRY_DELAYS_MS: z
-      .string()
-      .default("1000,5000,30000")
-      .transform((s, ctx) => {
-        const delays = s.split(",").map((x) => Number(x.trim()));
-        if (delays.some((d) => !Number.isInteger(d) || d < 0)) {
-          ctx.addIssue({ code: "custom", message: "must be comma-separated whole milliseconds" });
-        }
-        return delays;
-      }),
+    WEBHOOK_RETRY_DELAYS_MS: delayList("1000,5000,30000"),
     ESCALATION_POLICY_FILE: z.string().optional(),
+    /** JSON file of secret settings by name (see `secretSettings`); the environment overrides it. */
+    SECRETS_FILE: z.string().optional(),
+
+    /** Channels beyond the webhook: each is used once its settings are complete (see README, Channels). */
+    WECOM_ROBOT_URL: z
+      .url({ protocol: /^https?$/ })
+      .default("https://qyapi.weixin.qq.com/cgi-bin/webhook/send"),
+    WECOM_ROBOT_KEY: z.string().min(1).optional(),
+    /** `markdown` shows a link to tap; `text` is plain but @-mentions the person by mobile number. */
+    WECOM_MSGTYPE: z.enum(["markdown", "text"]).default("markdown"),
+    DINGTALK_ROBOT_URL: z.url({ protocol: /^https?$/ }).default("https://oapi.dingtalk.com/robot/send"),
+    DINGTALK_ROBOT_TOKEN: z.string().min(1).optional(),
+    /** The robot's signing secret (SEC...), when its security setting is "sign". */
+    DINGTALK_ROBOT_SECRET: z.string().min(1).optional(),
+    /** Messages a minute one group robot takes (WeCom and DingTalk allow 20). */
+    ROBOT_PER_MINUTE: positiveInt.default(20),
+    ALIYUN_ACCESS_KEY_ID: z.string().min(1).optional(),
+    ALIYUN_ACCESS_KEY_SECRET: z.string().min(1).optional(),
+    ALIYUN_REGION: z.string().min(1).default("cn-hangzhou"),
+    ALIYUN_SMS_URL: z.url({ protocol: /^https?$/ }).default("https://dysmsapi.aliyuncs.com/"),
+    ALIYUN_SMS_SIGN_NAME: z.string().min(1).optional(),
+    /** Template for a page: parameters name, kind, address, level, link. */
+    ALIYUN_SMS_TEMPLATE_PAGED: z.string().min(1).optional(),
+    /** Template for a follow-up: parameters name, kind, status. */
+    ALIYUN_SMS_TEMPLATE_FOLLOW_UP: z.string().min(1).optional(),
+    ALIYUN_VOICE_URL: z.url({ protocol: /^https?$/ }).default("https://dyvmsapi.aliyuncs.com/"),
+    /** Text-to-speech template for a call: parameters name, kind, address. */
+    ALIYUN_VOICE_TTS_CODE: z.string().min(1).optional(),
+    ALIYUN_VOICE_SHOW_NUMBER: z.string().min(1).optional(),
+    /** Provider requests: how long each may take, and the delays before retrying the last contact left. */
+    CHANNEL_TIMEOUT_MS: positiveInt.default(5000),
+    CHANNEL_RETRY_DELAYS_MS: delayList("5000,30000"),
     /** A press this long after an active alert's last activity opens a new alert instead of joining it. */
     ALERT_QUIET_PERIOD_MIN: positiveInt.default(120),
     /** How often deadlines are re-read from the database, and failed ones retried. */
@@ -198,11 +247,26 @@ export const configSchema = z
     message: "must be above LOW_BATTERY_PERCENT, or low-battery alerts would flap",
   });
 
-export type Config = Omit<z.infer<typeof configSchema>, "ESCALATION_POLICY_FILE" | "DEVICE_PHRASES_FILE"> & {
+type Settings = z.infer<typeof configSchema>;
+export type Config = Omit<Settings, "ESCALATION_POLICY_FILE" | "DEVICE_PHRASES_FILE" | "SECRETS_FILE"> & {
   policies: EscalationPolicies;
   phrases: PhraseCatalogue;
   mqttTls: MqttTls | undefined;
+  channels: ChannelSettings;
 };
+
+/** The channels whose settings are complete; a channel left out is not used. */
+export interface ChannelSettings {
+  wecom?: { url: string; key: string; msgtype: "markdown" | "text" };
+  dingtalk?: { url: string; token: string; secret: string | undefined };
+  sms?: AliyunAccount & { url: string; signName: string; templatePaged: string; templateFollowUp?: string };
+  voice?: AliyunAccount & { url: string; ttsCode: string; showNumber?: string };
+}
+export interface AliyunAccount {
+  accessKeyId: string;
+  accessKeySecret: string;
+  region: string;
+}
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -213,11 +277,13 @@ const describe = (issues: z.core.$ZodIssue[], prefix = "") =>
 
 /** Reads and checks configuration; throws a ConfigError listing every `path: problem`. */
 export function loadConfig(env: Record<string, string | undefined>): Config {
-  const parsed = configSchema.safeParse(env);
+  const secrets = env.SECRETS_FILE ? loadSecrets(env.SECRETS_FILE) : {};
+  const parsed = configSchema.safeParse({ ...secrets, ...env });
   if (!parsed.success) throw new ConfigError(describe(parsed.error.issues));
-  const { ESCALATION_POLICY_FILE, DEVICE_PHRASES_FILE, ...rest } = parsed.data;
+  const { ESCALATION_POLICY_FILE, DEVICE_PHRASES_FILE, SECRETS_FILE: _, ...rest } = parsed.data;
   return {
     ...rest,
+    channels: channelSettings(rest),
     policies: ESCALATION_POLICY_FILE ? loadPolicies(ESCALATION_POLICY_FILE) : defaultPolicies,
     phrases: DEVICE_PHRASES_FILE ? loadPhrases(DEVICE_PHRASES_FILE) : builtInPhrases,
     mqttTls: loadMqttTls(rest.MQTT_TLS_CERT, rest.MQTT_TLS_KEY),
@@ -272,4 +338,72 @@ export function loadPhrases(file: string): PhraseCatalogue {
   const parsed = phraseCatalogueSchema.safeParse(readJson("DEVICE_PHRASES_FILE", file));
   if (!parsed.success) throw new ConfigError(describe(parsed.error.issues, `${file}: `));
   return { ...builtInPhrases, ...parsed.data };
+}
+
+/** A secrets file holds secret settings only, as strings: a typo there must not pass unnoticed. */
+function loadSecrets(file: string): Record<string, string> {
+  const schema = z.strictObject(
+    Object.fromEntries(secretSettings.map((name) => [name, z.string().optional()])),
+  );
+  const parsed = schema.safeParse(readJson("SECRETS_FILE", file));
+  if (!parsed.success) throw new ConfigError(describe(parsed.error.issues, `${file}: `));
+  return parsed.data as Record<string, string>;
+}
+
+/** Which channels are complete; one begun but not finished stops the gateway, naming what is missing. */
+function channelSettings(
+  s: Omit<Settings, "ESCALATION_POLICY_FILE" | "DEVICE_PHRASES_FILE">,
+): ChannelSettings {
+  const missing: string[] = [];
+  const need = (names: Record<string, string | undefined>, why: string) => {
+    for (const [name, value] of Object.entries(names))
+      if (value === undefined) missing.push(`${name}: required ${why}`);
+  };
+  const channels: ChannelSettings = {};
+  if (s.WECOM_ROBOT_KEY)
+    channels.wecom = { url: s.WECOM_ROBOT_URL, key: s.WECOM_ROBOT_KEY, msgtype: s.WECOM_MSGTYPE };
+  if (s.DINGTALK_ROBOT_TOKEN)
+    channels.dingtalk = {
+      url: s.DINGTALK_ROBOT_URL,
+      token: s.DINGTALK_ROBOT_TOKEN,
+      secret: s.DINGTALK_ROBOT_SECRET,
+    };
+  else if (s.DINGTALK_ROBOT_SECRET) missing.push("DINGTALK_ROBOT_TOKEN: required with DINGTALK_ROBOT_SECRET");
+  const wantsSms = Boolean(s.ALIYUN_SMS_SIGN_NAME || s.ALIYUN_SMS_TEMPLATE_PAGED);
+  const wantsVoice = Boolean(s.ALIYUN_VOICE_TTS_CODE);
+  if (wantsSms || wantsVoice)
+    need(
+      { ALIYUN_ACCESS_KEY_ID: s.ALIYUN_ACCESS_KEY_ID, ALIYUN_ACCESS_KEY_SECRET: s.ALIYUN_ACCESS_KEY_SECRET },
+      "for Aliyun SMS and voice calls",
+    );
+  if (wantsSms)
+    need(
+      {
+        ALIYUN_SMS_SIGN_NAME: s.ALIYUN_SMS_SIGN_NAME,
+        ALIYUN_SMS_TEMPLATE_PAGED: s.ALIYUN_SMS_TEMPLATE_PAGED,
+      },
+      "for SMS",
+    );
+  if (missing.length > 0) throw new ConfigError(missing.join("\n"));
+  const aliyun = {
+    accessKeyId: s.ALIYUN_ACCESS_KEY_ID ?? "",
+    accessKeySecret: s.ALIYUN_ACCESS_KEY_SECRET ?? "",
+    region: s.ALIYUN_REGION,
+  };
+  if (wantsSms)
+    channels.sms = {
+      ...aliyun,
+      url: s.ALIYUN_SMS_URL,
+      signName: s.ALIYUN_SMS_SIGN_NAME ?? "",
+      templatePaged: s.ALIYUN_SMS_TEMPLATE_PAGED ?? "",
+      templateFollowUp: s.ALIYUN_SMS_TEMPLATE_FOLLOW_UP,
+    };
+  if (s.ALIYUN_VOICE_TTS_CODE)
+    channels.voice = {
+      ...aliyun,
+      url: s.ALIYUN_VOICE_URL,
+      ttsCode: s.ALIYUN_VOICE_TTS_CODE,
+      showNumber: s.ALIYUN_VOICE_SHOW_NUMBER,
+    };
+  return channels;
 }

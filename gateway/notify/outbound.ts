@@ -61,10 +61,14 @@ export interface OutboundOptions {
 
 export interface OutboundResponse {
   status: number;
+  /** The answer's first 64 KB: providers say in it whether they took the message. */
+  body: string;
 }
 
+const MAX_ANSWER_BYTES = 65_536;
+
 /**
- * The one way the gateway calls out (webhooks now, SMS and robot channels later). https only by
+ * The one way the gateway calls out (every notification channel). https only by
  * default; a target on this machine or its private networks (loopback, private, link-local,
  * multicast, carrier NAT) is refused, checked on the address actually connected to, after DNS,
  * so a name that resolves inside is refused too; redirects are never followed. An operator
@@ -123,8 +127,18 @@ export class OutboundGuard {
           lookup: hostAllowed ? undefined : this.checkedLookup,
         },
         (res) => {
-          res.resume();
-          res.on("end", () => resolve({ status: res.statusCode ?? 0 }));
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (chunk: Buffer) => {
+            if (size < MAX_ANSWER_BYTES) chunks.push(chunk);
+            size += chunk.length;
+          });
+          res.on("end", () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              body: Buffer.concat(chunks).subarray(0, MAX_ANSWER_BYTES).toString("utf8"),
+            }),
+          );
           res.on("error", reject);
         },
       );

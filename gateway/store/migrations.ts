@@ -230,3 +230,27 @@ CREATE TRIGGER alert_events_append_only_update BEFORE UPDATE ON alert_events
 CREATE UNIQUE INDEX alert_events_stream_key ON alert_events(stream_key);
 `,
 });
+
+migrations.push({
+  version: 8,
+  name: "contacts on every channel, in order of preference, per alert kind and level",
+  sql: `
+-- The kind check allowed webhooks only: the table is made again with the channels and the
+-- choice of alerts each contact is for (alert_kinds: a JSON array, NULL for every kind).
+CREATE TABLE person_contacts (
+  person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+  position INTEGER NOT NULL,
+  kind TEXT NOT NULL CHECK (kind IN ('webhook','wecom','dingtalk','sms','voice')),
+  address TEXT NOT NULL,
+  alert_kinds TEXT,
+  min_level INTEGER NOT NULL DEFAULT 1,
+  PRIMARY KEY (person_id, position)
+);
+INSERT INTO person_contacts (person_id, position, kind, address)
+  SELECT person_id, ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY rowid), kind, address FROM contacts;
+DROP TABLE contacts;
+-- Whether a contact's last message failed, for every channel (phone numbers are shared by sms and voice).
+DROP INDEX notification_attempts_webhook;
+CREATE INDEX notification_attempts_contact ON notification_attempts(address, channel, id) WHERE channel <> 'device';
+`,
+});

@@ -174,7 +174,16 @@ function isUniqueViolation(err: unknown): boolean {
 }
 
 function registry(db: Database.Database): RegistryRepository {
-  const contactsOf = db.prepare("SELECT kind, address FROM contacts WHERE person_id = ? ORDER BY rowid");
+  const contactsOf = db.prepare(
+    "SELECT kind, address, alert_kinds, min_level FROM person_contacts WHERE person_id = ? ORDER BY position",
+  );
+  const toContact = (r: Row): Contact => ({
+    kind: r.kind as Contact["kind"],
+    address: r.address as string,
+    alertKinds:
+      r.alert_kinds === null ? null : (JSON.parse(r.alert_kinds as string) as Contact["alertKinds"]),
+    minLevel: r.min_level as number,
+  });
   const toPerson = (r: Row): Person => ({
     id: r.id as string,
     name: r.name as string,
@@ -184,7 +193,7 @@ function registry(db: Database.Database): RegistryRepository {
     phone: (r.phone as string | null) ?? null,
     address: (r.address as string | null) ?? null,
     locale: r.locale as string,
-    contacts: contactsOf.all(r.id) as Contact[],
+    contacts: (contactsOf.all(r.id) as Row[]).map(toContact),
   });
   const toDevice = (r: Row): Device => ({
     id: r.id as string,
@@ -200,9 +209,12 @@ function registry(db: Database.Database): RegistryRepository {
     relation: r.relation as Assignment["relation"],
   });
   const writeContacts = (p: Person) => {
-    db.prepare("DELETE FROM contacts WHERE person_id = ?").run(p.id);
-    const insert = db.prepare("INSERT INTO contacts (person_id, kind, address) VALUES (?, ?, ?)");
-    for (const c of p.contacts) insert.run(p.id, c.kind, c.address);
+    db.prepare("DELETE FROM person_contacts WHERE person_id = ?").run(p.id);
+    const insert = db.prepare(
+      "INSERT INTO person_contacts (person_id, position, kind, address, alert_kinds, min_level) VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    for (const [i, c] of p.contacts.entries())
+      insert.run(p.id, i + 1, c.kind, c.address, c.alertKinds && JSON.stringify(c.alertKinds), c.minLevel);
   };
   const insertOrConflict = <T>(what: string, id: string, fn: () => T): T => {
     try {
@@ -595,12 +607,16 @@ function attempts(db: Database.Database): AttemptRepository {
           detail: (r.detail as string | null) ?? null,
         }),
       ),
-    failing: async (addresses) => {
+    failing: async (contacts) => {
       const last = db.prepare(
-        `SELECT status FROM notification_attempts WHERE channel = 'webhook' AND address = ?
-           AND status IN ('delivered','failed') ORDER BY id DESC LIMIT 1`,
+        `SELECT status FROM notification_attempts WHERE address = ? AND channel = ?
+           AND status NOT IN ('pending','expired') ORDER BY id DESC LIMIT 1`,
       );
-      return new Set(addresses.filter((a) => (last.get(a) as Row | undefined)?.status === "failed"));
+      return new Set(
+        contacts
+          .filter((c) => (last.get(c.address, c.kind) as Row | undefined)?.status === "failed")
+          .map((c) => `${c.kind} ${c.address}`),
+      );
     },
     pendingCommandAddresses: async () =>
       (

@@ -1,4 +1,4 @@
-import type { Alert, AlertEvent, AlertState, NewAlertEvent } from "../alerts/model.ts";
+import type { Alert, AlertEvent, AlertKind, AlertState, NewAlertEvent } from "../alerts/model.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { ReportAlert } from "../reports/monthly.ts";
 import type { Geofence, ZoneTrack } from "../rules/geofence.ts";
@@ -20,9 +20,18 @@ export interface Grid {
   communityId: string;
   name: string;
 }
+/** Ways to reach a person: a signed webhook, a WeCom or DingTalk group robot, an SMS, a voice call. */
+export const channelKinds = ["webhook", "wecom", "dingtalk", "sms", "voice"] as const;
+export type ChannelKind = (typeof channelKinds)[number];
+/** One way to reach a person; a person's contacts are tried in order until one takes the message. */
 export interface Contact {
-  kind: "webhook";
+  kind: ChannelKind;
+  /** The webhook's URL; for every other channel the person's mobile number (a robot @-mentions it). */
   address: string;
+  /** The alert kinds this contact is used for; null: every kind. */
+  alertKinds: AlertKind[] | null;
+  /** The lowest escalation level paged on it (a voice call only from level 2, say); the catch-all counts as any. */
+  minLevel: number;
 }
 export interface Person {
   id: string;
@@ -95,13 +104,22 @@ export interface Assignment {
   personId: string;
   relation: Relation;
 }
-export type AttemptStatus = "pending" | "delivered" | "failed" | "expired";
+/**
+ * pending: stored, no answer yet. accepted: the provider took it for delivery and does not say
+ * whether it arrived (SMS, a voice call placed). delivered: it is where the person reads it, or
+ * with the receiver the operator chose (a robot's group message, a webhook bridge's 2xx, a
+ * device's acknowledgement). failed: with the reason. expired: a device command never acknowledged.
+ */
+export const attemptStatuses = ["pending", "accepted", "delivered", "failed", "expired"] as const;
+export type AttemptStatus = (typeof attemptStatuses)[number];
+/** A message reached, or was taken for, its channel: it need not go further down the person's list. */
+export const isReached = (s: AttemptStatus) => s === "accepted" || s === "delivered";
 export interface NotificationAttempt {
   id: number;
   alertId: string;
   level: number;
   personId: string | null;
-  channel: "webhook" | "device";
+  channel: ChannelKind | "device";
   /** `paged`, or the follow-up it carried (`accepted`, `resolved`...), or the device command's type. */
   event: string;
   address: string;
@@ -226,8 +244,8 @@ export interface AttemptRepository {
   ): Promise<number>;
   finish(id: number, status: AttemptStatus, detail: string | null): Promise<void>;
   forAlert(alertId: string): Promise<NotificationAttempt[]>;
-  /** Of these webhook addresses, those whose latest finished attempt failed. */
-  failing(addresses: readonly string[]): Promise<Set<string>>;
+  /** Of these contacts, those whose latest finished attempt failed, as `kind address`. */
+  failing(contacts: readonly Pick<Contact, "kind" | "address">[]): Promise<Set<string>>;
   /** Addresses (command topics) with commands waiting: the devices worth looking up when they connect. */
   pendingCommandAddresses(): Promise<string[]>;
   /** The device outbox at `address`: marks what is past its expiry expired, returns the rest in order. */

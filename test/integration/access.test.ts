@@ -215,6 +215,26 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
       own: () => ({ path: "/api/people/dondrub" }),
       foreign: () => ({ path: "/api/people/norbu" }),
     },
+    { route: "GET /api/channels", allowed: everyone, own: () => ({ path: "/api/channels" }) },
+    {
+      route: "GET /api/people/{id}/contacts",
+      allowed: everyone,
+      own: () => ({ path: "/api/people/dondrub/contacts" }),
+      foreign: () => ({ path: "/api/people/norbu/contacts" }),
+    },
+    {
+      // Each person sets their own; the admin, anyone's.
+      route: "PUT /api/people/{id}/contacts",
+      allowed: everyone,
+      own: (v) => ({
+        path: `/api/people/${v === "admin" ? "dr-tsering" : usernames[v]}/contacts`,
+        body: { contacts: [{ kind: "webhook", address: `http://127.0.0.1:9/${v}` }] },
+      }),
+      foreign: () => ({
+        path: "/api/people/dr-dawa/contacts",
+        body: { contacts: [{ kind: "webhook", address: "http://127.0.0.1:9/x" }] },
+      }),
+    },
     {
       route: "PATCH /api/people/{id}",
       allowed: managers,

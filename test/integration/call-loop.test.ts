@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { signWebhook } from "../../gateway/notify/webhook.ts";
+import { signWebhook } from "../../gateway/notify/channels/index.ts";
 import { FakeClock } from "../support/fake-clock.ts";
 import {
   call,

@@ -60,10 +60,14 @@ async function seed(dataDir: string, webhookUrl: (path: string) => string): Prom
       contacts,
     });
     await registry.createPerson(
-      person("dr-tsering", "doctor", [{ kind: "webhook", address: webhookUrl("/doctor") }]),
+      person("dr-tsering", "doctor", [
+        { kind: "webhook", address: webhookUrl("/doctor"), alertKinds: null, minLevel: 1 },
+      ]),
     );
     await registry.createPerson(
-      person("pema", "family", [{ kind: "webhook", address: webhookUrl("/family") }]),
+      person("pema", "family", [
+        { kind: "webhook", address: webhookUrl("/family"), alertKinds: null, minLevel: 1 },
+      ]),
     );
     const creds: Creds[] = [];
     for (let i = 0; i < DEVICES; i++) {

@@ -56,8 +56,8 @@ describe("privacy", () => {
     await device.close();
 
     const log = lines.join("");
-    // The lines that would carry them were written: the refusal, the first admin, a failed webhook.
-    for (const msg of ["device connection refused", "created the first admin", "webhook failed"]) {
+    // The lines that would carry them were written: the refusal, the first admin, a failed notification.
+    for (const msg of ["device connection refused", "created the first admin", "notification failed"]) {
       expect(log).toContain(msg);
     }
     for (const secret of [

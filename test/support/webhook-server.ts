@@ -10,13 +10,14 @@ export interface ReceivedWebhook {
 }
 
 /**
- * A local HTTP endpoint standing in for an SMS / WeChat bridge. `state.status` sets what it
- * answers; `state.hang` makes it take requests and never answer. `load` counts the requests it
- * holds open, now and at most.
+ * A local HTTP endpoint standing in for an SMS / WeChat bridge or a provider's API. `state.status`
+ * and `state.body` set what it answers; `state.hang` makes it take requests and never answer.
+ * `load` counts the requests it holds open, now and at most. `json` is the request's body when it
+ * is JSON, else empty.
  */
-export async function startWebhookServer(options: { status?: number; hang?: boolean } = {}) {
+export async function startWebhookServer(options: { status?: number; hang?: boolean; body?: string } = {}) {
   const received: ReceivedWebhook[] = [];
-  const state = { status: options.status ?? 200, hang: options.hang ?? false };
+  const state = { status: options.status ?? 200, hang: options.hang ?? false, body: options.body ?? "" };
   const load = { open: 0, maxOpen: 0 };
   const server = createServer((req, res) => {
     load.open++;
@@ -31,10 +32,10 @@ export async function startWebhookServer(options: { status?: number; hang?: bool
         path: req.url ?? "",
         headers: req.headers,
         body,
-        json: JSON.parse(body),
+        json: req.headers["content-type"]?.startsWith("application/json") ? JSON.parse(body) : {},
         at: performance.now(),
       });
-      if (!state.hang) res.writeHead(state.status).end();
+      if (!state.hang) res.writeHead(state.status).end(state.body);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

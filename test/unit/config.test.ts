@@ -120,4 +120,31 @@ describe("configuration", () => {
     );
     expect(() => loadConfig({ ...base, ESCALATION_POLICY_FILE: "/nonexistent.json" })).toThrow(/cannot read/);
   });
+
+  it("reads secrets from SECRETS_FILE, the environment winning, and refuses anything else in it", () => {
+    const file = join(tempDataDir(), "secrets.json");
+    writeFileSync(file, JSON.stringify({ ...base, WECOM_ROBOT_KEY: "from-file" }));
+    const config = loadConfig({ SECRETS_FILE: file, WECOM_ROBOT_KEY: "from-env" });
+    expect(config.WEBHOOK_SECRET).toBe(base.WEBHOOK_SECRET);
+    expect(config.channels.wecom?.key).toBe("from-env");
+    expect(config.channels).not.toHaveProperty("sms");
+    writeFileSync(file, JSON.stringify({ ...base, PORT: "80" }));
+    expect(() => loadConfig({ SECRETS_FILE: file })).toThrow(/secrets\.json: .*PORT/);
+  });
+
+  it("refuses a channel begun but not finished, naming what is missing", () => {
+    expect(() => loadConfig({ ...base, ALIYUN_SMS_SIGN_NAME: "社区平安" })).toThrow(
+      /^ALIYUN_ACCESS_KEY_ID: required for Aliyun SMS and voice calls\nALIYUN_ACCESS_KEY_SECRET: .*\nALIYUN_SMS_TEMPLATE_PAGED: required for SMS$/,
+    );
+    expect(() => loadConfig({ ...base, DINGTALK_ROBOT_SECRET: "SEC1" })).toThrow(
+      /^DINGTALK_ROBOT_TOKEN: required/,
+    );
+    const voice = loadConfig({
+      ...base,
+      ALIYUN_ACCESS_KEY_ID: "id",
+      ALIYUN_ACCESS_KEY_SECRET: "secret",
+      ALIYUN_VOICE_TTS_CODE: "TTS_1",
+    }).channels;
+    expect(Object.keys(voice)).toEqual(["voice"]);
+  });
 });
