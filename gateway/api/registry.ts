@@ -285,8 +285,13 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       await visiblePerson(viewer, req.body.ownerId);
       const secret = newDeviceSecret();
       await registry.createDevice({ ...req.body, createdAt: clock.now() }, deviceSecrets.hash(secret));
-      await auth.audit(actor(viewer), "device.register", req.body.id, { ownerId: req.body.ownerId });
+      await auth.audit(actor(viewer), "device.register", req.body.id, {
+        ownerId: req.body.ownerId,
+        protocol: req.body.protocol,
+      });
       bus.emit("device.registered", { deviceId: req.body.id, kind: req.body.kind });
+      // A watch gets a secret too, that nobody is told: its id alone can never sign in over MQTT.
+      if (req.body.protocol === "watch") return reply.code(201).send({ id: req.body.id });
       return reply.code(201).send({ id: req.body.id, secret });
     },
   );
