@@ -18,6 +18,11 @@ export function createMetrics(
       help: "Devices with an open MQTT connection",
       registers: [registry],
     }),
+    watchesConnected: new Gauge({
+      name: "gateway_watches_connected",
+      help: "Watches (3G / SeTracker protocol) with an open TCP connection",
+      registers: [registry],
+    }),
     messagesIn: new Counter({
       name: "gateway_messages_in_total",
       help: "Device messages accepted, by channel",

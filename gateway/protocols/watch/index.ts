@@ -1,0 +1,4 @@
+export * from "./alarm.ts";
+export * from "./frame.ts";
+export * from "./listener.ts";
+export * from "./message.ts";
