@@ -14,7 +14,7 @@ import { type DeviceLink, DeviceOutbox } from "./notify/device-outbox.ts";
 import { OutboundGuard } from "./notify/outbound.ts";
 import { AlertStream } from "./notify/stream.ts";
 import { WebhookNotifier } from "./notify/webhook.ts";
-import { WatchListener } from "./protocols/watch/index.ts";
+import { GeolocationResolver, WatchListener } from "./protocols/watch/index.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
 import { TelemetryWriter } from "./store/telemetry.ts";
 import { influxTelemetry } from "./store/telemetry-influx.ts";
@@ -178,7 +178,20 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     },
   );
   const watches = new WatchListener(
-    { store, bus, ingest, clock, metrics, log },
+    {
+      store,
+      bus,
+      ingest,
+      clock,
+      metrics,
+      log,
+      resolver: config.WATCH_GEOLOCATION_URL
+        ? new GeolocationResolver(outbound, {
+            url: config.WATCH_GEOLOCATION_URL,
+            timeoutMs: config.WATCH_GEOLOCATION_TIMEOUT_MS,
+          })
+        : undefined,
+    },
     {
       maxFrameBytes: config.WATCH_MAX_FRAME_BYTES,
       idleTimeoutMs: config.WATCH_IDLE_TIMEOUT_SEC * 1000,

@@ -137,6 +137,13 @@ export const configSchema = z
         }
         return entries;
       }),
+    /**
+     * Where cell towers and Wi-Fi access points seen without a GPS fix are turned into a position
+     * (the common geolocation request format); none by default. Reached through the outbound guard.
+     */
+    WATCH_GEOLOCATION_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+    /** A watch's report (an alarm's answer too) waits this long at most for the resolver. */
+    WATCH_GEOLOCATION_TIMEOUT_MS: positiveInt.default(2000),
     /** JSON: per model (maker code or watch id), status bits that differ, e.g. {"SG":{"16":"ignore","22":"sos"}}. */
     WATCH_ALARM_BITS: z
       .string()

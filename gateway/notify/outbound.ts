@@ -61,7 +61,12 @@ export interface OutboundOptions {
 
 export interface OutboundResponse {
   status: number;
+  /** The response body, cut at RESPONSE_BODY_LIMIT bytes. */
+  body: string;
 }
+
+/** Enough for any answer the gateway reads (a geolocation result); the rest is drained unread. */
+const RESPONSE_BODY_LIMIT = 65_536;
 
 /**
  * The one way the gateway calls out (webhooks now, SMS and robot channels later). https only by
@@ -123,8 +128,16 @@ export class OutboundGuard {
           lookup: hostAllowed ? undefined : this.checkedLookup,
         },
         (res) => {
-          res.resume();
-          res.on("end", () => resolve({ status: res.statusCode ?? 0 }));
+          const chunks: Buffer[] = [];
+          let kept = 0;
+          res.on("data", (chunk: Buffer) => {
+            if (kept >= RESPONSE_BODY_LIMIT) return;
+            chunks.push(chunk.subarray(0, RESPONSE_BODY_LIMIT - kept));
+            kept += chunk.length;
+          });
+          res.on("end", () =>
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }),
+          );
           res.on("error", reject);
         },
       );

@@ -1,3 +1,5 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { utf16beHex } from "../../gateway/protocols/watch/index.ts";
 import { FakeClock } from "../support/fake-clock.ts";
@@ -251,6 +253,99 @@ describe("off-the-shelf watches over TCP", () => {
       ["heart", { heartRate: 74 }],
       ["bphrt", { systolic: 128, diastolic: 82, heartRate: 71 }],
     ]);
+    watch.close();
+  });
+});
+
+describe("watch positions from cell towers and Wi-Fi", () => {
+  let gw: TestGateway;
+  let resolver: Server;
+  const asked: Record<string, unknown>[] = [];
+  let answer: { status: number; body: string };
+
+  beforeEach(async () => {
+    asked.length = 0;
+    answer = { status: 200, body: JSON.stringify({ location: { lat: 29.651, lng: 91.131 }, accuracy: 120 }) };
+    // A local stand-in for a geolocation service: never a real one in tests.
+    resolver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => {
+        body += c;
+      });
+      req.on("end", () => {
+        asked.push(JSON.parse(body));
+        res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
+      });
+    });
+    await new Promise<void>((resolve) => resolver.listen(0, "127.0.0.1", resolve));
+    const { port: resolverPort } = resolver.address() as AddressInfo;
+    const watchPort = await freePort();
+    gw = await startGateway({
+      env: {
+        WATCH_PORT: String(watchPort),
+        WATCH_GEOLOCATION_URL: `http://127.0.0.1:${resolverPort}/geolocate`,
+      },
+    });
+    await seedCommunity(gw, () => "http://127.0.0.1:9/unused");
+    await call(gw, "POST", "/api/devices", {
+      id: WATCH,
+      kind: "locator-tag",
+      ownerId: "dondrub",
+      protocol: "watch",
+    });
+  });
+  afterEach(async () => {
+    await gw.stop();
+    await new Promise<void>((resolve) => resolver.close(() => resolve()));
+  });
+
+  it("asks the resolver in the common geolocation format and uses its answer as a Wi-Fi fix", async () => {
+    const watch = await connectWatch(gw.ports.watch, WATCH);
+    watch.send(`UD_LTE,${watchTime(Date.now())},${report({ valid: false, lat: 0, lon: 0, cells: true })}`);
+    watch.send("LK,0,0,80");
+    await watch.waitFor((c) => c === "LK", "LK answer");
+    expect(asked).toEqual([
+      {
+        considerIp: false,
+        cellTowers: [
+          {
+            mobileCountryCode: 460,
+            mobileNetworkCode: 0,
+            locationAreaCode: 9360,
+            cellId: 4082,
+            signalStrength: 131,
+          },
+          {
+            mobileCountryCode: 460,
+            mobileNetworkCode: 0,
+            locationAreaCode: 9360,
+            cellId: 4092,
+            signalStrength: 148,
+          },
+        ],
+        wifiAccessPoints: [{ macAddress: "1c:fa:68:13:a5:b4", signalStrength: -61 }],
+      },
+    ]);
+    expect((await call(gw, "GET", `/api/devices/${WATCH}`)).body.state.position).toMatchObject({
+      lat: 29.651,
+      lon: 91.131,
+      accuracy: 120,
+      source: "wifi",
+    });
+    watch.close();
+  });
+
+  it("a resolver that fails leaves the position unknown, and the report still counts", async () => {
+    answer = { status: 500, body: "{}" };
+    const watch = await connectWatch(gw.ports.watch, WATCH);
+    watch.send(
+      `UD,${watchTime(Date.now())},${report({ valid: false, lat: 0, lon: 0, battery: 64, cells: true })}`,
+    );
+    watch.send("LK");
+    await watch.waitFor((c) => c === "LK", "LK answer");
+    const { state } = (await call(gw, "GET", `/api/devices/${WATCH}`)).body;
+    expect(state).toMatchObject({ battery: 64, position: null });
+    expect(await metric(gw, "gateway_watch_positions_unresolved_total")).toBe(1);
     watch.close();
   });
 });

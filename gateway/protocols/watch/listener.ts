@@ -15,7 +15,8 @@ import type { Metrics } from "../../metrics.ts";
 import type { Store } from "../../store/types.ts";
 import { type AlarmBitsOverrides, alarmBitsFor, judgeAlarm } from "./alarm.ts";
 import { encodeFrame, utf16beHex, type WatchFrame, WatchFrameDecoder } from "./frame.ts";
-import { answerFor, parseContent, type WatchMessage } from "./message.ts";
+import type { PositionResolver } from "./geolocation.ts";
+import { answerFor, type PositionReport, parseContent, type WatchMessage } from "./message.ts";
 
 export interface WatchSettings {
   /** A frame longer than this (bytes, brackets included) closes its connection. */
@@ -81,6 +82,8 @@ export class WatchListener {
       clock: Clock;
       metrics: Metrics;
       log: Logger;
+      /** Turns cells and access points into a position; none by default (the position stays unknown). */
+      resolver?: PositionResolver | undefined;
     },
     private readonly settings: WatchSettings,
   ) {
@@ -333,20 +336,18 @@ export class WatchListener {
       session.lastAlarm = { content, ts };
     }
     const fix = report.fixValid && !(report.lat === 0 && report.lon === 0);
-    await this.heartbeat(deviceId, {
-      ts,
-      seq: 0,
-      battery: session.battery,
-      ...(fix
-        ? {
-            lat: report.lat,
-            lon: report.lon,
-            accuracy: report.accuracy ?? ASSUMED_GPS_ACCURACY_M,
-            source: "gps" as const,
-          }
-        : {}),
-    });
     const seen = report.cells.length > 0 || report.accessPoints.length > 0;
+    const position = fix
+      ? {
+          lat: report.lat,
+          lon: report.lon,
+          accuracy: report.accuracy ?? ASSUMED_GPS_ACCURACY_M,
+          source: "gps" as const,
+        }
+      : seen
+        ? await this.locate(deviceId, report)
+        : undefined;
+    await this.heartbeat(deviceId, { ts, seq: 0, battery: session.battery, ...position });
     const alarm = isAlarm
       ? judgeAlarm(report.status, alarmBitsFor(this.settings.alarmBits, session.maker, deviceId))
       : undefined;
@@ -359,6 +360,7 @@ export class WatchListener {
         late,
         data: {
           fix: fix ? { lat: report.lat, lon: report.lon, accuracy: report.accuracy ?? null } : null,
+          ...(position && !fix ? { resolved: position } : {}),
           status: report.status.toString(16).padStart(8, "0"),
           ...(alarm ? { alarms: alarm.alarms } : {}),
           cells: report.cells,
@@ -378,6 +380,23 @@ export class WatchListener {
       // De-duplicated as MQTT events are, by (device, seq, ts): the same alarm bits at the same time.
       const event: DeviceEvent = { type: alarm.event, ts, seq: report.status >>> 16 };
       await this.submit(deviceId, "event", event);
+    }
+  }
+
+  /** Cells and access points into a position, when a resolver is configured; never fails the report. */
+  private async locate(deviceId: string, report: PositionReport) {
+    const { resolver, metrics, log } = this.deps;
+    if (!resolver) return undefined;
+    try {
+      return await resolver.resolve(report.cells, report.accessPoints);
+    } catch (err) {
+      metrics.watchPositionsUnresolved.inc();
+      // The URL may carry an API key: never logged.
+      log.warn(
+        { deviceId, err: (err as Error).message },
+        "could not resolve a watch's cells and access points",
+      );
+      return undefined;
     }
   }
 
