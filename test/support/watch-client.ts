@@ -2,6 +2,8 @@ import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { encodeFrame, WatchFrameDecoder } from "../../gateway/protocols/watch/index.ts";
 import { waitFor } from "./wait.ts";
 
+export { watchTime } from "../../device-sim/watch.ts";
+
 /** A port free now, for settings where 0 means "off" rather than "any". */
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -9,13 +11,6 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as AddressInfo;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
-}
-
-/** `ddmmyy,hhmmss` in UTC, as watches write their time. */
-export function watchTime(ms: number): string {
-  const d = new Date(ms);
-  const two = (n: number) => String(n).padStart(2, "0");
-  return `${two(d.getUTCDate())}${two(d.getUTCMonth() + 1)}${two(d.getUTCFullYear() % 100)},${two(d.getUTCHours())}${two(d.getUTCMinutes())}${two(d.getUTCSeconds())}`;
 }
 
 /** A watch over a raw TCP socket: sends frames as the firmware does, records what the gateway answers. */
