@@ -332,7 +332,7 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       schema: {
         tags: ["devices"],
         description:
-          "Issues a new secret: the old one stops working and the device is disconnected at once. Also reinstates a revoked device.",
+          "Issues a new secret: the old one stops working and the device is disconnected at once. Also reinstates a revoked device. A watch gets no secret back (its protocol has none): this only reinstates it.",
         params: z.object({ id: s.id }),
         response: { 200: s.deviceRegistered },
       },
@@ -344,7 +344,8 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       await registry.setDeviceSecret(device.id, deviceSecrets.hash(secret));
       disconnectDevice(device.id, "secret rotated");
       await auth.audit(actor(viewer), "device.rotate-secret", device.id);
-      return { id: device.id, secret };
+      // A watch has no use for a secret (its protocol has none): told to nobody, it never opens MQTT.
+      return device.protocol === "watch" ? { id: device.id } : { id: device.id, secret };
     },
   );
   app.post(

@@ -349,3 +349,62 @@ describe("watch positions from cell towers and Wi-Fi", () => {
     watch.close();
   });
 });
+
+describe("watch connection limits", () => {
+  let gw: TestGateway | undefined;
+  afterEach(async () => {
+    await gw?.stop();
+    gw = undefined;
+  });
+
+  const start = async (env: Record<string, string>) => {
+    const port = await freePort();
+    gw = await startGateway({ env: { WATCH_PORT: String(port), ...env } });
+    await seedCommunity(gw, () => "http://127.0.0.1:9/unused");
+    await call(gw, "POST", "/api/devices", {
+      id: WATCH,
+      kind: "locator-tag",
+      ownerId: "dondrub",
+      protocol: "watch",
+    });
+    return { gw, port };
+  };
+
+  it("closes a silent connection after WATCH_IDLE_TIMEOUT_SEC", async () => {
+    const { port } = await start({ WATCH_IDLE_TIMEOUT_SEC: "1" });
+    const watch = await connectWatch(port, WATCH);
+    watch.send("LK");
+    await watch.waitFor((c) => c === "LK", "LK answer");
+    await watch.waitClosed();
+  });
+
+  it("refuses connections from outside WATCH_ALLOW_FROM before reading a byte, and counts them", async () => {
+    const { gw, port } = await start({ WATCH_ALLOW_FROM: "10.0.0.0/8, 192.168.1.7" });
+    const watch = await connectWatch(port, WATCH);
+    watch.send("LK");
+    await watch.waitClosed();
+    expect(watch.received).toEqual([]);
+    expect(await metric(gw, 'gateway_messages_refused_total{reason="watch-source"}')).toBe(1);
+  });
+
+  it("revoking a watch closes it and refuses it; a frame for another id closes the connection", async () => {
+    const { gw, port } = await start({});
+    const watch = await connectWatch(port, WATCH);
+    watch.send("LK");
+    await watch.waitFor((c) => c === "LK", "LK answer");
+    expect((await call(gw, "POST", `/api/devices/${WATCH}/revoke`)).status).toBe(200);
+    await watch.waitClosed();
+    const again = await connectWatch(port, WATCH);
+    again.send("LK");
+    await again.waitClosed();
+    expect(again.received).toEqual([]);
+
+    // Reinstated: a watch gets no secret back, and connects again by its id.
+    expect((await call(gw, "POST", `/api/devices/${WATCH}/secret`)).body).toEqual({ id: WATCH });
+    const back = await connectWatch(port, WATCH);
+    back.send("LK");
+    await back.waitFor((c) => c === "LK", "LK answer after reinstating");
+    back.sendRaw("[3G*8800000099*0002*LK]");
+    await back.waitClosed();
+  });
+});

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../gateway/config/index.ts";
 import {
   answerFor,
   defaultAlarmBits,
@@ -220,5 +221,33 @@ describe("watch alarm bits", () => {
     const model = { ...defaultAlarmBits, 16: "ignore", 22: "sos" } as const;
     expect(judgeAlarm(1 << 16, model).event).toBeUndefined();
     expect(judgeAlarm(1 << 22, model).event).toBe("sos");
+  });
+});
+
+describe("watch settings", () => {
+  const load = (env: Record<string, string>) =>
+    loadConfig({ WEBHOOK_SECRET: "test-webhook-secret-0123456789", ...env });
+
+  it("reads a per-model bit map, and says what is wrong with a bad one", () => {
+    expect(load({ WATCH_ALARM_BITS: '{"SG": {"16": "ignore", "22": "sos"}}' }).WATCH_ALARM_BITS).toEqual({
+      SG: { 16: "ignore", 22: "sos" },
+    });
+    expect(() => load({ WATCH_ALARM_BITS: "{" })).toThrow("WATCH_ALARM_BITS: must be JSON");
+    expect(() => load({ WATCH_ALARM_BITS: '{"SG": {"40": "sos"}}' })).toThrow("a bit number 0-31");
+    expect(() => load({ WATCH_ALARM_BITS: '{"SG": {"16": "panic"}}' })).toThrow("WATCH_ALARM_BITS");
+  });
+
+  it("takes addresses and ranges as the allow-list, never host names", () => {
+    expect(load({ WATCH_ALLOW_FROM: "10.0.0.0/8, 192.168.1.7" }).WATCH_ALLOW_FROM).toEqual([
+      "10.0.0.0/8",
+      "192.168.1.7",
+    ]);
+    expect(() => load({ WATCH_ALLOW_FROM: "watches.example.org" })).toThrow(
+      "WATCH_ALLOW_FROM: 'watches.example.org' is not an IP address or a CIDR range",
+    );
+  });
+
+  it("is off unless a port is given", () => {
+    expect(load({}).WATCH_PORT).toBe(0);
   });
 });

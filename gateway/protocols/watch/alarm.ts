@@ -29,10 +29,21 @@ export const defaultAlarmBits: AlarmBits = {
  * `WATCH_ALARM_BITS`: per model, bits that differ from the default, the model named by its maker
  * code (`3G`, `SG`, `ZJ`...) or by a device id, e.g. `{"SG": {"16": "ignore", "22": "sos"}}`.
  */
-export const alarmBitsOverrideSchema = z.record(
-  z.string().regex(/^([0-9A-Za-z]{2}|\d{10}|\d{15})$/, "a maker code (2 letters or digits) or a watch id"),
-  z.record(z.string().regex(/^([0-9]|[12][0-9]|3[01])$/, "a bit number 0-31"), z.enum(alarmNames)),
-);
+export const alarmBitsOverrideSchema = z
+  .record(z.string(), z.record(z.string(), z.enum(alarmNames)))
+  .superRefine((models, ctx) => {
+    for (const [model, bits] of Object.entries(models)) {
+      if (!/^([0-9A-Za-z]{2}|\d{10}|\d{15})$/.test(model))
+        ctx.addIssue({
+          code: "custom",
+          path: [model],
+          message: "must be a maker code (2 letters or digits) or a watch id",
+        });
+      for (const bit of Object.keys(bits))
+        if (!/^([0-9]|[12][0-9]|3[01])$/.test(bit))
+          ctx.addIssue({ code: "custom", path: [model, bit], message: "must be a bit number 0-31" });
+    }
+  });
 export type AlarmBitsOverrides = z.infer<typeof alarmBitsOverrideSchema>;
 
 /** The bit map for one watch: its id's override, else its maker's, over the default. */

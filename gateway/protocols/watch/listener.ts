@@ -12,7 +12,7 @@ import {
   topicFor,
 } from "../../ingest/index.ts";
 import type { Metrics } from "../../metrics.ts";
-import type { Store } from "../../store/types.ts";
+import type { Device, Store } from "../../store/types.ts";
 import { type AlarmBitsOverrides, alarmBitsFor, judgeAlarm } from "./alarm.ts";
 import { encodeFrame, utf16beHex, type WatchFrame, WatchFrameDecoder } from "./frame.ts";
 import type { PositionResolver } from "./geolocation.ts";
@@ -227,7 +227,15 @@ export class WatchListener {
   /** A registered, unrevoked watch, bound to this connection; else the connection is closed. */
   private async identify(socket: Socket, frame: WatchFrame): Promise<Session | undefined> {
     const { store, bus, metrics, log } = this.deps;
-    const device = await store.registry.getDevice(frame.deviceId).catch(() => undefined);
+    let device: Device | undefined;
+    try {
+      device = await store.registry.getDevice(frame.deviceId);
+    } catch (err) {
+      // Not the watch's fault: closed uncounted, it reconnects and is looked up again.
+      log.error({ err, deviceId: frame.deviceId }, "could not look up a watch; connection closed");
+      socket.destroy();
+      return undefined;
+    }
     const reason = !device
       ? "unknown watch"
       : device.protocol !== "watch"
