@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { utf16beHex } from "../../gateway/protocols/watch/index.ts";
 import { FakeClock } from "../support/fake-clock.ts";
@@ -385,6 +386,45 @@ describe("watch connection limits", () => {
     await watch.waitClosed();
     expect(watch.received).toEqual([]);
     expect(await metric(gw, 'gateway_messages_refused_total{reason="watch-source"}')).toBe(1);
+  });
+
+  it("closes new connections from an address over WATCH_CONNECT_RATE_PER_IP, and counts them", async () => {
+    const { gw, port } = await start({ WATCH_CONNECT_RATE_PER_IP: "0.001", WATCH_CONNECT_BURST_PER_IP: "2" });
+    const admitted = [await connectWatch(port, WATCH), await connectWatch(port, WATCH)];
+    const third = await connectWatch(port, WATCH);
+    third.send("LK");
+    await third.waitClosed();
+    expect(third.received).toEqual([]);
+    expect(await metric(gw, 'gateway_messages_refused_total{reason="connect-rate"}')).toBe(1);
+    for (const w of admitted) w.close();
+  });
+
+  it("no bytes a client sends crash the gateway or disturb another watch", async () => {
+    const { gw, port } = await start({});
+    const watch = await connectWatch(port, WATCH);
+    const noise = fc.sample(
+      fc.array(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 300 }),
+          fc
+            .constantFrom("[", "]", "[3G*8800000099*", "*0002*", "AL,", "\x7d\x03")
+            .map((t) => Buffer.from(t, "latin1")),
+        ),
+        { maxLength: 30 },
+      ),
+      { numRuns: 40, seed: 13 },
+    );
+    const strangers = await Promise.all(noise.map(() => connectWatch(port, "1234567890")));
+    for (const [i, parts] of noise.entries())
+      for (const part of parts) strangers[i]?.sendRaw(Buffer.from(part));
+    watch.send("LK,0,0,70");
+    await watch.waitFor((c) => c === "LK", "LK answer among the noise");
+    expect((await call(gw, "GET", `/api/devices/${WATCH}`)).body).toMatchObject({
+      connected: true,
+      state: { battery: 70 },
+    });
+    for (const s of strangers) s.close();
+    watch.close();
   });
 
   it("revoking a watch closes it and refuses it; a frame for another id closes the connection", async () => {
