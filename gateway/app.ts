@@ -199,6 +199,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
         perSecond: config.WATCH_CONNECT_RATE_PER_IP,
         burst: config.WATCH_CONNECT_BURST_PER_IP,
       },
+      publishRate: { perSecond: config.DEVICE_PUBLISH_RATE, burst: config.DEVICE_PUBLISH_BURST },
       allowFrom: config.WATCH_ALLOW_FROM,
       alarmBits: config.WATCH_ALARM_BITS,
       maxClockSkewMs: config.MAX_CLOCK_SKEW_MS,

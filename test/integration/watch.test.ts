@@ -399,6 +399,17 @@ describe("watch connection limits", () => {
     for (const w of admitted) w.close();
   });
 
+  it("throttles a watch over its frame rate, never its alarms", async () => {
+    const { gw, port } = await start({ DEVICE_PUBLISH_RATE: "0.001", DEVICE_PUBLISH_BURST: "3" });
+    const watch = await connectWatch(port, WATCH);
+    for (let i = 0; i < 5; i++) watch.send("LK");
+    watch.send(`AL,${watchTime(Date.now())},${report({ status: "00010000" })}`);
+    await watch.waitFor((c) => c === "AL", "AL answer");
+    expect(watch.received.filter((c) => c === "LK")).toHaveLength(3);
+    expect(await metric(gw, 'gateway_messages_refused_total{reason="rate"}')).toBe(2);
+    watch.close();
+  });
+
   it("no bytes a client sends crash the gateway or disturb another watch", async () => {
     const { gw, port } = await start({});
     const watch = await connectWatch(port, WATCH);

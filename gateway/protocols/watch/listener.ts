@@ -1,6 +1,6 @@
 import { BlockList, createServer, isIP, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
-import { ConnectionRateLimit, type Rate } from "../../broker/limits.ts";
+import { ConnectionRateLimit, PublishAllowance, type Rate } from "../../broker/limits.ts";
 import type { EventBus } from "../../bus/index.ts";
 import type { Clock } from "../../clock/index.ts";
 import {
@@ -25,6 +25,8 @@ export interface WatchSettings {
   idleTimeoutMs: number;
   /** New connections a second per source address; 0 turns the limit off. */
   connectRatePerIp: Rate;
+  /** Frames a second per watch, as MQTT publishes per device; alarms have an allowance of their own. */
+  publishRate: Rate;
   /** Source networks watches may connect from (IPs or CIDR ranges); empty: any. */
   allowFrom: string[];
   alarmBits: AlarmBitsOverrides;
@@ -48,6 +50,7 @@ interface Session {
   deviceId: string;
   index?: string;
   queued: number;
+  allowance: PublishAllowance;
   /** Handles this connection's frames one after another, in order. */
   tail: Promise<void>;
   battery: number | undefined;
@@ -256,6 +259,7 @@ export class WatchListener {
       deviceId: frame.deviceId,
       index: frame.index,
       queued: 0,
+      allowance: new PublishAllowance(this.settings.publishRate, monotonicMs()),
       tail: Promise.resolve(),
       battery: undefined,
       commands: [],
@@ -278,6 +282,7 @@ export class WatchListener {
       this.close(session.socket, `frame for another id (${frame.deviceId})`, session.deviceId);
       return;
     }
+    if (!this.withinRate(session, frame)) return;
     if (++session.queued > MAX_QUEUED_FRAMES) {
       this.close(session.socket, "flood", session.deviceId);
       return;
@@ -292,6 +297,19 @@ export class WatchListener {
       .finally(() => {
         session.queued--;
       });
+  }
+
+  /** The watch's frame rate, as the broker's publish rate: throttled (unanswered), a flood closes it. */
+  private withinRate(session: Session, frame: WatchFrame): boolean {
+    if (this.settings.publishRate.perSecond <= 0) return true;
+    const isAlarm = frame.content.subarray(0, 2).toString("latin1") === "AL";
+    const verdict = session.allowance.take(isAlarm, monotonicMs());
+    if (verdict === "accept") return true;
+    this.deps.metrics.messagesRefused.inc({ reason: "rate" });
+    if (verdict === "throttle-starts")
+      this.deps.log.warn({ deviceId: session.deviceId }, "watch sending over its rate: throttled");
+    else if (verdict === "flood") this.close(session.socket, "flood", session.deviceId);
+    return false;
   }
 
   private async handle(session: Session, frame: WatchFrame): Promise<void> {
