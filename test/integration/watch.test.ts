@@ -354,7 +354,7 @@ describe("watch positions from cell towers and Wi-Fi", () => {
 describe("watch connection limits", () => {
   let gw: TestGateway | undefined;
   afterEach(async () => {
-    await gw?.stop();
+    await gw?.stop().catch(() => undefined);
     gw = undefined;
   });
 
@@ -377,6 +377,16 @@ describe("watch connection limits", () => {
     watch.send("LK");
     await watch.waitFor((c) => c === "LK", "LK answer");
     await watch.waitClosed();
+  });
+
+  it("stops at once with connections that never named a watch still open", async () => {
+    const { gw, port } = await start({});
+    const silent = await connectWatch(port, WATCH);
+    const half = await connectWatch(port, WATCH);
+    half.sendRaw("[3G*88000");
+    await gw.stop();
+    await silent.waitClosed();
+    await half.waitClosed();
   });
 
   it("refuses connections from outside WATCH_ALLOW_FROM before reading a byte, and counts them", async () => {

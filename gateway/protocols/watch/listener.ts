@@ -72,6 +72,7 @@ export class WatchListener {
   private forgetTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private readonly sessions = new Map<string, Session>();
+  private readonly sockets = new Set<Socket>();
   /** Per watch: its clock minus the gateway's, from its last live timed report. */
   private readonly clockOffsets = new Map<string, number>();
   private readonly connectLimit: ConnectionRateLimit;
@@ -127,7 +128,8 @@ export class WatchListener {
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const session of this.sessions.values()) session.socket.destroy();
+    // Every connection, named or not yet: the server's close waits for all of them.
+    for (const socket of this.sockets) socket.destroy();
     // Frames being stored finish in the ingest; their answers are lost and the watch sends them
     // again to the next run (an alarm is then found stored: one alert).
     await closed;
@@ -188,6 +190,7 @@ export class WatchListener {
         return;
       }
     }
+    this.sockets.add(socket);
     socket.setNoDelay(true);
     socket.setTimeout(this.settings.idleTimeoutMs, () => this.close(socket, "idle", session?.deviceId));
     const decoder = new WatchFrameDecoder(this.settings.maxFrameBytes);
@@ -197,6 +200,7 @@ export class WatchListener {
       log.debug({ err: err.message, deviceId: session?.deviceId }, "watch socket error"),
     );
     socket.on("close", () => {
+      this.sockets.delete(socket);
       if (session && this.sessions.get(session.deviceId) === session) {
         this.sessions.delete(session.deviceId);
         metrics.watchesConnected.set(this.sessions.size);
