@@ -149,7 +149,10 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       metrics,
       log,
       isWatching: (personId) => stream.isWatching(personId),
-      alarmContext: (deviceId, message) => tracker.alarmContext(deviceId, message),
+      alarmContext: (deviceId, message) => ({
+        ...tracker.alarmContext(deviceId, message),
+        ...watches.alarmContext(deviceId, message),
+      }),
     },
     { quietPeriodMs: config.ALERT_QUIET_PERIOD_MIN * 60_000, sweepMs: config.DEADLINE_SWEEP_SEC * 1000 },
   );

@@ -98,7 +98,12 @@ describe("off-the-shelf watches over TCP", () => {
     const [alert] = (await call(gw, "GET", "/api/alerts?state=open")).body;
     expect(alert).toMatchObject({ kind: "sos", deviceId: WATCH });
     const opened = (await call(gw, "GET", `/api/alerts/${alert.id}`)).body.events[0];
-    expect(opened.data).toMatchObject({ positionStatus: "fresh", position: { ...LHASA, source: "gps" } });
+    expect(opened.data).toMatchObject({
+      positionStatus: "fresh",
+      position: { ...LHASA, source: "gps" },
+      watchAlarms: ["sos"],
+      watchFrame: "AL",
+    });
 
     // The watch repeats an alarm it thinks unanswered: answered again, still one alert.
     const answers = watch.received.length;
@@ -148,6 +153,21 @@ describe("off-the-shelf watches over TCP", () => {
     );
     expect(sos).toMatchObject({ kind: "sos" });
     other.close();
+
+    // Taken off the wrist: an sos whose alert says why.
+    await register("8800000017", "call-button");
+    const removed = await connectWatch(port, "8800000017");
+    removed.send(`AL,${watchTime(clock.now())},${report({ status: "00100000" })}`);
+    await removed.waitFor((c) => c === "AL", "AL answer");
+    const alert = await waitFor(async () =>
+      (await call(gw, "GET", "/api/alerts?state=open")).body.find(
+        (a: { deviceId: string }) => a.deviceId === "8800000017",
+      ),
+    );
+    const opened = (await call(gw, "GET", `/api/alerts/${alert.id}`)).body.events[0];
+    expect(alert.kind).toBe("sos");
+    expect(opened.data).toMatchObject({ watchAlarms: ["removed"] });
+    removed.close();
   });
 
   it("an alarm with only cells and access points fires with the position unknown, the last trusted fix and its age", async () => {

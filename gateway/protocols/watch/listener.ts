@@ -73,6 +73,11 @@ export class WatchListener {
   private unsubscribe: (() => void) | undefined;
   private readonly sessions = new Map<string, Session>();
   private readonly sockets = new Set<Socket>();
+  /** Per watch: what its last alarm said, for the alert it opens (an SOS may be "removed"). */
+  private readonly lastAlarms = new Map<
+    string,
+    { ts: number; seq: number; alarms: string[]; frame: string }
+  >();
   /** Per watch: its clock minus the gateway's, from its last live timed report. */
   private readonly clockOffsets = new Map<string, number>();
   private readonly connectLimit: ConnectionRateLimit;
@@ -138,6 +143,13 @@ export class WatchListener {
   get port(): number {
     const address = this.server?.address();
     return typeof address === "object" && address ? address.port : 0;
+  }
+
+  /** What the watch's status word said about this alarm (`sos`, `removed`, `fall`...), for its alert. */
+  alarmContext(deviceId: string, message: DeviceEvent): Record<string, unknown> {
+    const last = this.lastAlarms.get(deviceId);
+    if (!last || last.ts !== message.ts || last.seq !== message.seq) return {};
+    return { watchAlarms: last.alarms, watchFrame: last.frame };
   }
 
   isConnected(deviceId: string): boolean {
@@ -409,6 +421,7 @@ export class WatchListener {
     if (alarm.event) {
       // De-duplicated as MQTT events are, by (device, seq, ts): the same alarm bits at the same time.
       const event: DeviceEvent = { type: alarm.event, ts, seq: report.status >>> 16 };
+      this.lastAlarms.set(deviceId, { ts, seq: event.seq, alarms: alarm.alarms, frame: type });
       await this.submit(deviceId, "event", event);
     }
   }
