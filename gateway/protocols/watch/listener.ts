@@ -393,6 +393,22 @@ export class WatchListener {
     const alarm = isAlarm
       ? judgeAlarm(report.status, alarmBitsFor(this.settings.alarmBits, session.maker, deviceId))
       : undefined;
+    if (alarm) {
+      log.info({ deviceId, alarms: alarm.alarms, status: report.status }, "watch alarm");
+      if (alarm.lowBattery)
+        bus.emit("alert.raise", {
+          kind: "low-battery",
+          deviceId,
+          data: { battery: session.battery ?? null, source: "watch alarm" },
+        });
+    }
+    if (alarm?.event) {
+      // De-duplicated as MQTT events are, by (device, seq, ts): the same alarm bits at the same time.
+      const event: DeviceEvent = { type: alarm.event, ts, seq: report.status >>> 16 };
+      this.lastAlarms.set(deviceId, { ts, seq: event.seq, alarms: alarm.alarms, frame: type });
+      await this.submit(deviceId, "event", event);
+    }
+    // After the event: the record of what the watch saw must not delay the alert.
     if (late || alarm || (!fix && seen)) {
       await store.watchReadings.add({
         deviceId,
@@ -409,20 +425,6 @@ export class WatchListener {
           accessPoints: report.accessPoints,
         },
       });
-    }
-    if (!alarm) return;
-    log.info({ deviceId, alarms: alarm.alarms, status: report.status }, "watch alarm");
-    if (alarm.lowBattery)
-      bus.emit("alert.raise", {
-        kind: "low-battery",
-        deviceId,
-        data: { battery: session.battery ?? null, source: "watch alarm" },
-      });
-    if (alarm.event) {
-      // De-duplicated as MQTT events are, by (device, seq, ts): the same alarm bits at the same time.
-      const event: DeviceEvent = { type: alarm.event, ts, seq: report.status >>> 16 };
-      this.lastAlarms.set(deviceId, { ts, seq: event.seq, alarms: alarm.alarms, frame: type });
-      await this.submit(deviceId, "event", event);
     }
   }
 
