@@ -399,6 +399,26 @@ describe("watch connection limits", () => {
     await watch.waitClosed();
   });
 
+  it("an alarm re-sent to the next run of the gateway is still one alert", async () => {
+    const { gw: first, port } = await start({});
+    const at = Date.now();
+    const sos = `AL,${watchTime(at)},${report({ status: "00010000" })}`;
+    const watch = await connectWatch(port, WATCH);
+    watch.send(sos);
+    await watch.waitFor((c) => c === "AL", "AL answer");
+    await waitFor(async () => (await call(first, "GET", "/api/alerts?state=open")).body.length === 1);
+    await first.stop();
+    gw = undefined;
+    // The answer was lost with the connection: the watch sends the alarm again to the new run.
+    gw = await startGateway({ dataDir: first.dataDir, env: { WATCH_PORT: String(port) } });
+    const again = await connectWatch(port, WATCH);
+    again.send(sos);
+    await again.waitFor((c) => c === "AL", "AL answer from the next run");
+    expect((await call(gw, "GET", "/api/alerts?state=open")).body).toHaveLength(1);
+    expect(await metric(gw, "gateway_duplicate_events_total")).toBe(1);
+    again.close();
+  });
+
   it("stops at once with connections that never named a watch still open", async () => {
     const { gw, port } = await start({});
     const silent = await connectWatch(port, WATCH);
