@@ -151,7 +151,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       isWatching: (personId) => stream.isWatching(personId),
       alarmContext: (deviceId, message) => ({
         ...tracker.alarmContext(deviceId, message),
-        ...watches.alarmContext(deviceId, message),
+        ...watches.reports.alarmContext(deviceId, message),
       }),
     },
     { quietPeriodMs: config.ALERT_QUIET_PERIOD_MIN * 60_000, sweepMs: config.DEADLINE_SWEEP_SEC * 1000 },

@@ -3,20 +3,14 @@ import type { Logger } from "pino";
 import { ConnectionRateLimit, PublishAllowance, type Rate } from "../../broker/limits.ts";
 import type { EventBus } from "../../bus/index.ts";
 import type { Clock } from "../../clock/index.ts";
-import {
-  type DeviceChannel,
-  type DeviceCommand,
-  type DeviceEvent,
-  type Heartbeat,
-  type Ingest,
-  topicFor,
-} from "../../ingest/index.ts";
+import type { DeviceCommand, Ingest } from "../../ingest/index.ts";
 import type { Metrics } from "../../metrics.ts";
 import type { Device, Store } from "../../store/types.ts";
-import { type AlarmBitsOverrides, alarmBitsFor, judgeAlarm } from "./alarm.ts";
+import type { AlarmBitsOverrides } from "./alarm.ts";
 import { encodeFrame, utf16beHex, type WatchFrame, WatchFrameDecoder } from "./frame.ts";
 import type { PositionResolver } from "./geolocation.ts";
-import { answerFor, type PositionReport, parseContent, type WatchMessage } from "./message.ts";
+import { parseContent } from "./message.ts";
+import { type WatchLink, WatchReports } from "./reports.ts";
 
 export interface WatchSettings {
   /** A frame longer than this (bytes, brackets included) closes its connection. */
@@ -34,38 +28,29 @@ export interface WatchSettings {
   maxClockSkewMs: number;
 }
 
-/** A valid GPS fix from a watch that reports no accuracy counts as this good. */
-const ASSUMED_GPS_ACCURACY_M = 30;
 /** Frames of one connection waiting to be handled; beyond, the watch is flooding and is closed. */
 const MAX_QUEUED_FRAMES = 64;
-const EARLIEST_TS = Date.UTC(2020, 0, 1);
-const UNKNOWN_CLOCK_OFFSET_MS = 60_000;
 
 /** Rate limits act in real time even when the gateway's clock is faked: they protect the process. */
 const monotonicMs = () => performance.now();
 
-interface Session {
+interface Session extends WatchLink {
   socket: Socket;
-  maker: string;
-  deviceId: string;
   index?: string;
   queued: number;
   allowance: PublishAllowance;
   /** Handles this connection's frames one after another, in order. */
   tail: Promise<void>;
-  battery: number | undefined;
   /** Commands sent and not confirmed yet: the watch's word for each, and the outbox's payload. */
   commands: { word: string; payload: string }[];
-  /** The last alarm's content and the time it was given, so a re-send with no usable clock is the same alarm. */
-  lastAlarm?: { content: string; ts: number };
 }
 
 /**
  * The TCP side of off-the-shelf 4G watches and SOS pendants (the "watch" / 3G / SeTracker
  * protocol). A watch is known by the id in its frames, registered beforehand with protocol
- * `watch`; the protocol has no password. Its frames are turned into the device contract's
- * heartbeats and events and handed to the same `Ingest` as MQTT publishes, so they walk the same
- * rules, alerts and telemetry. An alarm is answered only once it is stored, as a PUBACK is.
+ * `watch`; the protocol has no password. Owns the connections (limits, one per watch, commands
+ * out and their echoes); `WatchReports` turns the frames into the device contract. A frame is
+ * answered only once it is stored, as a PUBACK is.
  */
 export class WatchListener {
   private server: Server | undefined;
@@ -73,13 +58,7 @@ export class WatchListener {
   private unsubscribe: (() => void) | undefined;
   private readonly sessions = new Map<string, Session>();
   private readonly sockets = new Set<Socket>();
-  /** Per watch: what its last alarm said, for the alert it opens (an SOS may be "removed"). */
-  private readonly lastAlarms = new Map<
-    string,
-    { ts: number; seq: number; alarms: string[]; frame: string }
-  >();
-  /** Per watch: its clock minus the gateway's, from its last live timed report. */
-  private readonly clockOffsets = new Map<string, number>();
+  readonly reports: WatchReports;
   private readonly connectLimit: ConnectionRateLimit;
   private readonly allowed: BlockList | undefined;
 
@@ -96,6 +75,7 @@ export class WatchListener {
     },
     private readonly settings: WatchSettings,
   ) {
+    this.reports = new WatchReports(deps, settings);
     this.connectLimit = new ConnectionRateLimit(settings.connectRatePerIp);
     if (settings.allowFrom.length > 0) {
       this.allowed = new BlockList();
@@ -143,13 +123,6 @@ export class WatchListener {
   get port(): number {
     const address = this.server?.address();
     return typeof address === "object" && address ? address.port : 0;
-  }
-
-  /** What the watch's status word said about this alarm (`sos`, `removed`, `fall`...), for its alert. */
-  alarmContext(deviceId: string, message: DeviceEvent): Record<string, unknown> {
-    const last = this.lastAlarms.get(deviceId);
-    if (!last || last.ts !== message.ts || last.seq !== message.seq) return {};
-    return { watchAlarms: last.alarms, watchFrame: last.frame };
   }
 
   isConnected(deviceId: string): boolean {
@@ -329,138 +302,19 @@ export class WatchListener {
   }
 
   private async handle(session: Session, frame: WatchFrame): Promise<void> {
-    const { bus, store, clock } = this.deps;
     const message = parseContent(frame.content);
-    const receivedAt = clock.now();
-    const { deviceId } = session;
     const sent = session.commands.findIndex((c) => c.word === message.type);
     if (sent >= 0) {
       // The watch confirms a command by repeating its word: the oldest such sent on this connection.
       const [acked] = session.commands.splice(sent, 1);
-      bus.emit("device.acknowledged", { deviceId, payload: acked?.payload ?? null });
+      this.deps.bus.emit("device.acknowledged", {
+        deviceId: session.deviceId,
+        payload: acked?.payload ?? null,
+      });
       return;
     }
-    if (message.kind === "health") {
-      const reading = { deviceId, ts: receivedAt, receivedAt, type: message.type, late: false };
-      await store.watchReadings.add({ ...reading, data: message.values });
-    } else if (message.kind === "link") {
-      session.battery = message.battery ?? session.battery;
-      // `LK` carries no time: the watch's time is estimated from its last timed report, so that a
-      // link frame never outranks the position the watch timed itself (heartbeats are ordered by
-      // device time). Before any report, it is taken as a minute old.
-      const ts = receivedAt + (this.clockOffsets.get(deviceId) ?? -UNKNOWN_CLOCK_OFFSET_MS);
-      await this.heartbeat(deviceId, { ts, seq: 0, battery: session.battery });
-    } else if (message.kind === "position" || message.kind === "alarm") {
-      await this.report(session, message, frame.content.toString("utf8"), receivedAt);
-    }
-    const answer = answerFor(message.type);
+    const answer = await this.reports.handle(session, message, frame.content.toString("utf8"));
     if (answer && !session.socket.destroyed) session.socket.write(encodeFrame(session, answer));
-  }
-
-  /** A position or alarm: a heartbeat (liveness, battery, a fix if trusted), then the alarm's event. */
-  private async report(
-    session: Session,
-    message: Extract<WatchMessage, { kind: "position" | "alarm" }>,
-    content: string,
-    receivedAt: number,
-  ): Promise<void> {
-    const { store, bus, log } = this.deps;
-    const { deviceId } = session;
-    const { type, report } = message;
-    const isAlarm = message.kind === "alarm";
-    const late = message.kind === "position" && message.late;
-    session.battery = report.battery ?? session.battery;
-    let ts = this.believable(report.ts, receivedAt) ? (report.ts as number) : receivedAt;
-    if (!late && ts !== receivedAt) this.clockOffsets.set(deviceId, ts - receivedAt);
-    if (isAlarm) {
-      // A re-send of an alarm with no usable clock keeps the time given to the first, so it stays one alarm.
-      if (ts === receivedAt && session.lastAlarm?.content === content) ts = session.lastAlarm.ts;
-      session.lastAlarm = { content, ts };
-    }
-    const fix = report.fixValid && !(report.lat === 0 && report.lon === 0);
-    const seen = report.cells.length > 0 || report.accessPoints.length > 0;
-    const position = fix
-      ? {
-          lat: report.lat,
-          lon: report.lon,
-          accuracy: report.accuracy ?? ASSUMED_GPS_ACCURACY_M,
-          source: "gps" as const,
-        }
-      : seen
-        ? await this.locate(deviceId, report)
-        : undefined;
-    await this.heartbeat(deviceId, { ts, seq: 0, battery: session.battery, ...position });
-    const alarm = isAlarm
-      ? judgeAlarm(report.status, alarmBitsFor(this.settings.alarmBits, session.maker, deviceId))
-      : undefined;
-    if (alarm) {
-      log.info({ deviceId, alarms: alarm.alarms, status: report.status }, "watch alarm");
-      if (alarm.lowBattery)
-        bus.emit("alert.raise", {
-          kind: "low-battery",
-          deviceId,
-          data: { battery: session.battery ?? null, source: "watch alarm" },
-        });
-    }
-    if (alarm?.event) {
-      // De-duplicated as MQTT events are, by (device, seq, ts): the same alarm bits at the same time.
-      const event: DeviceEvent = { type: alarm.event, ts, seq: report.status >>> 16 };
-      this.lastAlarms.set(deviceId, { ts, seq: event.seq, alarms: alarm.alarms, frame: type });
-      await this.submit(deviceId, "event", event);
-    }
-    // After the event: the record of what the watch saw must not delay the alert.
-    if (late || alarm || (!fix && seen)) {
-      await store.watchReadings.add({
-        deviceId,
-        ts,
-        receivedAt,
-        type,
-        late,
-        data: {
-          fix: fix ? { lat: report.lat, lon: report.lon, accuracy: report.accuracy ?? null } : null,
-          ...(position && !fix ? { resolved: position } : {}),
-          status: report.status.toString(16).padStart(8, "0"),
-          ...(alarm ? { alarms: alarm.alarms } : {}),
-          cells: report.cells,
-          accessPoints: report.accessPoints,
-        },
-      });
-    }
-  }
-
-  /** Cells and access points into a position, when a resolver is configured; never fails the report. */
-  private async locate(deviceId: string, report: PositionReport) {
-    const { resolver, metrics, log } = this.deps;
-    if (!resolver) return undefined;
-    try {
-      return await resolver.resolve(report.cells, report.accessPoints);
-    } catch (err) {
-      metrics.watchPositionsUnresolved.inc();
-      // The URL may carry an API key: never logged.
-      log.warn(
-        { deviceId, err: (err as Error).message },
-        "could not resolve a watch's cells and access points",
-      );
-      return undefined;
-    }
-  }
-
-  /** A heartbeat needs a battery level: a watch that never gave one is heard only through its connection. */
-  private async heartbeat(deviceId: string, h: Omit<Heartbeat, "battery"> & { battery: number | undefined }) {
-    if (h.battery === undefined) return;
-    await this.submit(deviceId, "heartbeat", h as Heartbeat);
-  }
-
-  /** Into the device contract's one path: validated, stored (events), then on the bus. */
-  private async submit(deviceId: string, channel: DeviceChannel, message: Heartbeat | DeviceEvent) {
-    const payload = Buffer.from(JSON.stringify(message));
-    const refused = await this.deps.ingest.receive(deviceId, topicFor(deviceId, channel), payload);
-    if (refused)
-      this.deps.log.warn({ deviceId, channel, refused }, "watch report refused by the device contract");
-  }
-
-  private believable(ts: number | undefined, now: number): boolean {
-    return ts !== undefined && ts >= EARLIEST_TS && ts <= now + this.settings.maxClockSkewMs;
   }
 
   private close(socket: Socket, reason: string, deviceId: string | undefined): void {
