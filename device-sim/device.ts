@@ -4,6 +4,8 @@ import { type Behaviour, type LatLon, Walk } from "./walks.ts";
 export interface DeviceCredentials {
   id: string;
   kind: "call-button" | "locator-tag";
+  /** `watch`: an off-the-shelf watch on the 3G / SeTracker protocol, known by its id; no secret. */
+  protocol?: "mqtt" | "watch";
   secret: string;
   /** Locator tags: the centre and radius of their safe zone, and how they behave. */
   home?: LatLon;

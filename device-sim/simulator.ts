@@ -25,7 +25,7 @@ export function readDeviceFile(file: string): DeviceCredentials[] {
 export async function runSimulation(o: SimulationOptions) {
   const random = seededRandom(o.seed);
   const pick = (kind: DeviceCredentials["kind"], n: number) =>
-    o.devices.filter((d) => d.kind === kind).slice(0, n);
+    o.devices.filter((d) => d.kind === kind && d.protocol !== "watch").slice(0, n);
   const chosen = [...pick("call-button", o.buttons), ...pick("locator-tag", o.tags)];
   const devices = new Map<string, SimulatedDevice>();
   for (const creds of chosen) {

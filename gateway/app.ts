@@ -13,10 +13,11 @@ import type { Config } from "./config/index.ts";
 import { Ingest } from "./ingest/index.ts";
 import { createMetrics } from "./metrics.ts";
 import { channelsFrom } from "./notify/channels/index.ts";
-import { DeviceOutbox } from "./notify/device-outbox.ts";
+import { type DeviceLink, DeviceOutbox } from "./notify/device-outbox.ts";
 import { Notifier } from "./notify/notifier.ts";
 import { OutboundGuard } from "./notify/outbound.ts";
 import { AlertStream } from "./notify/stream.ts";
+import { GeolocationResolver, WatchListener } from "./protocols/watch/index.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
 import { TelemetryWriter } from "./store/telemetry.ts";
 import { influxTelemetry } from "./store/telemetry-influx.ts";
@@ -157,7 +158,10 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       log,
       isWatching: (personId) => stream.isWatching(personId),
       canSendOn: (kind) => channels.some((c) => c.kind === kind),
-      alarmContext: (deviceId, message) => tracker.alarmContext(deviceId, message),
+      alarmContext: (deviceId, message) => ({
+        ...tracker.alarmContext(deviceId, message),
+        ...watches.reports.alarmContext(deviceId, message),
+      }),
     },
     { quietPeriodMs: config.ALERT_QUIET_PERIOD_MIN * 60_000, sweepMs: config.DEADLINE_SWEEP_SEC * 1000 },
   );
@@ -180,8 +184,42 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     channels,
     { publicUrl: config.PUBLIC_URL ?? null },
   );
+  const watches = new WatchListener(
+    {
+      store,
+      bus,
+      ingest,
+      clock,
+      metrics,
+      log,
+      resolver: config.WATCH_GEOLOCATION_URL
+        ? new GeolocationResolver(outbound, {
+            url: config.WATCH_GEOLOCATION_URL,
+            timeoutMs: config.WATCH_GEOLOCATION_TIMEOUT_MS,
+          })
+        : undefined,
+    },
+    {
+      maxFrameBytes: config.WATCH_MAX_FRAME_BYTES,
+      idleTimeoutMs: config.WATCH_IDLE_TIMEOUT_SEC * 1000,
+      connectRatePerIp: {
+        perSecond: config.WATCH_CONNECT_RATE_PER_IP,
+        burst: config.WATCH_CONNECT_BURST_PER_IP,
+      },
+      publishRate: { perSecond: config.DEVICE_PUBLISH_RATE, burst: config.DEVICE_PUBLISH_BURST },
+      allowFrom: config.WATCH_ALLOW_FROM,
+      alarmBits: config.WATCH_ALARM_BITS,
+      maxClockSkewMs: config.MAX_CLOCK_SKEW_MS,
+    },
+  );
+  const isConnected = (id: string) => broker.isConnected(id) || watches.isConnected(id);
+  const link: DeviceLink = {
+    isListening: (id) => broker.isListening(id) || watches.isConnected(id),
+    publishCommand: (id, payload) =>
+      watches.isConnected(id) ? watches.publishCommand(id, payload) : broker.publishCommand(id, payload),
+  };
   const commands = new DeviceOutbox(
-    { store, bus, broker, clock, metrics, log },
+    { store, bus, link, clock, metrics, log },
     { ttlMs: config.DEVICE_COMMAND_TTL_HOURS * 3600_000 },
   );
   let ready = false;
@@ -195,6 +233,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     const now = clock.now();
     const removed = {
       telemetry: influx ? 0 : await store.telemetry.prune(now - config.TELEMETRY_RETENTION_DAYS * 86_400_000),
+      watchReadings: await store.watchReadings.prune(now - config.TELEMETRY_RETENTION_DAYS * 86_400_000),
       alerts: 0,
       audit: 0,
       sessions: await store.sessions.prune(now),
@@ -221,7 +260,8 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     deviceSecrets,
     cookieSecure: config.COOKIE_SECURE,
     trustProxy: config.TRUST_PROXY,
-    disconnectDevice: (deviceId, reason) => broker.disconnect(deviceId, reason),
+    disconnectDevice: (deviceId, reason) =>
+      broker.disconnect(deviceId, reason) || watches.disconnect(deviceId, reason),
     alerts,
     stream,
     metrics,
@@ -240,7 +280,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     phrases: config.phrases,
     outbound,
     configuredChannels: channels.map((c) => c.kind),
-    isConnected: (id) => broker.isConnected(id),
+    isConnected,
     isReady: () => ready,
     metricsToken: config.METRICS_TOKEN,
   });
@@ -251,6 +291,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     bus,
     api,
     broker,
+    watches,
     metrics,
     log,
     telemetry,
@@ -258,7 +299,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     stream,
     auth,
     /** Ports actually bound (useful when configured as 0). */
-    ports: { http: 0, mqtt: 0, mqtts: 0 },
+    ports: { http: 0, mqtt: 0, mqtts: 0, watch: 0 },
 
     async start() {
       if (influx) {
@@ -277,11 +318,13 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       await commands.start();
       await alerts.start();
       await broker.start({ host: config.HOST, port: config.MQTT_PORT, tlsPort: config.MQTTS_PORT });
+      if (config.WATCH_PORT > 0) await watches.start({ host: config.HOST, port: config.WATCH_PORT });
       await api.listen({ port: config.PORT, host: config.HOST });
       broker.attachWebSocket(api.server);
       this.ports.http = (api.server.address() as AddressInfo).port;
       this.ports.mqtt = broker.port;
       this.ports.mqtts = broker.tlsPort;
+      this.ports.watch = watches.port;
       ready = true;
       log.info(this.ports, "gateway started");
     },
@@ -303,6 +346,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       stream.stop();
       // Closing the broker first also ends its WebSocket connections, which would hold the HTTP server open.
       await broker.stop();
+      await watches.stop();
       // HTTP requests under way finish (an accept still goes through the alert queue).
       await api.close();
       // Notifications under way finish, each within its channel's timeout.

@@ -70,6 +70,8 @@ const ZONE_RADIUS_M = 250;
 export interface DemoSize {
   buttons: number;
   tags: number;
+  /** Off-the-shelf watches (3G / SeTracker protocol): child watches and SOS pendants by turns. */
+  watches?: number;
 }
 
 /**
@@ -130,11 +132,12 @@ export async function seedDemo(
 
   const credentials: (DeviceCredentials & { ownerId: string })[] = [];
   const zoneMembers = new Map<string, string[]>();
-  const total = size.buttons + size.tags;
+  const total = size.buttons + size.tags + (size.watches ?? 0);
   for (let i = 0; i < total; i++) {
     const grid = grids[i % grids.length];
     if (!grid) break;
-    const isTag = i >= size.buttons;
+    const watch = i - size.buttons - size.tags;
+    const isTag = i >= size.buttons && watch < 0;
     const residentId = `resident-${String(i + 1).padStart(4, "0")}`;
     await add({
       id: residentId,
@@ -156,6 +159,26 @@ export async function seedDemo(
     });
     await registry.createAssignment({ residentId, personId: grid.doctor, relation: "doctor" });
     await registry.createAssignment({ residentId, personId: familyId, relation: "family" });
+    if (watch >= 0) {
+      // A watch's id is the one printed on it (10 digits here); it has no secret to give.
+      const id = `88000${String(watch + 1).padStart(5, "0")}`;
+      const kind = watch % 2 === 0 ? "locator-tag" : "call-button";
+      await registry.createDevice(
+        { id, kind, ownerId: residentId, protocol: "watch", createdAt: now },
+        deviceSecrets.hash(newDeviceSecret()),
+      );
+      const home = ZONES[watch % ZONES.length]?.home;
+      credentials.push({
+        id,
+        kind,
+        protocol: "watch",
+        secret: "",
+        ownerId: residentId,
+        home,
+        zoneRadiusM: ZONE_RADIUS_M,
+      });
+      continue;
+    }
     const kind = isTag ? "locator-tag" : "call-button";
     const id = isTag
       ? `tag-${String(i - size.buttons + 1).padStart(4, "0")}`

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadScenario } from "../device-sim/scenario.ts";
 import { readDeviceFile, runSimulation } from "../device-sim/simulator.ts";
+import { runWatchSimulation } from "../device-sim/watch.ts";
 import { dashboardDist } from "./api/dashboard.ts";
 import { seedDemo } from "./demo-seed.ts";
 import { main } from "./main.ts";
@@ -32,11 +33,13 @@ const demoAccounts = [
   { username: "doctor", role: "doctor", personId: "chongsaikang-g1-doctor" },
   { username: "family", role: "family", personId: "family-0001" },
 ] as const;
+// The demo listens for off-the-shelf watches on Traccar's port for their protocol.
+env.WATCH_PORT ??= "5093";
 // The demo's people have no webhooks; a real deployment must set its own secret.
 env.WEBHOOK_SECRET ??= randomBytes(24).toString("base64url");
 const gateway = await main(env, async (gw) => {
   if (!(await gw.store.registry.isEmpty())) return;
-  await seedDemo(gw, dataDir, { buttons: 50, tags: 20 }, Date.now());
+  await seedDemo(gw, dataDir, { buttons: 50, tags: 20, watches: 4 }, Date.now());
   const password = env.ADMIN_PASSWORD ?? randomBytes(9).toString("base64url");
   for (const a of demoAccounts) await gw.auth.createAccount(a, password, "demo");
   writeFileSync(accountsFile, JSON.stringify({ usernames: demoAccounts.map((a) => a.username), password }), {
@@ -64,8 +67,23 @@ if (env.DEMO_SIMULATOR === "off") {
     scenario: env.DEMO_SCENARIO ? loadScenario(env.DEMO_SCENARIO) : undefined,
     log: (line) => gateway.log.info({ sim: true }, line),
   });
-  process.once("SIGINT", () => void sim.stop());
-  process.once("SIGTERM", () => void sim.stop());
+  const watches = readDeviceFile(devicesFile).filter((d) => d.protocol === "watch");
+  const watchSim =
+    gateway.ports.watch > 0 && watches.length > 0
+      ? await runWatchSimulation({
+          host: "127.0.0.1",
+          port: gateway.ports.watch,
+          watches,
+          heartbeatMs: 60_000,
+          alarmsPerMinute: Number(env.DEMO_WATCH_ALARMS_PER_MINUTE ?? 0.2),
+          gapEveryMs: 600_000,
+          seed: 2,
+          log: (line) => gateway.log.info({ sim: true, protocol: "watch" }, line),
+        })
+      : undefined;
+  const stopSims = () => void Promise.all([sim.stop(), watchSim?.stop()]);
+  process.once("SIGINT", stopSims);
+  process.once("SIGTERM", stopSims);
 } else {
   gateway.log.warn({ devicesFile }, "no demo device credentials: the simulator is not started");
 }
@@ -79,5 +97,6 @@ console.log(`
     Live stream   http://${host}:${gateway.ports.http}/api/stream
     Metrics       http://${host}:${gateway.ports.http}/metrics
     MQTT          mqtt://${host}:${gateway.ports.mqtt}  and  ws://${host}:${gateway.ports.http}/mqtt
+    Watches       tcp://${host}:${gateway.ports.watch}  (3G / SeTracker protocol; ${gateway.ports.watch > 0 ? "on" : "off"})
   Simulated devices: ${devicesFile}. Stop with Ctrl-C.
 `);

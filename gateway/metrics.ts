@@ -18,6 +18,16 @@ export function createMetrics(
       help: "Devices with an open MQTT connection",
       registers: [registry],
     }),
+    watchesConnected: new Gauge({
+      name: "gateway_watches_connected",
+      help: "Watches (3G / SeTracker protocol) with an open TCP connection",
+      registers: [registry],
+    }),
+    watchPositionsUnresolved: new Counter({
+      name: "gateway_watch_positions_unresolved_total",
+      help: "Cell-tower or Wi-Fi positions of watches the geolocation resolver could not turn into a fix",
+      registers: [registry],
+    }),
     messagesIn: new Counter({
       name: "gateway_messages_in_total",
       help: "Device messages accepted, by channel",

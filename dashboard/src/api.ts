@@ -125,8 +125,8 @@ export const api = {
       )
     ).data,
   devices: async () => (await request<DeviceView[]>("GET", "/api/devices")).data,
-  registerDevice: async (body: { id: string; kind: string; ownerId: string }) =>
-    (await request<{ id: string; secret: string }>("POST", "/api/devices", body)).data,
+  registerDevice: async (body: { id: string; kind: string; ownerId: string; protocol: string }) =>
+    (await request<{ id: string; secret?: string }>("POST", "/api/devices", body)).data,
   geofences: async () => (await request<Geofence[]>("GET", "/api/geofences")).data,
   track: async (deviceId: string, from: number, to: number) =>
     (

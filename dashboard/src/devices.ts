@@ -8,7 +8,7 @@ import { errorText, formatAgo, formatTime, type MessageKey, t } from "./i18n.ts"
  */
 export class DeviceList {
   readonly element = h("section", { class: "devices" });
-  private secret: { id: string; secret: string } | null = null;
+  private secret: { id: string; secret?: string } | null = null;
   private error = "";
 
   private devices: DeviceView[] = [];
@@ -37,6 +37,12 @@ export class DeviceList {
       h("option", { value: "call-button" }, t("device.call-button")),
       h("option", { value: "locator-tag" }, t("device.locator-tag")),
     );
+    const protocol = h(
+      "select",
+      { id: "device-protocol", name: "protocol" },
+      h("option", { value: "mqtt" }, t("device.protocol-mqtt")),
+      h("option", { value: "watch" }, t("device.protocol-watch")),
+    );
     const owner = h(
       "select",
       { id: "device-owner", name: "ownerId", required: true },
@@ -53,6 +59,7 @@ export class DeviceList {
               id: id.value.trim(),
               kind: kind.value,
               ownerId: owner.value,
+              protocol: protocol.value,
             });
             this.error = "";
           } catch (err) {
@@ -67,6 +74,8 @@ export class DeviceList {
       id,
       h("label", { for: "device-kind" }, t("device.kind")),
       kind,
+      h("label", { for: "device-protocol" }, t("device.protocol")),
+      protocol,
       h("label", { for: "device-owner" }, t("device.owner")),
       owner,
       h("button", { class: "primary", type: "submit" }, t("device.registerButton")),
@@ -75,8 +84,12 @@ export class DeviceList {
         h(
           "div",
           { class: "secret", role: "status" },
-          h("p", {}, t("device.secret", { id: this.secret.id })),
-          h("code", { id: "device-secret" }, this.secret.secret),
+          this.secret.secret === undefined
+            ? h("p", {}, t("device.watchRegistered", { id: this.secret.id }))
+            : [
+                h("p", {}, t("device.secret", { id: this.secret.id })),
+                h("code", { id: "device-secret" }, this.secret.secret),
+              ],
         ),
     );
     const columns: MessageKey[] = [

@@ -183,7 +183,11 @@ export class AlertService {
       deviceId: e.deviceId,
       subjectId: device.ownerId,
       seq: e.message.seq,
-      data: device.kind === "locator-tag" ? this.deps.alarmContext?.(e.deviceId, e.message) : undefined,
+      // Where it was: a locator tag's position, and a watch's (an SOS pendant is a call button that knows it).
+      data:
+        device.kind === "locator-tag" || device.protocol === "watch"
+          ? this.deps.alarmContext?.(e.deviceId, e.message)
+          : undefined,
     };
     return this.apply(active, input, trace);
   }

@@ -359,8 +359,13 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       await visiblePerson(viewer, req.body.ownerId);
       const secret = newDeviceSecret();
       await registry.createDevice({ ...req.body, createdAt: clock.now() }, deviceSecrets.hash(secret));
-      await auth.audit(actor(viewer), "device.register", req.body.id, { ownerId: req.body.ownerId });
+      await auth.audit(actor(viewer), "device.register", req.body.id, {
+        ownerId: req.body.ownerId,
+        protocol: req.body.protocol,
+      });
       bus.emit("device.registered", { deviceId: req.body.id, kind: req.body.kind });
+      // A watch gets a secret too, that nobody is told: its id alone can never sign in over MQTT.
+      if (req.body.protocol === "watch") return reply.code(201).send({ id: req.body.id });
       return reply.code(201).send({ id: req.body.id, secret });
     },
   );
@@ -401,7 +406,7 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       schema: {
         tags: ["devices"],
         description:
-          "Issues a new secret: the old one stops working and the device is disconnected at once. Also reinstates a revoked device.",
+          "Issues a new secret: the old one stops working and the device is disconnected at once. Also reinstates a revoked device. A watch gets no secret back (its protocol has none): this only reinstates it.",
         params: z.object({ id: s.id }),
         response: { 200: s.deviceRegistered },
       },
@@ -413,7 +418,8 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       await registry.setDeviceSecret(device.id, deviceSecrets.hash(secret));
       disconnectDevice(device.id, "secret rotated");
       await auth.audit(actor(viewer), "device.rotate-secret", device.id);
-      return { id: device.id, secret };
+      // A watch has no use for a secret (its protocol has none): told to nobody, it never opens MQTT.
+      return device.protocol === "watch" ? { id: device.id } : { id: device.id, secret };
     },
   );
   app.post(

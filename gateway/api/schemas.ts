@@ -7,6 +7,7 @@ import {
   attemptStatuses,
   channelKinds,
   deviceKinds,
+  deviceProtocols,
   relations,
   roles,
 } from "../store/types.ts";
@@ -86,7 +87,22 @@ export const person = personFields.extend({ id });
 /** Only the fields sent change: no defaults here, or a patch would blank the others. */
 export const personPatch = personFields.partial();
 
-export const deviceInput = z.object({ id, kind: z.enum(deviceKinds), ownerId: id });
+const deviceFields = z.object({
+  id,
+  kind: z.enum(deviceKinds),
+  ownerId: id,
+  protocol: z
+    .enum(deviceProtocols)
+    .describe(
+      "`mqtt`: device contract v1 with a secret; `watch`: an off-the-shelf 4G watch, by its 10 or 15 digit id",
+    ),
+});
+export const deviceInput = deviceFields
+  .extend({ protocol: deviceFields.shape.protocol.default("mqtt") })
+  .refine((d) => d.protocol !== "watch" || /^(\d{10}|\d{15})$/.test(d.id), {
+    path: ["id"],
+    message: "a watch is registered by its id: 10 or 15 digits (as it shows in its frames)",
+  });
 export const position = z.object({
   lat: z.number(),
   lon: z.number(),
@@ -102,15 +118,18 @@ export const deviceState = z.object({
   online: z.boolean().describe("false once heartbeats stopped for longer than allowed"),
   position: position.nullable().describe("Last trusted fix"),
 });
-export const device = deviceInput.extend({
+export const device = deviceFields.extend({
   createdAt: z.number(),
   revokedAt: z.number().nullable().describe("Set while the device may not connect"),
-  connected: z.boolean().describe("An MQTT connection is open now"),
+  connected: z.boolean().describe("An MQTT or watch (TCP) connection is open now"),
   state: deviceState.nullable(),
 });
 export const deviceRegistered = z.object({
   id,
-  secret: z.string().describe("Shown once; only its hash is stored"),
+  secret: z
+    .string()
+    .optional()
+    .describe("Shown once; only its hash is stored. None for a watch: its protocol has no password"),
 });
 
 export const assignmentInput = z.object({ residentId: id, personId: id, relation: z.enum(relations) });

@@ -22,6 +22,13 @@ const time = z.union([
   z.coerce.number().int(),
   z.iso.datetime({ offset: true }).transform((v) => Date.parse(v)),
 ]);
+const watchReading = z.object({
+  ts: z.number().describe("Device time"),
+  receivedAt: z.number(),
+  type: z.string().describe("The frame: UD2, UD_LTE, AL, bphrt..."),
+  late: z.boolean().describe("Buffered on the watch during a coverage gap and sent after newer reports"),
+  data: z.record(z.string(), z.unknown()),
+});
 const trackPoint = z.object({
   ts: z.number(),
   receivedAt: z.number(),
@@ -42,6 +49,32 @@ export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
   { store, bus, telemetry, clock, auth },
 ) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.get(
+    "/api/devices/:id/watch-readings",
+    {
+      config: { roles: everyone },
+      schema: {
+        tags: ["devices"],
+        description:
+          "What a watch reported beyond its heartbeats, newest first: buffered positions (`UD2`, `late`), cell towers and Wi-Fi access points seen without a fix, alarms with their status word, health readings.",
+        params: z.object({ id: s.id }),
+        querystring: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+        response: { 200: z.array(watchReading) },
+      },
+    },
+    async (req) => {
+      const viewer = viewerOf(req);
+      const device = await store.registry.getDevice(req.params.id);
+      if (!device) throw Errors.notFound("device", req.params.id);
+      mustSee(viewer, device.ownerId, "device", device.id);
+      const readings = await store.watchReadings.list(device.id, req.query.limit);
+      await auth.audit(viewer.account.username, "watch-readings.read", device.id, {
+        ownerId: device.ownerId,
+      });
+      return readings.map(({ deviceId: _, ...r }) => r);
+    },
+  );
 
   app.get(
     "/api/devices/:id/track",

@@ -6,6 +6,7 @@ import { MQTT_MAX_PACKET } from "../broker/packet-size.ts";
 import { parseDeviceSecretKey } from "../broker/secrets.ts";
 import { parseAllowEntry } from "../notify/outbound.ts";
 import { builtInPhrases, type PhraseCatalogue, phraseCatalogueSchema } from "../notify/phrases.ts";
+import { alarmBitsOverrideSchema } from "../protocols/watch/alarm.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -156,6 +157,61 @@ export const configSchema = z
     /** New MQTT connections a second per source address, with a burst; 0 turns the limit off. */
     MQTT_CONNECT_RATE_PER_IP: z.coerce.number().min(0).default(50),
     MQTT_CONNECT_BURST_PER_IP: positiveInt.default(500),
+
+    /**
+     * Off-the-shelf 4G watches and SOS pendants (the "watch" / 3G / SeTracker protocol over TCP);
+     * 0 keeps the port closed. The protocol has no password: see SECURITY.md.
+     */
+    WATCH_PORT: port.default(0),
+    /** A longer frame (a voice message, a picture) closes the connection. */
+    WATCH_MAX_FRAME_BYTES: z.coerce.number().int().min(256).max(1_048_576).default(16_384),
+    /** A watch connection silent this long is closed (watches send `LK` every few minutes). */
+    WATCH_IDLE_TIMEOUT_SEC: positiveInt.default(900),
+    /** New watch connections a second per source address, with a burst; 0 turns the limit off. */
+    WATCH_CONNECT_RATE_PER_IP: z.coerce.number().min(0).default(50),
+    WATCH_CONNECT_BURST_PER_IP: positiveInt.default(500),
+    /** Networks watches may connect from (the operator's APN, a VPN): IPs or CIDR ranges, comma-separated; empty: any. */
+    WATCH_ALLOW_FROM: z
+      .string()
+      .default("")
+      .transform((s, ctx) => {
+        const entries = s
+          .split(",")
+          .map((x) => x.trim())
+          .filter(Boolean);
+        for (const e of entries) {
+          const parsed = parseAllowEntry(e);
+          if (!parsed || "host" in parsed)
+            ctx.addIssue({ code: "custom", message: `'${e}' is not an IP address or a CIDR range` });
+        }
+        return entries;
+      }),
+    /**
+     * Where cell towers and Wi-Fi access points seen without a GPS fix are turned into a position
+     * (the common geolocation request format); none by default. Reached through the outbound guard.
+     */
+    WATCH_GEOLOCATION_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+    /** A watch's report (an alarm's answer too) waits this long at most for the resolver. */
+    WATCH_GEOLOCATION_TIMEOUT_MS: positiveInt.default(2000),
+    /** JSON: per model (maker code or watch id), status bits that differ, e.g. {"SG":{"16":"ignore","22":"sos"}}. */
+    WATCH_ALARM_BITS: z
+      .string()
+      .default("{}")
+      .transform((s, ctx) => {
+        let json: unknown;
+        try {
+          json = JSON.parse(s);
+        } catch {
+          ctx.addIssue({ code: "custom", message: "must be JSON" });
+          return z.NEVER;
+        }
+        const parsed = alarmBitsOverrideSchema.safeParse(json);
+        if (!parsed.success) {
+          ctx.addIssue({ code: "custom", message: describe(parsed.error.issues) });
+          return z.NEVER;
+        }
+        return parsed.data;
+      }),
 
     /** Outages. A live-stream client this far behind is disconnected; it resumes with Last-Event-ID. */
     STREAM_CLIENT_BUFFER_BYTES: z.coerce

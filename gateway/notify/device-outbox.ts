@@ -1,10 +1,17 @@
 import type { Logger } from "pino";
-import type { Broker } from "../broker/index.ts";
 import type { EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import { commandTopic, type DeviceCommand } from "../ingest/contract.ts";
 import { type Metrics, observePressLatency } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
+
+/** How a command reaches a device: the MQTT broker, or a watch's TCP connection. */
+export interface DeviceLink {
+  /** Connected and able to take a command now. */
+  isListening(deviceId: string): boolean;
+  /** Resolves with an error message when the command could not be sent. */
+  publishCommand(deviceId: string, payload: string): Promise<string | undefined>;
+}
 
 /**
  * Closes the loop to the resident through a durable outbox. Each command (`received`,
@@ -25,7 +32,7 @@ export class DeviceOutbox {
     private readonly deps: {
       store: Store;
       bus: EventBus;
-      broker: Broker;
+      link: DeviceLink;
       clock: Clock;
       metrics: Metrics;
       log: Logger;
@@ -67,7 +74,7 @@ export class DeviceOutbox {
   }
 
   private async enqueue(deviceId: string, command: DeviceCommand, pressReceivedHr?: number): Promise<void> {
-    const { store, broker, clock, log } = this.deps;
+    const { store, link, clock, log } = this.deps;
     const payload = JSON.stringify(command);
     const now = clock.now();
     this.waiting.set(deviceId, (this.waiting.get(deviceId) ?? 0) + 1);
@@ -90,7 +97,7 @@ export class DeviceOutbox {
         log.error({ err, deviceId }, "could not store the device command; sending it anyway");
         return undefined;
       });
-    if (broker.isListening(deviceId)) await this.send(deviceId, id, payload, command.type, pressReceivedHr);
+    if (link.isListening(deviceId)) await this.send(deviceId, id, payload, command.type, pressReceivedHr);
   }
 
   /** Sends, in order, what waits for the device and was not sent on this connection yet. */
@@ -113,7 +120,7 @@ export class DeviceOutbox {
     type: DeviceCommand["type"],
     pressReceivedHr?: number,
   ): Promise<void> {
-    const { broker, metrics, log } = this.deps;
+    const { link, metrics, log } = this.deps;
     let connection = this.connections.get(deviceId);
     if (!connection) {
       connection = { sent: new Set(), unacknowledged: [] };
@@ -124,7 +131,7 @@ export class DeviceOutbox {
       connection.sent.add(id);
     }
     connection.unacknowledged.push({ id, payload });
-    const error = await broker.publishCommand(deviceId, payload);
+    const error = await link.publishCommand(deviceId, payload);
     metrics.notifications.inc({ channel: "device", result: error ? "failed" : "sent" });
     if (error) log.warn({ deviceId, error }, "device command not sent; it waits for the next connection");
     else if (type === "received") observePressLatency(metrics, "device", pressReceivedHr);

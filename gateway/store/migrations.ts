@@ -232,6 +232,28 @@ CREATE UNIQUE INDEX alert_events_stream_key ON alert_events(stream_key);
 });
 
 migrations.push({
+  version: 7,
+  name: "off-the-shelf watches: a device's protocol, and what watches report beyond a heartbeat",
+  sql: `
+-- 'watch': the 3G / SeTracker protocol over TCP, known by its 10 or 15 digit id and no secret.
+ALTER TABLE devices ADD COLUMN protocol TEXT NOT NULL DEFAULT 'mqtt';
+-- Buffered positions (UD2, flagged late), cell towers and Wi-Fi access points seen without a fix,
+-- alarms with their status word, and health readings (heart rate, blood pressure...), as JSON.
+CREATE TABLE watch_readings (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  device_id TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  late INTEGER NOT NULL DEFAULT 0,
+  data TEXT NOT NULL
+);
+CREATE INDEX watch_readings_device ON watch_readings(device_id, id);
+CREATE INDEX watch_readings_received ON watch_readings(received_at);
+`,
+});
+
+migrations.push({
   version: 8,
   name: "contacts on every channel, in order of preference, per alert kind and level",
   sql: `

@@ -32,6 +32,7 @@ import type {
   RegistryRepository,
   Role,
   Store,
+  WatchReadingRepository,
 } from "./types.ts";
 
 type Row = Record<string, unknown>;
@@ -75,6 +76,7 @@ export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): S
     sessions: sqliteSessions(db),
     throttles: sqliteThrottles(db),
     audit: sqliteAudit(db),
+    watchReadings: watchReadings(db),
     telemetry: sqliteTelemetry(telemetryDb),
     spool: sqliteSpool(telemetryDb),
     flushCounts: () => ({ ...flusher.counts }),
@@ -199,6 +201,7 @@ function registry(db: Database.Database): RegistryRepository {
     id: r.id as string,
     kind: r.kind as Device["kind"],
     ownerId: r.owner_id as string,
+    protocol: (r.protocol as Device["protocol"] | undefined) ?? "mqtt",
     createdAt: r.created_at as number,
     revokedAt: (r.revoked_at as number | null) ?? null,
   });
@@ -295,9 +298,9 @@ function registry(db: Database.Database): RegistryRepository {
     createDevice: async (d, secretHash) =>
       insertOrConflict("device", d.id, () => {
         db.prepare(
-          "INSERT INTO devices (id, kind, owner_id, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        ).run(d.id, d.kind, d.ownerId, secretHash, d.createdAt);
-        return { ...d, revokedAt: null };
+          "INSERT INTO devices (id, kind, owner_id, protocol, secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        ).run(d.id, d.kind, d.ownerId, d.protocol ?? "mqtt", secretHash, d.createdAt);
+        return { ...d, protocol: d.protocol ?? "mqtt", revokedAt: null };
       }),
     getDevice: async (id) => {
       const r = db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as Row | undefined;
@@ -355,6 +358,31 @@ const toStored = (r: Row) => ({
   message: { type: r.type, ts: r.ts, seq: r.seq } as DeviceEvent,
   receivedAt: r.received_at as number,
 });
+
+function watchReadings(db: Database.Database): WatchReadingRepository {
+  return {
+    add: async (r) => {
+      db.prepare(
+        "INSERT INTO watch_readings (device_id, ts, received_at, type, late, data) VALUES (?, ?, ?, ?, ?, ?)",
+      ).run(r.deviceId, r.ts, r.receivedAt, r.type, r.late ? 1 : 0, JSON.stringify(r.data));
+    },
+    list: async (deviceId, limit) =>
+      (
+        db
+          .prepare("SELECT * FROM watch_readings WHERE device_id = ? ORDER BY id DESC LIMIT ?")
+          .all(deviceId, limit) as Row[]
+      ).map((r) => ({
+        deviceId: r.device_id as string,
+        ts: r.ts as number,
+        receivedAt: r.received_at as number,
+        type: r.type as string,
+        late: r.late === 1,
+        data: JSON.parse(r.data as string) as Record<string, unknown>,
+      })),
+    prune: async (before) =>
+      db.prepare("DELETE FROM watch_readings WHERE received_at < ?").run(before).changes,
+  };
+}
 
 function deviceEvents(db: Database.Database): DeviceEventRepository {
   const insert = db.prepare(

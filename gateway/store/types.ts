@@ -8,6 +8,9 @@ export const roles = ["resident", "doctor", "family", "grid-worker", "staff"] as
 export type Role = (typeof roles)[number];
 export const deviceKinds = ["call-button", "locator-tag"] as const;
 export type DeviceKind = (typeof deviceKinds)[number];
+/** `mqtt`: the device contract v1; `watch`: the 3G / SeTracker text protocol of off-the-shelf watches. */
+export const deviceProtocols = ["mqtt", "watch"] as const;
+export type DeviceProtocol = (typeof deviceProtocols)[number];
 export const relations = ["doctor", "family"] as const;
 export type Relation = (typeof relations)[number];
 
@@ -50,6 +53,7 @@ export interface Device {
   id: string;
   kind: DeviceKind;
   ownerId: string;
+  protocol: DeviceProtocol;
   createdAt: number;
   /** When the device was revoked: it can no longer connect until its secret is rotated. */
   revokedAt: number | null;
@@ -162,6 +166,7 @@ export interface Store {
   readonly telemetry: TelemetryStore & { prune(before: number): Promise<number> };
   /** Where telemetry waits while InfluxDB is down. */
   readonly spool: TelemetrySpool;
+  readonly watchReadings: WatchReadingRepository;
   /** Flushes to disk so far, and the writes they covered (group commit). */
   flushCounts(): { flushes: number; writes: number };
   /** Cheap query proving the database answers; throws otherwise. */
@@ -179,7 +184,11 @@ export interface RegistryRepository {
   getPerson(id: string): Promise<Person | undefined>;
   listPeople(filter?: { role?: Role; communityId?: string; gridId?: string }): Promise<Person[]>;
   deletePerson(id: string): Promise<void>;
-  createDevice(d: Omit<Device, "revokedAt">, secretHash: string): Promise<Device>;
+  /** Without a protocol, an MQTT device. */
+  createDevice(
+    d: Omit<Device, "revokedAt" | "protocol"> & { protocol?: DeviceProtocol },
+    secretHash: string,
+  ): Promise<Device>;
   /** A new secret; also reinstates a revoked device. */
   setDeviceSecret(id: string, secretHash: string): Promise<void>;
   /**
@@ -252,6 +261,26 @@ export interface AttemptRepository {
   pendingCommands(address: string, now: number): Promise<{ id: number; payload: string }[]>;
   /** The device acknowledged (PUBACK) this payload at `address`: every pending copy is delivered. */
   commandAcknowledged(address: string, payload: string, at: number): Promise<number>;
+}
+
+/** What a watch reported beyond a heartbeat: a buffered (late) position, cells and access points, an alarm, health values. */
+export interface WatchReading {
+  deviceId: string;
+  /** Device time (ms). */
+  ts: number;
+  receivedAt: number;
+  /** The frame's type: `UD2`, `UD_LTE`, `AL`, `bphrt`... */
+  type: string;
+  /** Sent after newer reports (buffered during a coverage gap). */
+  late: boolean;
+  data: Record<string, unknown>;
+}
+
+export interface WatchReadingRepository {
+  add(r: WatchReading): Promise<void>;
+  /** Newest first. */
+  list(deviceId: string, limit: number): Promise<WatchReading[]>;
+  prune(before: number): Promise<number>;
 }
 
 /** What the gateway knows of a device now: last heard, battery, last trusted position. */

@@ -121,7 +121,15 @@ export class Tracker {
         : "fresh";
     // An alarm buffered on the device and sent after newer heartbeats: still an alarm, flagged.
     const late = state !== undefined && message.ts < state.lastTs;
-    return { position, positionStatus, late, recentFixes: [...(this.recentFixes.get(deviceId) ?? [])] };
+    // How old the last trusted fix was when the alarm was raised: a responder judges a stale one.
+    const positionAgeMs = position ? Math.max(0, message.ts - position.ts) : null;
+    return {
+      position,
+      positionStatus,
+      positionAgeMs,
+      late,
+      recentFixes: [...(this.recentFixes.get(deviceId) ?? [])],
+    };
   }
 
   async reloadGeofences(): Promise<void> {

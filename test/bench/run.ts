@@ -158,7 +158,9 @@ async function seed(dataDir: string, n: number, hookUrl: string): Promise<void> 
     const person = db.prepare("INSERT INTO people (id, name, role, community_id) VALUES (?, ?, ?, 'c')");
     person.run("doctor", "Dr Bench", "doctor");
     person.run("resident", "Resident", "resident");
-    db.prepare("INSERT INTO contacts VALUES ('doctor', 'webhook', ?)").run(hookUrl);
+    db.prepare(
+      "INSERT INTO person_contacts (person_id, position, kind, address) VALUES ('doctor', 1, 'webhook', ?)",
+    ).run(hookUrl);
     db.prepare(
       "INSERT INTO assignments (resident_id, person_id, relation) VALUES ('resident', 'doctor', 'doctor')",
     ).run();

@@ -258,6 +258,18 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
     await expect(page.locator("#device-secret").count()).resolves.toBe(0);
   });
 
+  it("registers a watch from the page by its id, with no secret to show", async () => {
+    await open("/#devices", "lhakpa");
+    await page.fill("#device-id", "8800000015");
+    await page.selectOption("#device-kind", "locator-tag");
+    await page.selectOption("#device-protocol", "watch");
+    await page.selectOption("#device-owner", "dondrub");
+    await page.getByRole("button", { name: "Register" }).click();
+    await page.getByText("Watch 8800000015 registered. It has no secret").waitFor();
+    await expect(page.locator("#device-secret").count()).resolves.toBe(0);
+    await page.locator("td", { hasText: "8800000015" }).waitFor();
+  });
+
   it("shows markup stored in any field as text, runs none of it, and sends a strict CSP", async () => {
     // Each payload, if it ever ran, would count itself in window.__xss.
     const evil = (where: string) =>

@@ -57,7 +57,8 @@ async function englishOn(page: Page, data: string[]): Promise<string[]> {
     return found;
   });
   // Longest first, so "btn-01" goes before "b".
-  const known = [...data, "English"].sort((a, b) => b.length - a.length);
+  // "English" names the language switch's other choice; MQTT and 4G are written so in Chinese too.
+  const known = [...data, "English", "MQTT", "4G"].sort((a, b) => b.length - a.length);
   return parts
     .map((p) => known.reduce((text, d) => text.split(d).join(""), p))
     .filter((p) => /[A-Za-z]/.test(p));

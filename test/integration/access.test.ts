@@ -215,6 +215,12 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
       own: () => ({ path: "/api/people/dondrub" }),
       foreign: () => ({ path: "/api/people/norbu" }),
     },
+    {
+      route: "GET /api/devices/{id}/watch-readings",
+      allowed: everyone,
+      own: () => ({ path: "/api/devices/tag-dondrub/watch-readings" }),
+      foreign: () => ({ path: "/api/devices/tag-norbu/watch-readings" }),
+    },
     { route: "GET /api/channels", allowed: everyone, own: () => ({ path: "/api/channels" }) },
     {
       route: "GET /api/people/{id}/contacts",

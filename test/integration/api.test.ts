@@ -35,6 +35,8 @@ describe("HTTP API", () => {
       id: "tag-child-1",
       kind: "locator-tag",
       ownerId: "dondrub",
+      // Registered without a protocol: the MQTT device contract.
+      protocol: "mqtt",
       createdAt: expect.any(Number),
       revokedAt: null,
       connected: false,

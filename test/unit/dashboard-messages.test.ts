@@ -7,7 +7,9 @@ const placeholders = (text: string) => [...text.matchAll(/\{(\w+)\}/g)].map((m) 
 
 describe("the dashboard's message catalogues", () => {
   it("have no English left in any Chinese message", () => {
-    const english = Object.entries(zhCN).filter(([, text]) => /[A-Za-z]/.test(text.replace(/\{\w+\}/g, "")));
+    // Names Chinese text writes in Latin letters too: the protocol a device manual names, 4G.
+    const properNames = /\{\w+\}|MQTT|4G/g;
+    const english = Object.entries(zhCN).filter(([, text]) => /[A-Za-z]/.test(text.replace(properNames, "")));
     expect(english).toEqual([]);
   });
 

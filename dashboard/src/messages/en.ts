@@ -101,6 +101,11 @@ export const en = {
   "device.locator-tag": "Locator tag",
   "device.register": "Register a device",
   "device.registerButton": "Register",
+  "device.protocol": "Speaks",
+  "device.protocol-mqtt": "MQTT (with a secret)",
+  "device.protocol-watch": "4G watch / SOS pendant (its 10 or 15 digit id)",
+  "device.watchRegistered":
+    "Watch {id} registered. It has no secret: point it at this gateway's watch port (see the README).",
   "device.secret": "Secret for {id}. It is shown only now: write it into the device.",
   "app.skip": "Skip to content",
   "nav.label": "Views",

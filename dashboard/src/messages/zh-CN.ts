@@ -103,6 +103,11 @@ export const zhCN: Record<MessageKey, string> = {
   "device.locator-tag": "定位卡",
   "device.register": "登记设备",
   "device.registerButton": "登记",
+  "device.protocol": "通信方式",
+  "device.protocol-mqtt": "MQTT（带密钥）",
+  "device.protocol-watch": "4G 手表 / 求救挂件（10 或 15 位编号）",
+  "device.watchRegistered":
+    "手表 {id} 已登记。它没有密钥：请把它的服务器地址设为本网关的手表端口（见说明文档）。",
   "device.secret": "{id} 的密钥只显示这一次，请写入设备。",
   "app.skip": "跳到正文",
   "nav.label": "视图",
