@@ -10,5 +10,5 @@ RUN npm run build
 # message objects into the old generation, whose collections paused the loop for 100-200 ms.
 ENV NODE_OPTIONS=--max-semi-space-size=32
 ENV DATA_DIR=/data HOST=0.0.0.0 PORT=8080 MQTT_PORT=1883
-EXPOSE 8080 1883
+EXPOSE 8080 1883 5093
 CMD ["npx", "tsx", "gateway/main.ts"]
