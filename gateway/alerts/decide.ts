@@ -21,7 +21,11 @@ export interface Actor {
 export interface Responder {
   id: string;
   reachable: boolean;
+  /** The lowest level their contacts are for (a phone call from level 2, say); 1 when absent. */
+  reachableFrom?: number;
 }
+
+const reaches = (r: Responder, level: number) => r.reachable && level >= (r.reachableFrom ?? 1);
 
 /** Who could be paged for an alert, worked out by the caller before deciding. */
 export interface Audience {
@@ -340,7 +344,7 @@ function escalate(d: Draft, from: number, ctx: DecideContext, skip?: ReadonlySet
   for (let level = from + 1; level <= policy.levels.length; level++) {
     const here = levelAudience(d, level, ctx);
     d.next.level = level;
-    if (here.some((r) => r.reachable)) {
+    if (here.some((r) => reaches(r, level))) {
       page(d, level, ctx, false, skip);
       d.next.deadlineAt = d.now + acceptWithinMs(d, level);
       return;
@@ -361,7 +365,7 @@ function afterLastLevel(d: Draft, ctx: DecideContext): void {
   const { policy } = next;
   let target = 0;
   for (let level = policy.levels.length; level >= 1 && target === 0; level--)
-    if (levelAudience(d, level, ctx).some((r) => r.reachable)) target = level;
+    if (levelAudience(d, level, ctx).some((r) => reaches(r, level))) target = level;
   if (target === 0 && !next.unreached) {
     next.unreached = true;
     d.event("unreached", null, { catchAll: ctx.audience.catchAll });

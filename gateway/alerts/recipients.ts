@@ -1,5 +1,6 @@
 import type { ChannelKind, Person, Store } from "../store/types.ts";
 import type { Audience, Responder } from "./decide.ts";
+import type { AlertKind } from "./model.ts";
 
 /** Who could be paged about a resident or child, and the people records behind the ids. */
 export interface FoundAudience {
@@ -16,6 +17,8 @@ export interface FoundAudience {
 export async function findAudience(
   store: Store,
   subjectId: string,
+  /** What the alert is about: a contact kept for other kinds reaches nobody for it. */
+  kind: AlertKind,
   reach: {
     isWatching: (personId: string | null) => boolean;
     /** Channels the gateway can send on: a contact on another reaches nobody. */
@@ -37,13 +40,21 @@ export async function findAudience(
   }
   const all = Object.values(byRole).flat();
   const failing = await store.attempts.failing(all.flatMap((p) => p.contacts));
-  const reachable = (p: Person) =>
-    reach.isWatching(p.id) ||
-    p.contacts.some((c) => reach.canSendOn(c.kind) && !failing.has(`${c.kind} ${c.address}`));
+  /** Contacts that would carry this alert now. */
+  const working = (p: Person) =>
+    p.contacts.filter(
+      (c) =>
+        reach.canSendOn(c.kind) &&
+        !failing.has(`${c.kind} ${c.address}`) &&
+        (c.alertKinds === null || c.alertKinds.includes(kind)),
+    );
+  const reachable = (p: Person) => reach.isWatching(p.id) || working(p).length > 0;
   const responders = (list: Person[] = []): Responder[] =>
     list.map((p) => {
       people.set(p.id, p);
-      return { id: p.id, reachable: reachable(p) };
+      if (reach.isWatching(p.id)) return { id: p.id, reachable: true };
+      const levels = working(p).map((c) => c.minLevel);
+      return { id: p.id, reachable: levels.length > 0, reachableFrom: Math.min(...levels) };
     });
   const audience: Audience = {
     byRole: Object.fromEntries(Object.entries(byRole).map(([role, list]) => [role, responders(list)])),

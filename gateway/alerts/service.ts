@@ -241,10 +241,15 @@ export class AlertService {
     const subjectId = alert?.subjectId ?? (input.type === "trigger" ? input.subjectId : "");
     const pages = input.type === "trigger" || input.type === "deadline";
     const { audience, people } = pages
-      ? await findAudience(store, subjectId, {
-          isWatching: this.deps.isWatching ?? (() => false),
-          canSendOn: this.deps.canSendOn ?? (() => true),
-        })
+      ? await findAudience(
+          store,
+          subjectId,
+          input.type === "trigger" ? input.kind : (alert?.kind ?? "call"),
+          {
+            isWatching: this.deps.isWatching ?? (() => false),
+            canSendOn: this.deps.canSendOn ?? (() => true),
+          },
+        )
       : { audience: { byRole: {}, catchAll: [] }, people: new Map<string, Person>() };
     const decision = decide(alert, input, clock.now(), { policies, audience });
     const { next, effects } = decision;

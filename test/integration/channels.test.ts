@@ -429,6 +429,24 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     expect(dingtalk.received).toEqual([]);
   }, 30_000);
 
+  it("a level whose people keep their contacts for other kinds, or for later levels, is skipped at once", async () => {
+    const { gw, hooks } = await world({});
+    for (const [i, only] of [{ alertKinds: ["sos"] }, { minLevel: 2 }].entries()) {
+      await setContacts(gw, "dr-tsering", [{ kind: "webhook", address: hooks.url("/dr-tsering"), ...only }]);
+      const before = hooks.received.length;
+      const alertId = await press(gw, `btn-${i}`);
+      // No clock advanced: the family hears at once, because nothing the doctor keeps is for this call.
+      await waitFor(
+        () => hooks.received.slice(before).find((h) => h.path === "/pema"),
+        5000,
+        "the family's page",
+      );
+      const events = (await call(gw, "GET", `/api/alerts/${alertId}`)).body.events;
+      expect(events.find((e: { type: string }) => e.type === "level-empty")?.data.level).toBe(1);
+      expect(hooks.received.slice(before).filter((h) => h.path === "/dr-tsering")).toEqual([]);
+    }
+  }, 30_000);
+
   it("keeps every secret out of the logs (at trace level) and the API, which says only which channels are configured", async () => {
     const logs: string[] = [];
     const { gw, dingtalk, hooks } = await world({ secretsInFile: true, logs, env: { LOG_LEVEL: "trace" } });

@@ -116,6 +116,24 @@ describe("decide: opening and escalating", () => {
     expect(d.next).toMatchObject({ level: 1, repeats: 1, deadlineAt: T0 + 2 * MIN, unreached: false });
   });
 
+  it("skips a level whose people keep their contacts for later levels (a phone call from level 2)", () => {
+    const callsFromTwo: Audience = {
+      byRole: {
+        doctor: [{ id: "dr", reachable: true, reachableFrom: 2 }],
+        family: [{ id: "fam", reachable: true }],
+      },
+      catchAll: [],
+    };
+    const d = decide(undefined, press, T0, ctx(callsFromTwo));
+    expect(d.events.map((e) => [e.type, e.data.level])).toEqual([
+      ["opened", undefined],
+      ["level-empty", 1],
+      ["notified", 1],
+      ["notified", 2],
+    ]);
+    expect(d.next).toMatchObject({ level: 2, deadlineAt: T0 + 2 * MIN });
+  });
+
   it("pages the catch-all and marks the alert unreached when no level reaches anyone", () => {
     const nobody: Audience = { byRole: { doctor: [{ id: "dr", reachable: false }] }, catchAll: ["admin-1"] };
     const d = decide(undefined, press, T0, ctx(nobody));
