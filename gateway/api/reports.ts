@@ -1,9 +1,9 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { AlertKind } from "../alerts/model.ts";
 import type { Viewer } from "../auth/index.ts";
 import { Errors } from "../errors.ts";
+import { alertKindName } from "../notify/messages.ts";
 import { alertsCsv, type Month, monthlyReport, monthOf } from "../reports/monthly.ts";
 import { managers, viewerOf } from "./access.ts";
 import type { ApiDeps } from "./index.ts";
@@ -17,52 +17,32 @@ const query = z.object({
   lang: z.enum(["zh-CN", "en"]).default("zh-CN"),
 });
 
-/** What a spreadsheet's reader sees: the columns and the kinds in their language. */
-const csvWords: Record<"zh-CN" | "en", { header: string[]; kinds: Record<AlertKind, string> }> = {
-  "zh-CN": {
-    header: [
-      "告警编号",
-      "类型",
-      "对象",
-      "设备",
-      "发生时间",
-      "应答用时(秒)",
-      "处置用时(秒)",
-      "最高升级级别",
-      "状态",
-      "关闭原因",
-    ],
-    kinds: {
-      call: "呼叫",
-      sos: "紧急求救",
-      fall: "跌倒",
-      "geofence-exit": "离开安全区",
-      "device-offline": "设备离线",
-      "low-battery": "电量低",
-    },
-  },
-  en: {
-    header: [
-      "alert",
-      "kind",
-      "person",
-      "device",
-      "opened",
-      "answered after (s)",
-      "resolved after (s)",
-      "highest level",
-      "state",
-      "close reason",
-    ],
-    kinds: {
-      call: "call",
-      sos: "SOS",
-      fall: "fall",
-      "geofence-exit": "left safe zone",
-      "device-offline": "device offline",
-      "low-battery": "low battery",
-    },
-  },
+/** A spreadsheet's columns in its reader's language. */
+const csvHeader: Record<"zh-CN" | "en", string[]> = {
+  "zh-CN": [
+    "告警编号",
+    "类型",
+    "对象",
+    "设备",
+    "发生时间",
+    "应答用时(秒)",
+    "处置用时(秒)",
+    "最高升级级别",
+    "状态",
+    "关闭原因",
+  ],
+  en: [
+    "alert",
+    "kind",
+    "person",
+    "device",
+    "opened",
+    "answered after (s)",
+    "resolved after (s)",
+    "highest level",
+    "state",
+    "close reason",
+  ],
 };
 
 /**
@@ -109,11 +89,10 @@ export const reportRoutes: FastifyPluginAsync<ApiDeps> = async (
     { config: { roles: managers }, schema: { tags: ["reports"], querystring: query } },
     async (req, reply) => {
       const { community, month, alerts } = await gather(viewerOf(req), req.query);
-      const words = csvWords[req.query.lang];
       return reply
         .type("text/csv; charset=utf-8")
         .header("content-disposition", `attachment; filename="alerts-${community.id}-${month.month}.csv"`)
-        .send(alertsCsv(alerts, month, words.header, (k) => words.kinds[k]));
+        .send(alertsCsv(alerts, month, csvHeader[req.query.lang], (k) => alertKindName(k, req.query.lang)));
     },
   );
 };

@@ -180,6 +180,9 @@ const wordings: Record<string, Wording> = {
 const wordingFor = (locale: string): Wording =>
   wordings[locale] ?? wordings[locale.split("-")[0] ?? ""] ?? (wordings[DEFAULT_LOCALE] as Wording);
 
+/** An alert kind's name in `locale` ("一键呼叫", "call"). */
+export const alertKindName = (kind: AlertKind, locale: string): string => wordingFor(locale).kinds[kind];
+
 /** The notification in the recipient's language. */
 export function compose(about: AlertSummary, locale: string): Message {
   const w = wordingFor(locale);

@@ -146,9 +146,11 @@ describe("monthly response report", () => {
       "\uFEFF告警编号,类型,对象,设备,发生时间,应答用时(秒),处置用时(秒),最高升级级别,状态,关闭原因",
     );
     expect(lines).toHaveLength(8);
-    const calls = lines.filter((l) => l.includes(",呼叫,"));
+    const calls = lines.filter((l) => l.includes(",一键呼叫,"));
     expect(calls).toHaveLength(4);
-    expect(calls[0]).toMatch(/^[^,]+,呼叫,顿珠 Dondrub,btn-dondrub,2026-11-10 10:00:00,30,630,1,resolved,$/);
+    expect(calls[0]).toMatch(
+      /^[^,]+,一键呼叫,顿珠 Dondrub,btn-dondrub,2026-11-10 10:00:00,30,630,1,resolved,$/,
+    );
     expect(calls[2]).toMatch(/,cancelled,device$/);
     expect(calls[3]).toMatch(/,2026-11-10 13:12:30,,,3,open,$/);
     const en = await fetch(`${gw.http}/api/reports/monthly.csv?month=2026-11&lang=en`, {

@@ -22,23 +22,19 @@ interface RobotOptions {
   perMinute: number;
 }
 
-/** WeCom's limit on a message's content. */
-export const WECOM_MAX_BYTES = 2048;
-
 /**
- * A WeCom (企业微信) group robot: markdown, which shows a link to tap, or text, which @-mentions
- * the person by mobile number. Its group has the message once WeCom answers errcode 0.
+ * What both group robots share: one robot per deployment, one message at a time, and a limit of
+ * messages a minute (the providers throttle a robot over it).
  */
-export class WecomChannel implements Channel {
-  readonly kind = "wecom";
+abstract class GroupRobot implements Channel {
+  abstract readonly kind: "wecom" | "dingtalk";
   readonly concurrency = 1;
   readonly retryDelaysMs: readonly number[];
-  private readonly limit: RateLimit;
+  protected readonly limit: RateLimit;
 
   constructor(
-    private readonly deps: { outbound: OutboundGuard; clock: Clock },
-    private readonly robot: NonNullable<ChannelSettings["wecom"]>,
-    private readonly options: RobotOptions,
+    protected readonly deps: { outbound: OutboundGuard; clock: Clock },
+    protected readonly options: RobotOptions,
   ) {
     this.retryDelaysMs = options.retryDelaysMs;
     this.limit = new RateLimit([
@@ -47,11 +43,32 @@ export class WecomChannel implements Channel {
   }
 
   endpointOf(): string {
-    return "wecom";
+    return this.kind;
   }
 
   admit(_contact: unknown, now: number): string | undefined {
     return this.limit.take("robot", now);
+  }
+
+  abstract send(out: Outgoing): Promise<SendResult>;
+}
+
+/** WeCom's limit on a message's content. */
+export const WECOM_MAX_BYTES = 2048;
+
+/**
+ * A WeCom (企业微信) group robot: markdown, which shows a link to tap, or text, which @-mentions
+ * the person by mobile number. Its group has the message once WeCom answers errcode 0.
+ */
+export class WecomChannel extends GroupRobot {
+  readonly kind = "wecom";
+
+  constructor(
+    deps: { outbound: OutboundGuard; clock: Clock },
+    private readonly robot: NonNullable<ChannelSettings["wecom"]>,
+    options: RobotOptions,
+  ) {
+    super(deps, options);
   }
 
   async send({ message, about, recipient, contact }: Outgoing): Promise<SendResult> {
@@ -99,29 +116,15 @@ export function signDingtalk(secret: string, timestamp: string): string {
  * A DingTalk (钉钉) group robot: markdown, @-mentioning the person by mobile number. Over 20
  * messages a minute DingTalk throttles the robot for 10 minutes.
  */
-export class DingtalkChannel implements Channel {
+export class DingtalkChannel extends GroupRobot {
   readonly kind = "dingtalk";
-  readonly concurrency = 1;
-  readonly retryDelaysMs: readonly number[];
-  private readonly limit: RateLimit;
 
   constructor(
-    private readonly deps: { outbound: OutboundGuard; clock: Clock },
+    deps: { outbound: OutboundGuard; clock: Clock },
     private readonly robot: NonNullable<ChannelSettings["dingtalk"]>,
-    private readonly options: RobotOptions,
+    options: RobotOptions,
   ) {
-    this.retryDelaysMs = options.retryDelaysMs;
-    this.limit = new RateLimit([
-      { ms: MINUTE, max: options.perMinute, name: "messages a minute to the robot" },
-    ]);
-  }
-
-  endpointOf(): string {
-    return "dingtalk";
-  }
-
-  admit(_contact: unknown, now: number): string | undefined {
-    return this.limit.take("robot", now);
+    super(deps, options);
   }
 
   async send({ message, about, recipient, contact }: Outgoing): Promise<SendResult> {

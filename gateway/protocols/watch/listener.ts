@@ -1,16 +1,11 @@
 import { BlockList, createServer, isIP, type Server, type Socket } from "node:net";
-import type { Logger } from "pino";
 import { ConnectionRateLimit, PublishAllowance, type Rate } from "../../broker/limits.ts";
-import type { EventBus } from "../../bus/index.ts";
-import type { Clock } from "../../clock/index.ts";
-import type { DeviceCommand, Ingest } from "../../ingest/index.ts";
-import type { Metrics } from "../../metrics.ts";
-import type { Device, Store } from "../../store/types.ts";
+import type { DeviceCommand } from "../../ingest/index.ts";
+import type { Device } from "../../store/types.ts";
 import type { AlarmBitsOverrides } from "./alarm.ts";
 import { encodeFrame, utf16beHex, type WatchFrame, WatchFrameDecoder } from "./frame.ts";
-import type { PositionResolver } from "./geolocation.ts";
 import { parseContent } from "./message.ts";
-import { type WatchLink, WatchReports } from "./reports.ts";
+import { type WatchDeps, type WatchLink, WatchReports } from "./reports.ts";
 
 export interface WatchSettings {
   /** A frame longer than this (bytes, brackets included) closes its connection. */
@@ -63,16 +58,7 @@ export class WatchListener {
   private readonly allowed: BlockList | undefined;
 
   constructor(
-    private readonly deps: {
-      store: Store;
-      bus: EventBus;
-      ingest: Ingest;
-      clock: Clock;
-      metrics: Metrics;
-      log: Logger;
-      /** Turns cells and access points into a position; none by default (the position stays unknown). */
-      resolver?: PositionResolver | undefined;
-    },
+    private readonly deps: WatchDeps,
     private readonly settings: WatchSettings,
   ) {
     this.reports = new WatchReports(deps, settings);

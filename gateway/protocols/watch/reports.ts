@@ -20,6 +20,18 @@ const EARLIEST_TS = Date.UTC(2020, 0, 1);
 const UNKNOWN_CLOCK_OFFSET_MS = 60_000;
 
 /** One watch's connection, as far as its reports need it: what carries over from frame to frame. */
+/** What the watch listener and its reports work with. */
+export interface WatchDeps {
+  store: Store;
+  bus: EventBus;
+  ingest: Ingest;
+  clock: Clock;
+  metrics: Metrics;
+  log: Logger;
+  /** Turns cells and access points into a position; none by default (the position stays unknown). */
+  resolver?: PositionResolver | undefined;
+}
+
 export interface WatchLink {
   deviceId: string;
   maker: string;
@@ -43,16 +55,7 @@ export class WatchReports {
   private readonly clockOffsets = new Map<string, number>();
 
   constructor(
-    private readonly deps: {
-      store: Store;
-      bus: EventBus;
-      ingest: Ingest;
-      clock: Clock;
-      metrics: Metrics;
-      log: Logger;
-      /** Turns cells and access points into a position; none by default (the position stays unknown). */
-      resolver?: PositionResolver | undefined;
-    },
+    private readonly deps: WatchDeps,
     private readonly settings: {
       alarmBits: AlarmBitsOverrides;
       /** How far ahead of the gateway's clock a watch's time may be before it is not believed. */
