@@ -4,6 +4,7 @@ import {
   type AlertDetail,
   type AlertEvent,
   type AlertKind,
+  ApiError,
   alertKinds,
   api,
   type Contact,
@@ -114,14 +115,17 @@ export class AlertBoard {
     const closed = shown.filter((a) => !isActive(a));
     const recent = closed.filter((a) => now - (a.closedAt ?? a.openedAt) < CLOSED_VISIBLE_MS);
     const earlier = closed.filter((a) => !recent.includes(a));
-    const section = (lane: string, title: string, alerts: Alert[]) =>
+    const section = (lane: string, title: string, alerts: Alert[], action?: Node | false) =>
       alerts.length > 0 &&
       h(
         "section",
         { class: `lane ${lane}`, dataset: { lane } },
         h("h2", { class: "lane-title" }, title, " ", h("span", { class: "count" }, alerts.length)),
+        action,
         h("ul", { class: "alerts" }, ...alerts.map((a) => this.card(a))),
       );
+    const health = active.filter((a) => laneOf(a.kind) === "health");
+    const unacknowledged = health.filter((a) => a.state === "open");
     const focused =
       document.activeElement instanceof HTMLElement ? document.activeElement.dataset.focusKey : undefined;
     this.element.dataset.pendingSends = String(this.pending.size);
@@ -143,7 +147,20 @@ export class AlertBoard {
         section(
           "health",
           t("board.health"),
-          active.filter((a) => laneOf(a.kind) === "health"),
+          health,
+          // Device care is not an emergency: one tap takes on every open one in the lane.
+          this.ctx.me !== null &&
+            unacknowledged.length > 1 &&
+            h(
+              "button",
+              {
+                class: "accept-all",
+                disabled: !this.ctx.online(),
+                dataset: { focusKey: "accept-all" },
+                onclick: () => this.acceptAll(unacknowledged),
+              },
+              t("board.acceptAll", { count: unacknowledged.length }),
+            ),
         ),
         section("closed", t("board.closed"), recent),
         earlier.length > 0 &&
@@ -404,6 +421,20 @@ export class AlertBoard {
       this.apply(updated.data);
     } catch (err) {
       this.ctx.showError(errorText(err));
+    }
+  }
+
+  /** Accepts each alert in turn; one taken by someone else meanwhile is skipped, not an error. */
+  private async acceptAll(alerts: Alert[]): Promise<void> {
+    if (!this.ctx.online()) return this.ctx.showError(t("stream.paused"));
+    for (const a of alerts) {
+      try {
+        this.apply((await api.accept(a.id)).data);
+      } catch (err) {
+        const taken =
+          err instanceof ApiError && (err.code === "alert_already_accepted" || err.code === "alert_closed");
+        if (!taken) return this.ctx.showError(errorText(err));
+      }
     }
   }
 

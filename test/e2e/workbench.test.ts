@@ -244,6 +244,20 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
     await page.selectOption("#filter-grid", "grid-2");
     await page.getByText("没有符合筛选条件的告警").waitFor();
     await page.selectOption("#filter-grid", "all");
+    // Device care in one tap: every open alert in the health lane is taken on, the calls are not.
+    await page.getByRole("button", { name: "全部接单（6）" }).click();
+    await waitFor(
+      async () =>
+        (
+          await page
+            .locator('section[data-lane="health"] li.alert')
+            .evaluateAll((cards) => cards.map((c) => (c as HTMLElement).dataset.state))
+        ).every((state) => state === "accepted"),
+      10_000,
+      "the health lane accepted",
+    );
+    await expect(page.locator("button.accept-all").count()).resolves.toBe(0);
+    await expect(page.locator('section[data-lane="waiting"] .count').textContent()).resolves.toBe("13");
 
     await page
       .locator('li.alert[data-device-id="t1"][data-kind="sos"]')

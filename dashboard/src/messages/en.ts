@@ -126,6 +126,7 @@ export const en = {
   "filter.all": "All",
   "filter.active": "Not closed",
   "filter.closed": "Closed",
+  "board.acceptAll": "Accept all ({count})",
   "board.health": "Device health",
   "board.earlier": "Closed earlier ({count})",
   "board.noMatch": "No alerts match the filters.",

@@ -127,6 +127,7 @@ export const zhCN: Record<MessageKey, string> = {
   "filter.all": "全部",
   "filter.active": "未结束",
   "filter.closed": "已结束",
+  "board.acceptAll": "全部接单（{count}）",
   "board.health": "设备状态",
   "board.earlier": "更早结束的（{count}）",
   "board.noMatch": "没有符合筛选条件的告警。",
