@@ -265,8 +265,8 @@ describe("off-the-shelf watches over TCP", () => {
       "INIT,1",
     ])
       watch.send(content);
-    await watch.waitFor((c) => c === "INIT", "INIT answer");
-    expect(watch.received).toEqual(["bphrt", "heart", "oxygen", "btemp2", "TKQ", "TKQ2", "CONFIG", "INIT"]);
+    await watch.waitFor((c) => c === "INIT,1", "INIT answer");
+    expect(watch.received).toEqual(["bphrt", "heart", "oxygen", "btemp2", "TKQ", "TKQ2", "CONFIG", "INIT,1"]);
     const readings = (await call(gw, "GET", `/api/devices/${WATCH}/watch-readings`)).body;
     expect(readings.map((r: { type: string; data: unknown }) => [r.type, r.data])).toEqual([
       ["btemp2", { mode: 1, bodyTempC: 36.6 }],
@@ -283,9 +283,13 @@ describe("watch positions from cell towers and Wi-Fi", () => {
   let resolver: Server;
   const asked: Record<string, unknown>[] = [];
   let answer: { status: number; body: string };
+  /** While set, the resolver keeps its answers until the test lets them go. */
+  let hold = false;
+  const held: (() => void)[] = [];
 
   beforeEach(async () => {
     asked.length = 0;
+    hold = false;
     answer = { status: 200, body: JSON.stringify({ location: { lat: 29.651, lng: 91.131 }, accuracy: 120 }) };
     // A local stand-in for a geolocation service: never a real one in tests.
     resolver = createServer((req, res) => {
@@ -295,7 +299,10 @@ describe("watch positions from cell towers and Wi-Fi", () => {
       });
       req.on("end", () => {
         asked.push(JSON.parse(body));
-        res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
+        const reply = () =>
+          res.writeHead(answer.status, { "content-type": "application/json" }).end(answer.body);
+        if (hold) held.push(reply);
+        else reply();
       });
     });
     await new Promise<void>((resolve) => resolver.listen(0, "127.0.0.1", resolve));
@@ -305,6 +312,8 @@ describe("watch positions from cell towers and Wi-Fi", () => {
       env: {
         WATCH_PORT: String(watchPort),
         WATCH_GEOLOCATION_URL: `http://127.0.0.1:${resolverPort}/geolocate`,
+        // Longer than any wait in these tests: an answer that waited for a held lookup would time them out.
+        WATCH_GEOLOCATION_TIMEOUT_MS: "30000",
       },
     });
     await seedCommunity(gw, () => "http://127.0.0.1:9/unused");
@@ -353,6 +362,25 @@ describe("watch positions from cell towers and Wi-Fi", () => {
       accuracy: 120,
       source: "wifi",
     });
+    watch.close();
+  });
+
+  it("an alarm with only cells is stored and answered before the resolver answers, and its position follows", async () => {
+    hold = true;
+    const watch = await connectWatch(gw.ports.watch, WATCH);
+    watch.send(
+      `AL,${watchTime(Date.now())},${report({ valid: false, lat: 0, lon: 0, status: "00010000", cells: true })}`,
+    );
+    await watch.waitFor((c) => c === "AL", "AL answer while the resolver holds its answer");
+    const alert = await waitFor(async () => (await call(gw, "GET", "/api/alerts?state=open")).body[0]);
+    expect(alert).toMatchObject({ kind: "sos", deviceId: WATCH });
+    await waitFor(() => held.length === 1, 5000, "the lookup under way");
+    for (const reply of held.splice(0)) reply();
+    await waitFor(
+      async () => (await call(gw, "GET", `/api/devices/${WATCH}`)).body.state?.position?.source === "wifi",
+      5000,
+      "the looked-up position",
+    );
     watch.close();
   });
 

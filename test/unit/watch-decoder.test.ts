@@ -116,6 +116,20 @@ describe("watch frames", () => {
     expect(ended.frames).toEqual([]);
   });
 
+  it("reads a frame whose Wi-Fi names hold [ and ] by its declared length, whole or split before them", () => {
+    const withBrackets = UD.replace("home", "TP-LINK_[5G]").replace("office", "]office[");
+    const whole = frame(withBrackets);
+    const cut = whole.indexOf("TP-LINK");
+    for (const chunks of [[whole], [whole.slice(0, cut), whole.slice(cut)], [`junk[${whole}`]]) {
+      const { frames, problems } = decode(...chunks);
+      expect(problems).toEqual([]);
+      expect(frames.map((f) => f.content.toString("latin1"))).toEqual([withBrackets]);
+    }
+    // Firmware that counts characters, not bytes: the first ] ends it, as before.
+    const miscounted = `[3G*8800000015*0001*LK,0,0,80]${frame("LK")}`;
+    expect(decode(miscounted).frames.map((f) => f.content.toString())).toEqual(["LK,0,0,80", "LK"]);
+  });
+
   it("drops bytes that can never start a frame", () => {
     expect(decode("x".repeat(5000)).buffered).toBe(0);
   });
@@ -161,6 +175,18 @@ describe("watch messages", () => {
       "UD,320414,250000,V,0.000000,N,0.000000,E,0,0,0,0,40,75,0,0,00000000,1,1,460,0,9360,4082,131,0",
     );
     expect(m).toMatchObject({ kind: "position", report: { ts: undefined, fixValid: false, battery: 75 } });
+    // Month 13, minute 60, second 60: each rolls over in Date.UTC, and each is refused.
+    for (const [date, time] of [
+      ["011326", "120000"],
+      ["010126", "126000"],
+      ["010126", "120060"],
+    ])
+      expect(parse(`UD,${date},${time},A,29.6,N,91.1,E,0,0,0,0,40,75,0,0,00000000,0,0`)).toMatchObject({
+        report: { ts: undefined },
+      });
+    expect(parse("UD,010126,235959,A,29.6,N,91.1,E,0,0,0,0,40,75,0,0,00000000,0,0")).toMatchObject({
+      report: { ts: Date.UTC(2026, 0, 1, 23, 59, 59) },
+    });
   });
 
   it("reads alarms, AL_LTE and vendor variants alike", () => {
@@ -183,8 +209,9 @@ describe("watch messages", () => {
   });
 
   it("answers the frames a watch waits for, and only those", () => {
-    for (const type of ["LK", "TKQ", "TKQ2", "CONFIG", "INIT", "bphrt", "heart", "oxygen", "btemp2"])
+    for (const type of ["LK", "TKQ", "TKQ2", "CONFIG", "bphrt", "heart", "oxygen", "btemp2"])
       expect(answerFor(type)).toBe(type);
+    expect(answerFor("INIT")).toBe("INIT,1");
     for (const type of ["UD", "UD2", "UD_LTE", "CR", "MESSAGE", "XYZ"])
       expect(answerFor(type)).toBeUndefined();
   });

@@ -23,11 +23,16 @@ const escaped = [0x7d, 0x5b, 0x5d, 0x2c, 0x2a]; // } [ ] , *  as 7D 01..05
 const header = /^([0-9A-Za-z]{2})\*(\d{10}|\d{15})\*(?:([0-9A-Fa-f]{4})\*)?([0-9A-Fa-f]{4})\*/;
 export const watchIdPattern = /^(\d{10}|\d{15})$/;
 
+/** The longest header: `SG*` + 15 digits + `*IIII*LLLL*`. */
+const HEADER_MAX = 29;
+
 /**
  * Cuts a TCP byte stream into frames, whatever the segments: split, merged, with garbage between
- * frames. A frame ends at its first `]` (binary content escapes it). Bytes before a `[` are
- * dropped; a frame longer than `maxFrameBytes` is reported (and dropped), and the caller closes
- * the connection. It never holds more than `maxFrameBytes`.
+ * frames. A frame starts at a `[` followed by a header: a `[` in text content (a Wi-Fi network
+ * named "TP-LINK_[5G]") is not a start. It ends where its declared length says when a `]` is
+ * there, else at its first `]`: some firmware counts characters, not bytes. Bytes before a frame
+ * are dropped; a frame longer than `maxFrameBytes` is reported (and dropped), and the caller
+ * closes the connection. It never holds more than `maxFrameBytes`.
  */
 export class WatchFrameDecoder {
   private pending: Buffer = Buffer.alloc(0);
@@ -45,9 +50,28 @@ export class WatchFrameDecoder {
         buf = buf.subarray(buf.length);
         break;
       }
-      const end = buf.indexOf(CLOSE, start);
+      buf = buf.subarray(start);
+      const head = header.exec(buf.subarray(1, 1 + HEADER_MAX).toString("latin1"));
+      if (!head) {
+        const next = buf.indexOf(OPEN, 1);
+        const close = buf.indexOf(CLOSE, 1);
+        if (close >= 0 && (next < 0 || close < next)) {
+          const body = buf.subarray(1, close);
+          problems.push({
+            kind: "malformed",
+            detail: `not a watch frame header: ${JSON.stringify(body.subarray(0, 30).toString("latin1"))}`,
+          });
+          buf = buf.subarray(close + 1);
+        } else if (next >= 0 || buf.length > HEADER_MAX) {
+          // A stray `[`: the stream goes on at the next one.
+          buf = buf.subarray(next >= 0 ? next : 1);
+        } else break; // the header is still arriving
+        continue;
+      }
+      const contentStart = 1 + head[0].length;
+      const declaredEnd = contentStart + Number.parseInt(head[4] ?? "0", 16);
+      const end = buf[declaredEnd] === CLOSE ? declaredEnd : buf.indexOf(CLOSE, contentStart);
       if (end < 0) {
-        buf = buf.subarray(start);
         if (buf.length > this.maxFrameBytes) {
           // Never held beyond the limit, whether or not the caller closes the connection.
           problems.push({ kind: "oversized", bytes: buf.length });
@@ -55,17 +79,14 @@ export class WatchFrameDecoder {
         }
         break;
       }
-      // A stray `[` before the frame's own: the frame starts at the last one.
-      const lastOpen = buf.lastIndexOf(OPEN, end);
-      const body = buf.subarray(lastOpen + 1, end);
+      const content = unescapeContent(buf.subarray(contentStart, end));
       buf = buf.subarray(end + 1);
-      if (body.length + 2 > this.maxFrameBytes) {
-        problems.push({ kind: "oversized", bytes: body.length + 2 });
-        continue;
+      if (end + 1 > this.maxFrameBytes) problems.push({ kind: "oversized", bytes: end + 1 });
+      else if (content.length === 0) problems.push({ kind: "malformed", detail: "empty content" });
+      else {
+        const [, maker = "", deviceId = "", index] = head;
+        frames.push(index === undefined ? { maker, deviceId, content } : { maker, deviceId, index, content });
       }
-      const frame = parseFrame(body);
-      if ("detail" in frame) problems.push({ kind: "malformed", detail: frame.detail });
-      else frames.push(frame);
     }
     // A copy: the kept bytes must not pin the (possibly large) chunk they came in.
     this.pending = buf.length === 0 ? Buffer.alloc(0) : Buffer.from(buf);
@@ -76,19 +97,6 @@ export class WatchFrameDecoder {
   get buffered(): number {
     return this.pending.length;
   }
-}
-
-function parseFrame(body: Buffer): WatchFrame | { detail: string } {
-  // The header is ASCII and short; only it is read as text.
-  const head = header.exec(body.subarray(0, 40).toString("latin1"));
-  if (!head)
-    return { detail: `not a watch frame header: ${JSON.stringify(body.subarray(0, 30).toString("latin1"))}` };
-  // The declared length (hex, either case) is checked by the pattern but not trusted to find the
-  // end: some firmware counts characters, not bytes.
-  const [all, maker = "", deviceId = "", index] = head;
-  const content = unescapeContent(body.subarray(all.length));
-  if (content.length === 0) return { detail: "empty content" };
-  return index === undefined ? { maker, deviceId, content } : { maker, deviceId, index, content };
 }
 
 function unescapeContent(raw: Buffer): Buffer {

@@ -300,7 +300,9 @@ export class WatchListener {
       return;
     }
     const answer = await this.reports.handle(session, message, frame.content.toString("utf8"));
-    if (answer && !session.socket.destroyed) session.socket.write(encodeFrame(session, answer));
+    // The answer repeats the frame's own index (ZJ): a later frame may have arrived meanwhile.
+    const to = { maker: session.maker, deviceId: session.deviceId, index: frame.index };
+    if (answer && !session.socket.destroyed) session.socket.write(encodeFrame(to, answer));
   }
 
   private close(socket: Socket, reason: string, deviceId: string | undefined): void {

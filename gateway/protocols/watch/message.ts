@@ -47,6 +47,8 @@ const answered = new Set(["LK", "TKQ", "TKQ2", "CONFIG", "INIT", "bphrt", "heart
 /** The answer a frame of this type waits for, if any: `[MM*ID*LLLL*<type>]`. */
 export function answerFor(type: string): string | undefined {
   if (type.startsWith("AL")) return "AL";
+  // INIT is answered with the result: 1, accepted.
+  if (type === "INIT") return "INIT,1";
   return answered.has(type) ? type : undefined;
 }
 
@@ -123,8 +125,11 @@ function dateTime(date: string | undefined, time: string | undefined): number | 
   if (!d || !t) return undefined;
   const [day, month, year] = [Number(d[1]), Number(d[2]), 2000 + Number(d[3])];
   const ms = Date.UTC(year, month - 1, day, Number(t[1]), Number(t[2]), Number(t[3]));
-  // Date.UTC rolls 32/13 over into the next month: such a date is unreadable, not another day.
-  return new Date(ms).getUTCDate() === day && Number(t[1]) < 24 ? ms : undefined;
+  // Date.UTC rolls 32/13 or 24:60 over into the next day or month: such a time is unreadable.
+  const back = new Date(ms);
+  const same =
+    back.getUTCDate() === day && back.getUTCMonth() === month - 1 && back.getUTCHours() === Number(t[1]);
+  return same && Number(t[2]) < 60 && Number(t[3]) < 60 ? ms : undefined;
 }
 
 function int(s: string | undefined): number | undefined {

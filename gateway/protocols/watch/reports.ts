@@ -113,6 +113,8 @@ export class WatchReports {
     }
     const fix = report.fixValid && !(report.lat === 0 && report.lon === 0);
     const seen = report.cells.length > 0 || report.accessPoints.length > 0;
+    // An alarm never waits for a lookup of its cells: it is stored first, the position follows.
+    const lookUpAfter = isAlarm && !fix && seen;
     const position = fix
       ? {
           lat: report.lat,
@@ -120,10 +122,10 @@ export class WatchReports {
           accuracy: report.accuracy ?? ASSUMED_GPS_ACCURACY_M,
           source: "gps" as const,
         }
-      : seen
+      : seen && !lookUpAfter
         ? await this.locate(deviceId, report)
         : undefined;
-    await this.heartbeat(deviceId, { ts, seq: 0, battery: link.battery, ...position });
+    if (!lookUpAfter) await this.heartbeat(deviceId, { ts, seq: 0, battery: link.battery, ...position });
     const alarm = isAlarm
       ? judgeAlarm(report.status, alarmBitsFor(this.settings.alarmBits, link.maker, deviceId))
       : undefined;
@@ -141,6 +143,13 @@ export class WatchReports {
       const event: DeviceEvent = { type: alarm.event, ts, seq: report.status >>> 16 };
       this.lastAlarms.set(deviceId, { ts, seq: event.seq, alarms: alarm.alarms, frame: type });
       await this.submit(deviceId, "event", event);
+    }
+    if (lookUpAfter) {
+      // Not awaited: the watch hears its answer now, and the position arrives as the lookup does.
+      const battery = link.battery;
+      void this.locate(deviceId, report)
+        .then((found) => this.heartbeat(deviceId, { ts, seq: 0, battery, ...found }))
+        .catch((err) => log.warn({ err, deviceId }, "could not store a watch alarm's looked-up position"));
     }
     // After the event: the record of what the watch saw must not delay the alert.
     if (late || alarm || (!fix && seen)) {
