@@ -163,7 +163,8 @@ class ContactEditor {
             "p",
             { class: "error", role: "alert" },
             t("contacts.failed", { message: errorText(this.saveError) }),
-            this.refused !== null && ` ${t("contacts.check", { n: this.refused + 1 })}`,
+            this.refused !== null &&
+              h("span", { class: "reach-check" }, t("contacts.check", { n: this.refused + 1 })),
           ),
         h(
           "div",
