@@ -100,6 +100,8 @@ class ContactEditor {
   private changed(...focus: string[]): void {
     this.dirty = true;
     this.saved = false;
+    // The refusal named a contact by its place in the list sent; that place may hold another now.
+    this.refused = null;
     this.render();
     for (const id of focus) {
       const el = document.getElementById(id) as HTMLButtonElement | null;
