@@ -9,7 +9,7 @@ import {
   type SessionInfo,
 } from "./api.ts";
 import { h, present } from "./dom.ts";
-import { errorText, t } from "./i18n.ts";
+import { currentLocale, errorText, t } from "./i18n.ts";
 
 type Channel = { kind: ChannelKind; configured: boolean };
 /** The gateway keeps at most this many contacts per person. */
@@ -420,7 +420,8 @@ export class ContactsView {
     const candidates = [...this.people.values()]
       // Residents are the subjects of alerts, never paged about them.
       .filter((p) => p.role !== "resident" && p.id !== me)
-      .sort((a, b) => a.name.localeCompare(b.name));
+      // In the page's language: by pinyin in Chinese.
+      .sort((a, b) => a.name.localeCompare(b.name, currentLocale()));
     const label = (p: Person) => `${p.name} · ${t(`role.${p.role}`)}`;
     const select = h("select", {
       id: "reach-person",

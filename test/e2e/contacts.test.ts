@@ -176,4 +176,27 @@ describe("the notifications view in Chromium", { timeout: 90_000 }, () => {
     ]);
     await page.screenshot({ path: `${ARTIFACTS}/contacts-desk-en-staff.png`, fullPage: true });
   });
+  it("gives an admin with no person of their own only the search, used by keyboard alone", async () => {
+    await open(PHONE, "zh-CN", "admin");
+    await page.locator("#reach-search").waitFor();
+    expect(await page.locator(".reach-editor").count()).toBe(0);
+    // Everyone who can be paged, by pinyin; residents are what alerts are about, never paged.
+    expect(await page.locator("#reach-person option").allTextContents()).toEqual([
+      "请选择人员（共4人）",
+      "白玛 Pema · 家属",
+      "次仁医生 Dr Tsering · 社区医生",
+      "拉巴 Lhakpa · 网格员",
+      "杨 Yang · 社区工作人员",
+    ]);
+    await page.focus("#reach-search");
+    await page.keyboard.type("白玛");
+    await page.keyboard.press("Tab");
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("reach-person");
+    await page.keyboard.press("ArrowDown");
+    await page.locator("#other-0-kind").waitFor();
+    expect(await page.inputValue("#reach-person")).toBe("pema");
+    expect(await page.locator(".reach-editor h2").textContent()).toBe("白玛 Pema的通知方式");
+    // The account's username is data too.
+    expect(await englishOn(page, [...(await dataShown()), "admin"])).toEqual([]);
+  });
 });
