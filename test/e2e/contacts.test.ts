@@ -123,8 +123,13 @@ describe("the notifications view in Chromium", { timeout: 90_000 }, () => {
     ]);
     expect(await englishOn(page, [...(await dataShown()), "+8613900000002"])).toEqual([]);
     await page.screenshot({ path: `${ARTIFACTS}/contacts-phone-zh-family.png`, fullPage: true });
-    // Nothing on the page is wider than the phone.
-    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
+    // Nothing on the page is wider than the phone, at the normal text size and the largest.
+    const width = () => page.evaluate(() => document.documentElement.scrollWidth);
+    expect(await width()).toBeLessThanOrEqual(PHONE.width);
+    await page.click(".controls summary");
+    await page.selectOption("#text-size", "150");
+    expect(await width()).toBeLessThanOrEqual(PHONE.width);
+    await page.selectOption("#text-size", "100");
 
     // A fresh load shows what was stored.
     await page.reload();
