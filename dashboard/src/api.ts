@@ -1,8 +1,26 @@
 import { type Alert, type AlertEvent, type AlertKind, alertKinds } from "../../gateway/alerts/model.ts";
 import type { Geofence } from "../../gateway/rules/geofence.ts";
-import type { Device, DeviceState, NotificationAttempt, Person } from "../../gateway/store/types.ts";
+import type {
+  Contact as ChannelContact,
+  ChannelKind,
+  Device,
+  DeviceState,
+  NotificationAttempt,
+  Person,
+} from "../../gateway/store/types.ts";
 
-export type { Alert, AlertEvent, AlertKind, Device, DeviceState, Geofence, NotificationAttempt, Person };
+export type {
+  Alert,
+  AlertEvent,
+  AlertKind,
+  ChannelContact,
+  ChannelKind,
+  Device,
+  DeviceState,
+  Geofence,
+  NotificationAttempt,
+  Person,
+};
 export { alertKinds };
 export type DeviceView = Device & { connected: boolean; state: DeviceState | null };
 /** Someone to phone about an alert: the subject's doctor or family. */
@@ -124,6 +142,24 @@ export const api = {
         `/api/assignments?residentId=${encodeURIComponent(residentId)}`,
       )
     ).data,
+  channels: async () =>
+    (await request<{ kind: ChannelKind; configured: boolean }[]>("GET", "/api/channels")).data,
+  /** A person's ways to be reached, in order of preference. */
+  contacts: async (personId: string) =>
+    (
+      await request<{ contacts: ChannelContact[] }>(
+        "GET",
+        `/api/people/${encodeURIComponent(personId)}/contacts`,
+      )
+    ).data.contacts,
+  setContacts: async (personId: string, contacts: ChannelContact[]) =>
+    (
+      await request<{ contacts: ChannelContact[] }>(
+        "PUT",
+        `/api/people/${encodeURIComponent(personId)}/contacts`,
+        { contacts },
+      )
+    ).data.contacts,
   devices: async () => (await request<DeviceView[]>("GET", "/api/devices")).data,
   registerDevice: async (body: { id: string; kind: string; ownerId: string; protocol: string }) =>
     (await request<{ id: string; secret?: string }>("POST", "/api/devices", body)).data,

@@ -1,6 +1,7 @@
 import { Alarm, notificationsButton, notifySystem, unlockAudio } from "./alarm.ts";
 import { ApiError, api, type Person, type SessionInfo, whenSignedOut } from "./api.ts";
 import { AlertBoard } from "./board.ts";
+import { ContactsView } from "./contacts.ts";
 import { DeviceList } from "./devices.ts";
 import { h, present } from "./dom.ts";
 import {
@@ -17,7 +18,7 @@ import { configureMaps, TagMap } from "./map.ts";
 import { AlertFeed, type StreamStatus } from "./stream.ts";
 import "./style.css";
 
-type View = "alerts" | "map" | "devices";
+type View = "alerts" | "map" | "devices" | "contacts";
 const root = document.getElementById("app") as HTMLElement;
 /** Redraws whatever is on screen in the language just chosen. */
 let redraw: () => void = () => undefined;
@@ -146,7 +147,7 @@ async function boot(session: SessionInfo): Promise<void> {
   const people = new Map<string, Person>(peopleList.map((p) => [p.id, p]));
   const manages = session.account.role === "admin" || session.account.role === "staff";
   const viewOf = (hash: string): View =>
-    hash === "#map" ? "map" : hash === "#devices" ? "devices" : "alerts";
+    hash === "#map" ? "map" : hash === "#devices" ? "devices" : hash === "#contacts" ? "contacts" : "alerts";
   let view = viewOf(location.hash);
   let status: StreamStatus = "connecting";
   let errorMessage = "";
@@ -173,6 +174,7 @@ async function boot(session: SessionInfo): Promise<void> {
     );
   const tagMap = new TagMap(people, alerting);
   const devices = new DeviceList(people, manages);
+  const contacts = new ContactsView(session, people);
 
   board.load(initial.alerts);
   const feed = new AlertFeed(
@@ -276,6 +278,7 @@ async function boot(session: SessionInfo): Promise<void> {
               tab("alerts", "nav.alerts"),
               tab("map", "nav.map"),
               tab("devices", "nav.devices"),
+              tab("contacts", "nav.contacts"),
             ),
             statusPill,
             h(
@@ -318,11 +321,18 @@ async function boot(session: SessionInfo): Promise<void> {
     renderStatus();
     alarm.sync(board.waiting());
     main.replaceChildren(
-      view === "alerts" ? board.element : view === "map" ? tagMap.element : devices.element,
+      view === "alerts"
+        ? board.element
+        : view === "map"
+          ? tagMap.element
+          : view === "devices"
+            ? devices.element
+            : contacts.element,
     );
     if (view === "alerts") board.render();
     if (view === "map") void tagMap.show();
     if (view === "devices") void devices.refresh();
+    if (view === "contacts") void contacts.show();
   }
 
   window.addEventListener("hashchange", () => {

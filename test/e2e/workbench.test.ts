@@ -3,7 +3,7 @@ import { request } from "node:http";
 import { gunzipSync } from "node:zlib";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { launchChromium } from "../support/browser.ts";
+import { englishOn, launchChromium } from "../support/browser.ts";
 import {
   ADMIN_PASSWORD,
   call,
@@ -36,32 +36,6 @@ function fetchRaw(url: string): Promise<{ bytes: number; body: Buffer; headers: 
       .on("error", reject)
       .end();
   });
-}
-
-/**
- * Every piece of text a reader meets on the page (text, labels, titles, placeholders, the window
- * title) that still holds Latin letters once the data shown (names, ids, addresses) is taken out.
- */
-async function englishOn(page: Page, data: string[]): Promise<string[]> {
-  const parts = await page.evaluate(() => {
-    const found = [document.title];
-    for (const el of document.querySelectorAll("body *")) {
-      if (el.tagName === "SCRIPT" || el.tagName === "STYLE") continue;
-      for (const attr of ["aria-label", "title", "placeholder", "alt"]) {
-        const value = el.getAttribute(attr);
-        if (value) found.push(value);
-      }
-      for (const node of el.childNodes)
-        if (node.nodeType === Node.TEXT_NODE) found.push(node.textContent ?? "");
-    }
-    return found;
-  });
-  // Longest first, so "btn-01" goes before "b".
-  // "English" names the language switch's other choice; MQTT and 4G are written so in Chinese too.
-  const known = [...data, "English", "MQTT", "4G"].sort((a, b) => b.length - a.length);
-  return parts
-    .map((p) => known.reduce((text, d) => text.split(d).join(""), p))
-    .filter((p) => /[A-Za-z]/.test(p));
 }
 
 describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
