@@ -8,7 +8,7 @@ import type { Metrics } from "../metrics.ts";
 import { DEFAULT_LOCALE, devicePhrase, type PhraseCatalogue } from "../notify/phrases.ts";
 import { type ChannelKind, isReached, type Person, type Store } from "../store/types.ts";
 import { type Actor, type AlertInput, decide, type Effect, isStale } from "./decide.ts";
-import { type Alert, type AlertKind, emergencyKinds } from "./model.ts";
+import { type Alert, type AlertKind, emergencyKinds, isEmergency } from "./model.ts";
 import type { EscalationPolicies } from "./policy.ts";
 import { findAudience } from "./recipients.ts";
 import { DeadlineScheduler } from "./scheduler.ts";
@@ -241,15 +241,10 @@ export class AlertService {
     const subjectId = alert?.subjectId ?? (input.type === "trigger" ? input.subjectId : "");
     const pages = input.type === "trigger" || input.type === "deadline";
     const { audience, people } = pages
-      ? await findAudience(
-          store,
-          subjectId,
-          input.type === "trigger" ? input.kind : (alert?.kind ?? "call"),
-          {
-            isWatching: this.deps.isWatching ?? (() => false),
-            canSendOn: this.deps.canSendOn ?? (() => true),
-          },
-        )
+      ? await findAudience(store, subjectId, pagedKind(alert, input), {
+          isWatching: this.deps.isWatching ?? (() => false),
+          canSendOn: this.deps.canSendOn ?? (() => true),
+        })
       : { audience: { byRole: {}, catchAll: [] }, people: new Map<string, Person>() };
     const decision = decide(alert, input, clock.now(), { policies, audience });
     const { next, effects } = decision;
@@ -401,4 +396,11 @@ export class AlertService {
     });
     return result;
   }
+}
+
+/** The kind an alert is paged as after this input: a trigger opens or upgrades it, nothing else changes it. */
+function pagedKind(alert: Alert | undefined, input: AlertInput): AlertKind {
+  if (input.type !== "trigger") return alert?.kind ?? "call";
+  if (!alert || !isEmergency(alert.kind) || !isEmergency(input.kind)) return alert?.kind ?? input.kind;
+  return emergencyKinds.indexOf(input.kind) > emergencyKinds.indexOf(alert.kind) ? input.kind : alert.kind;
 }

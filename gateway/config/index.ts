@@ -315,7 +315,7 @@ export type Config = Omit<Settings, "ESCALATION_POLICY_FILE" | "DEVICE_PHRASES_F
 export interface ChannelSettings {
   wecom?: { url: string; key: string; msgtype: "markdown" | "text" };
   dingtalk?: { url: string; token: string; secret: string | undefined };
-  sms?: AliyunAccount & { url: string; signName: string; templatePaged: string; templateFollowUp?: string };
+  sms?: AliyunAccount & { url: string; signName: string; templatePaged: string; templateFollowUp: string };
   voice?: AliyunAccount & { url: string; ttsCode: string; showNumber?: string };
 }
 export interface AliyunAccount {
@@ -437,6 +437,9 @@ function channelSettings(
       {
         ALIYUN_SMS_SIGN_NAME: s.ALIYUN_SMS_SIGN_NAME,
         ALIYUN_SMS_TEMPLATE_PAGED: s.ALIYUN_SMS_TEMPLATE_PAGED,
+        // Without it a follow-up ("accepted by Dr Tsering") would go out in the paging template
+        // and read as a new emergency.
+        ALIYUN_SMS_TEMPLATE_FOLLOW_UP: s.ALIYUN_SMS_TEMPLATE_FOLLOW_UP,
       },
       "for SMS",
     );
@@ -452,7 +455,7 @@ function channelSettings(
       url: s.ALIYUN_SMS_URL,
       signName: s.ALIYUN_SMS_SIGN_NAME ?? "",
       templatePaged: s.ALIYUN_SMS_TEMPLATE_PAGED ?? "",
-      templateFollowUp: s.ALIYUN_SMS_TEMPLATE_FOLLOW_UP,
+      templateFollowUp: s.ALIYUN_SMS_TEMPLATE_FOLLOW_UP ?? "",
     };
   if (s.ALIYUN_VOICE_TTS_CODE)
     channels.voice = {

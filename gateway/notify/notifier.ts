@@ -40,7 +40,8 @@ interface Endpoint {
 
 /**
  * The contacts a page goes to: those for the alert's kind and level, on a configured channel, in
- * the person's order; a voice call is followed by an SMS to the same number if no SMS comes later.
+ * the person's order; a voice call is followed by an SMS to the same number if no SMS comes later,
+ * and that SMS goes whether the call was placed or not (a placed call may ring unanswered).
  */
 function pageContacts(person: Person, n: EventMap["alert.notify"], configured: (k: ChannelKind) => boolean) {
   const chosen = person.contacts.filter(
@@ -274,6 +275,10 @@ export class Notifier {
     metrics.notifications.inc({ channel: channel.kind, result: result.status });
     if (result.status !== "failed") {
       if (attempt === 1 && step === 0) observePressLatency(metrics, channel.kind, notice.pressReceivedHr);
+      // A call placed is not a call answered: the SMS after it goes as well.
+      const next = chain[step + 1];
+      if (channel.kind === "voice" && next?.kind === "sms")
+        this.enqueue({ ...delivery, step: step + 1, attempt: 1, dueAt: clock.now() });
       return;
     }
     log.warn(

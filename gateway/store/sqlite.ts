@@ -637,7 +637,8 @@ function attempts(db: Database.Database): AttemptRepository {
       ),
     failing: async (contacts) => {
       const last = db.prepare(
-        `SELECT status FROM notification_attempts WHERE address = ? AND channel = ?
+        // "channel <> 'device'" lets SQLite use the partial index notification_attempts_contact.
+        `SELECT status FROM notification_attempts WHERE address = ? AND channel = ? AND channel <> 'device'
            AND status NOT IN ('pending','expired') ORDER BY id DESC LIMIT 1`,
       );
       return new Set(

@@ -134,7 +134,7 @@ describe("configuration", () => {
 
   it("refuses a channel begun but not finished, naming what is missing", () => {
     expect(() => loadConfig({ ...base, ALIYUN_SMS_SIGN_NAME: "社区平安" })).toThrow(
-      /^ALIYUN_ACCESS_KEY_ID: required for Aliyun SMS and voice calls\nALIYUN_ACCESS_KEY_SECRET: .*\nALIYUN_SMS_TEMPLATE_PAGED: required for SMS$/,
+      /^ALIYUN_ACCESS_KEY_ID: required for Aliyun SMS and voice calls\nALIYUN_ACCESS_KEY_SECRET: .*\nALIYUN_SMS_TEMPLATE_PAGED: required for SMS\nALIYUN_SMS_TEMPLATE_FOLLOW_UP: required for SMS$/,
     );
     expect(() => loadConfig({ ...base, DINGTALK_ROBOT_SECRET: "SEC1" })).toThrow(
       /^DINGTALK_ROBOT_TOKEN: required/,

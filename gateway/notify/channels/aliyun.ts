@@ -109,9 +109,8 @@ export class AliyunSmsChannel implements Channel {
   send({ message, about, contact, notice }: Outgoing): Promise<SendResult> {
     const { name, kind, address, level, link, status } = message.params;
     const paged = about.event === "paged";
-    const template = paged ? this.sms.templatePaged : (this.sms.templateFollowUp ?? this.sms.templatePaged);
-    const params =
-      paged || !this.sms.templateFollowUp ? { name, kind, address, level, link } : { name, kind, status };
+    const template = paged ? this.sms.templatePaged : this.sms.templateFollowUp;
+    const params = paged ? { name, kind, address, level, link } : { name, kind, status };
     return callAliyun(this.deps, this.sms, {
       url: this.sms.url,
       label: "Aliyun SMS",
