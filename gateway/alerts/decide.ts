@@ -55,6 +55,8 @@ export type AlertInput =
     }
   /** The alert's deadline came. */
   | { type: "deadline" }
+  /** Every message of this level's page failed: the next level need not wait for the deadline. */
+  | { type: "level-failed"; level: number }
   | { type: "accept"; by: Actor }
   | { type: "resolve"; by: Actor; note: string }
   | { type: "false-alarm"; by: Actor }
@@ -138,6 +140,18 @@ export function decide(
   switch (input.type) {
     case "deadline":
       deadline(d, ctx);
+      break;
+    case "level-failed":
+      // Only the level still being waited on: not one passed meanwhile, nor the repeats after the last.
+      if (
+        alert.state === "open" &&
+        alert.level === input.level &&
+        alert.deadlineAt !== null &&
+        alert.repeats === 0
+      ) {
+        d.event("level-failed", null, { level: input.level });
+        escalate(d, alert.level, ctx);
+      }
       break;
     case "accept":
       accept(d, input.by);

@@ -59,6 +59,7 @@ export const alertEventTypes = [
   "upgraded",
   "notified",
   "level-empty",
+  "level-failed",
   "unreached",
   "escalation-exhausted",
   "accepted",

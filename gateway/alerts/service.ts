@@ -84,6 +84,7 @@ export class AlertService {
       bus.on("device.resent", (e) => void this.onResent(e).catch(failed(e.deviceId))),
       bus.on("alert.raise", (r) => void this.raise(r).catch(failed(r.deviceId))),
       bus.on("alert.clear", (c) => void this.clear(c).catch(failed(c.deviceId))),
+      bus.on("alert.page-failed", (p) => void this.onPageFailed(p).catch(failed(p.deviceId))),
     ];
     // Deadlines that fell due while the gateway was down fire now.
     await this.scheduler.start();
@@ -217,6 +218,20 @@ export class AlertService {
     });
   }
 
+  /** Nobody on a level was reached: the next is paged now, unless one of them watches the dashboard. */
+  private onPageFailed({
+    alertId,
+    deviceId,
+    level,
+    recipients,
+  }: EventMap["alert.page-failed"]): Promise<unknown> {
+    if (recipients.some((id) => this.deps.isWatching?.(id))) return Promise.resolve();
+    return this.inDeviceOrder(deviceId, async () => {
+      const alert = await this.deps.store.alerts.get(alertId);
+      if (alert) await this.apply(alert, { type: "level-failed", level });
+    });
+  }
+
   /** A deadline the scheduler holds fell due: fire it if the database still says so. */
   private async onDeadline(alertId: string, at: number): Promise<void> {
     const known = await this.deps.store.alerts.get(alertId);
@@ -239,7 +254,7 @@ export class AlertService {
   ): Promise<Alert> {
     const { store, bus, clock, policies, metrics, log } = this.deps;
     const subjectId = alert?.subjectId ?? (input.type === "trigger" ? input.subjectId : "");
-    const pages = input.type === "trigger" || input.type === "deadline";
+    const pages = input.type === "trigger" || input.type === "deadline" || input.type === "level-failed";
     const { audience, people } = pages
       ? await findAudience(store, subjectId, pagedKind(alert, input), {
           isWatching: this.deps.isWatching ?? (() => false),

@@ -39,6 +39,11 @@ export interface EventMap {
     recipients: Person[];
     pressReceivedHr?: number;
   };
+  /**
+   * Every message of a level's page failed, on every contact of every recipient: nobody on it
+   * will hear of the alert unless they have the dashboard open.
+   */
+  "alert.page-failed": { alertId: string; deviceId: string; level: number; recipients: string[] };
   "device.registered": { deviceId: string; kind: DeviceKind };
   /** A rule found a condition: open an alert of this kind for the device, unless one is open. */
   "alert.raise": { kind: AlertKind; deviceId: string; data: Record<string, unknown> };

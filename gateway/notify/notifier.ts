@@ -26,6 +26,14 @@ interface Delivery {
   attempt: number;
   /** Clock time at which it may be made. */
   dueAt: number;
+  /** The page of a level this delivery is part of: how many recipients are still being tried. */
+  page?: PageOutcome;
+}
+
+interface PageOutcome {
+  /** Recipients still on their first pass down their contacts. */
+  trying: Set<string>;
+  reached: boolean;
 }
 
 /** Deliveries to one endpoint: those under way, and the others in order of when they are due. */
@@ -163,14 +171,35 @@ export class Notifier {
             return [];
           }),
     ]);
-    for (const recipient of n.recipients) {
-      const chain =
+    const chains = n.recipients.map((recipient) => ({
+      recipient,
+      chain:
         n.event === "paged"
           ? pageContacts(recipient, n, configured)
-          : followUpContacts(recipient, n, configured, reached);
-      if (chain.length === 0) continue;
-      this.enqueue({ notice: n, recipient, about, chain, step: 0, attempt: 1, dueAt: clock.now() });
-    }
+          : followUpContacts(recipient, n, configured, reached),
+    }));
+    const tried = chains.filter((c) => c.chain.length > 0);
+    // A level's page (not the catch-all's, which has nobody after it) reports a failure on all of it.
+    const page =
+      n.event === "paged" && n.level > 0
+        ? { trying: new Set(tried.map((c) => c.recipient.id)), reached: false }
+        : undefined;
+    for (const { recipient, chain } of tried)
+      this.enqueue({ notice: n, recipient, about, chain, step: 0, attempt: 1, dueAt: clock.now(), page });
+  }
+
+  /** One recipient's first pass down their contacts is over: the last one of a page tells the escalation. */
+  private settled(delivery: Delivery, reached: boolean): void {
+    const { page, notice, recipient } = delivery;
+    if (!page) return;
+    page.reached ||= reached;
+    if (!page.trying.delete(recipient.id) || page.trying.size > 0 || page.reached) return;
+    this.deps.bus.emit("alert.page-failed", {
+      alertId: notice.alert.id,
+      deviceId: notice.alert.deviceId,
+      level: notice.level,
+      recipients: notice.recipients.map((r) => r.id),
+    });
   }
 
   private track(work: Promise<void>): void {
@@ -274,6 +303,7 @@ export class Notifier {
     }
     metrics.notifications.inc({ channel: channel.kind, result: result.status });
     if (result.status !== "failed") {
+      this.settled(delivery, true);
       if (attempt === 1 && step === 0) observePressLatency(metrics, channel.kind, notice.pressReceivedHr);
       // A call placed is not a call answered: the SMS after it goes as well.
       const next = chain[step + 1];
@@ -289,6 +319,8 @@ export class Notifier {
       this.enqueue({ ...delivery, step: step + 1, attempt: 1, dueAt: clock.now() });
       return;
     }
+    // Every contact failed once: the escalation hears now; the last contact is still retried.
+    if (attempt === 1) this.settled(delivery, false);
     const delay = channel.retryDelaysMs[attempt - 1];
     if (delay === undefined || !result.retry) return;
     this.enqueue({ ...delivery, attempt: attempt + 1, dueAt: clock.now() + delay });

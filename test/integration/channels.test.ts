@@ -449,6 +449,32 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
     }
   }, 30_000);
 
+  it("a level whose every message failed pages the next at once, not at its deadline", async () => {
+    const { gw, hooks, wecom } = await world({});
+    const down = await startWebhookServer({ status: 500 });
+    cleanups.push(() => down.close());
+    await setContacts(gw, "dr-tsering", [
+      { kind: "wecom", address: "+8613900000404" },
+      { kind: "webhook", address: down.url("/dr-tsering") },
+    ]);
+    // The robot's key was rotated: WeCom refuses every message.
+    wecom.state.body = JSON.stringify({ errcode: 93000, errmsg: "invalid webhook url" });
+    const alertId = await press(gw, "btn-down");
+    // No clock advanced: the family hears because every message to the doctor failed.
+    await waitFor(() => hooks.received.find((h) => h.path === "/pema"), 5000, "the family's page");
+    const events = (await call(gw, "GET", `/api/alerts/${alertId}`)).body.events as {
+      type: string;
+      data: { level?: number };
+    }[];
+    expect(events.map((e) => `${e.type}${e.data.level === undefined ? "" : `@${e.data.level}`}`)).toEqual([
+      "opened",
+      "notified@1",
+      "level-failed@1",
+      "notified@2",
+    ]);
+    expect(down.received.length).toBeGreaterThan(0);
+  }, 30_000);
+
   it("keeps every secret out of the logs (at trace level) and the API, which says only which channels are configured", async () => {
     const logs: string[] = [];
     const { gw, dingtalk, hooks } = await world({ secretsInFile: true, logs, env: { LOG_LEVEL: "trace" } });

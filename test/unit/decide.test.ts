@@ -134,6 +134,22 @@ describe("decide: opening and escalating", () => {
     expect(d.next).toMatchObject({ level: 2, deadlineAt: T0 + 2 * MIN });
   });
 
+  it("pages the next level at once when every message of the current one failed, and only then", () => {
+    const open = decide(undefined, press, T0, ctx(everyone));
+    const failed = decide(open.next, { type: "level-failed", level: 1 }, T0 + 1000, ctx(everyone));
+    expect(failed.events.map((e) => [e.type, e.data.level])).toEqual([
+      ["level-failed", 1],
+      ["notified", 2],
+    ]);
+    expect(failed.next).toMatchObject({ level: 2, deadlineAt: T0 + 1000 + 2 * MIN });
+    // A report about a level already passed, or an alert someone accepted, changes nothing.
+    expect(decide(failed.next, { type: "level-failed", level: 1 }, T0 + 2000, ctx(everyone)).events).toEqual(
+      [],
+    );
+    const accepted = decide(open.next, { type: "accept", by: doctor }, T0 + 500, ctx(everyone)).next;
+    expect(decide(accepted, { type: "level-failed", level: 1 }, T0 + 1000, ctx(everyone)).events).toEqual([]);
+  });
+
   it("pages the catch-all and marks the alert unreached when no level reaches anyone", () => {
     const nobody: Audience = { byRole: { doctor: [{ id: "dr", reachable: false }] }, catchAll: ["admin-1"] };
     const d = decide(undefined, press, T0, ctx(nobody));

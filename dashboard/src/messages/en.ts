@@ -70,6 +70,7 @@ export const en = {
   "event.reminder": "Accepter reminded to resolve",
   "event.reopened": "Not resolved in time after accepting: re-opened",
   "event.resident-ok": "Resident's long press: says they are fine (accepter decides)",
+  "event.level-failed": "Every message to level {level} failed: the next level paged at once",
   "event.level-empty": "Nobody reachable at level {level}, moved on",
   "event.accepted": "Accepted by {actor}",
   "event.resolved": "Resolved by {actor}: {note}",

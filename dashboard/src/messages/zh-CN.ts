@@ -72,6 +72,7 @@ export const zhCN: Record<MessageKey, string> = {
   "event.reminder": "提醒接单人尽快办结",
   "event.reopened": "接单后超时未办结，重新派单",
   "event.resident-ok": "居民长按：表示自己没事（由接单人决定）",
+  "event.level-failed": "第 {level} 级的通知全部发送失败，立即通知下一级",
   "event.level-empty": "第 {level} 级无人可联系，已跳过",
   "event.accepted": "{actor} 接单",
   "event.resolved": "{actor} 办结：{note}",
