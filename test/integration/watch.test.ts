@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { utf16beHex } from "../../gateway/protocols/watch/index.ts";
@@ -425,6 +425,16 @@ describe("watch connection limits", () => {
     watch.send("LK");
     await watch.waitFor((c) => c === "LK", "LK answer");
     await watch.waitClosed();
+  });
+
+  it("closes a connection that keeps sending but never names a watch", async () => {
+    const { port } = await start({ WATCH_IDLE_TIMEOUT_SEC: "1" });
+    const socket = connect(port, "127.0.0.1");
+    const closed = new Promise((resolve) => socket.once("close", resolve));
+    // Bytes that never make a frame, often enough to keep the idle timer from ever firing.
+    const noise = setInterval(() => socket.write("noise without a frame "), 200);
+    await closed;
+    clearInterval(noise);
   });
 
   it("an alarm re-sent to the next run of the gateway is still one alert", async () => {

@@ -7,6 +7,11 @@ import { encodeFrame, utf16beHex, type WatchFrame, WatchFrameDecoder } from "./f
 import { parseContent } from "./message.ts";
 import { type WatchDeps, type WatchLink, WatchReports } from "./reports.ts";
 
+/** Connections a listener holds at most: beyond the open-file limit a process has here. */
+const MAX_CONNECTIONS = 20_000;
+/** How long a new connection has to send a frame naming its watch (the idle timeout, if shorter). */
+const IDENTIFY_WITHIN_MS = 30_000;
+
 export interface WatchSettings {
   /** A frame longer than this (bytes, brackets included) closes its connection. */
   maxFrameBytes: number;
@@ -161,9 +166,22 @@ export class WatchListener {
         return;
       }
     }
+    if (this.sockets.size >= MAX_CONNECTIONS) {
+      metrics.messagesRefused.inc({ reason: "watch-capacity" });
+      socket.destroy();
+      return;
+    }
     this.sockets.add(socket);
     socket.setNoDelay(true);
     socket.setTimeout(this.settings.idleTimeoutMs, () => this.close(socket, "idle", session?.deviceId));
+    // A watch names itself in its first frame: a connection that does not, in time, is not one.
+    const unnamed = setTimeout(
+      () => {
+        if (!identifying) this.close(socket, "idle", undefined);
+      },
+      Math.min(IDENTIFY_WITHIN_MS, this.settings.idleTimeoutMs),
+    );
+    socket.once("close", () => clearTimeout(unnamed));
     const decoder = new WatchFrameDecoder(this.settings.maxFrameBytes);
     let session: Session | undefined;
     let identifying: Promise<Session | undefined> | undefined;
