@@ -16,6 +16,7 @@ import {
   type TestDevice,
   type TestGateway,
 } from "../support/gateway.ts";
+import { startWebhookServer } from "../support/webhook-server.ts";
 
 const ARTIFACTS = "test-artifacts";
 
@@ -26,15 +27,22 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
   let page: Page;
   const errors: string[] = [];
 
+  let hooks: Awaited<ReturnType<typeof startWebhookServer>>;
+
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     browser = await launchChromium();
+    hooks = await startWebhookServer();
   });
-  afterAll(() => browser?.close());
+  afterAll(async () => {
+    await browser?.close();
+    await hooks?.close();
+  });
 
   beforeEach(async () => {
     gw = await startGateway();
-    await seedCommunity(gw, (p) => `http://127.0.0.1:9${p}`);
+    // Responders' webhooks answer: pages reach them, and escalation runs on its deadlines.
+    await seedCommunity(gw, hooks.url);
     page = await browser.newPage({ viewport: { width: 1024, height: 768 }, locale: "en-US" });
     page.on("pageerror", (e) => errors.push(e.message));
   });

@@ -17,6 +17,7 @@ import {
   type TestGateway,
 } from "../support/gateway.ts";
 import { waitFor } from "../support/wait.ts";
+import { startWebhookServer } from "../support/webhook-server.ts";
 
 const ARTIFACTS = "test-artifacts";
 const PHONE = { width: 390, height: 844 };
@@ -45,15 +46,22 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
   const errors: string[] = [];
   const devices: TestDevice[] = [];
 
+  let hooks: Awaited<ReturnType<typeof startWebhookServer>>;
+
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     browser = await launchChromium();
+    hooks = await startWebhookServer();
   });
-  afterAll(() => browser?.close());
+  afterAll(async () => {
+    await browser?.close();
+    await hooks?.close();
+  });
 
   beforeEach(async () => {
     gw = await startGateway();
-    await seedCommunity(gw, (p) => `http://127.0.0.1:9${p}`);
+    // Responders' webhooks answer: pages reach them, and escalation runs on its deadlines.
+    await seedCommunity(gw, hooks.url);
   });
   afterEach(async () => {
     for (const d of devices.splice(0)) await d.close().catch(() => undefined);
