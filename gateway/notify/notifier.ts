@@ -5,6 +5,7 @@ import { type Metrics, observePressLatency } from "../metrics.ts";
 import {
   type ChannelKind,
   type Contact,
+  type Destination,
   type DeviceState,
   isReached,
   type NotificationAttempt,
@@ -20,7 +21,7 @@ interface Delivery {
   recipient: Person;
   about: AlertSummary;
   /** The contacts to try, in order; `step` is the one this delivery is for. */
-  chain: Contact[];
+  chain: Destination[];
   step: number;
   /** The attempt on this contact, from 1. */
   attempt: number;
@@ -120,7 +121,7 @@ export class Notifier {
   start(): void {
     this.stopped = false;
     this.unsubscribe = this.deps.bus.on("alert.notify", (n) => {
-      if (!n.recipients.some((r) => r.contacts.length > 0)) return;
+      if (!this.channels.has("push") && !n.recipients.some((r) => r.contacts.length > 0)) return;
       this.track(this.dispatch(n));
     });
   }
@@ -163,13 +164,28 @@ export class Notifier {
           }),
     ]);
     for (const recipient of n.recipients) {
+      const due = { notice: n, recipient, about, step: 0, attempt: 1, dueAt: clock.now() };
+      // Push rides along with whatever the person is sent, first and on its own: a push service
+      // taking it says nothing of a phone ringing, so it never stands in for their contacts.
+      for (const s of await this.pushSubscriptions(recipient))
+        this.enqueue({
+          ...due,
+          chain: [{ kind: "push", address: s.endpoint, alertKinds: null, minLevel: 1 }],
+        });
       const chain =
         n.event === "paged"
           ? pageContacts(recipient, n, configured)
           : followUpContacts(recipient, n, configured, reached);
-      if (chain.length === 0) continue;
-      this.enqueue({ notice: n, recipient, about, chain, step: 0, attempt: 1, dueAt: clock.now() });
+      if (chain.length > 0) this.enqueue({ ...due, chain });
     }
+  }
+
+  private async pushSubscriptions(recipient: Person) {
+    if (!this.channels.has("push")) return [];
+    return this.deps.store.pushSubscriptions.forPerson(recipient.id).catch((err) => {
+      this.deps.log.error({ err, recipient: recipient.id }, "could not read push subscriptions: not pushing");
+      return [];
+    });
   }
 
   private track(work: Promise<void>): void {
@@ -179,7 +195,7 @@ export class Notifier {
 
   private enqueue(delivery: Delivery): void {
     if (this.stopped) return;
-    const contact = delivery.chain[delivery.step] as Contact;
+    const contact = delivery.chain[delivery.step] as Destination;
     const channel = this.channels.get(contact.kind) as Channel;
     const key = `${channel.kind} ${channel.endpointOf(contact)}`;
     let endpoint = this.endpoints.get(key);
@@ -233,7 +249,7 @@ export class Notifier {
   private async attempt(channel: Channel, delivery: Delivery): Promise<void> {
     const { store, clock, metrics, log } = this.deps;
     const { notice, recipient, attempt, chain, step } = delivery;
-    const contact = chain[step] as Contact;
+    const contact = chain[step] as Destination;
     const alertId = notice.alert.id;
     // A database that cannot take the record must not also cost the recipient the notification.
     const attemptId = await store.attempts
