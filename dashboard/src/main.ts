@@ -1,4 +1,4 @@
-import { Alarm, notificationsButton, notifySystem, unlockAudio } from "./alarm.ts";
+import { Alarm, notificationsButton, notifySystem, registerWorker, unlockAudio } from "./alarm.ts";
 import { ApiError, api, type Person, type SessionInfo, whenSignedOut } from "./api.ts";
 import { AlertBoard } from "./board.ts";
 import { DeviceList } from "./devices.ts";
@@ -175,6 +175,9 @@ async function boot(session: SessionInfo): Promise<void> {
   const devices = new DeviceList(people, manages);
 
   board.load(initial.alerts);
+  // A notification's link (?alert=id) opens that alert.
+  const linked = new URLSearchParams(location.search).get("alert");
+  if (linked) void board.openDetail(linked);
   const feed = new AlertFeed(
     initial.lastEventId,
     (alert) => {
@@ -292,7 +295,7 @@ async function boot(session: SessionInfo): Promise<void> {
                 "div",
                 { class: "controls-body" },
                 muteButton(),
-                notificationsButton(),
+                notificationsButton(session.person !== null),
                 languageSelect(),
                 textSizeSelect(),
                 h(
@@ -335,6 +338,7 @@ async function boot(session: SessionInfo): Promise<void> {
   setInterval(() => view === "devices" && void devices.refresh(), 15_000);
   render();
   feed.start();
+  registerWorker();
   // Browsers let a page play sound only after the user touched it once.
   document.addEventListener("pointerdown", unlockAudio, { once: true });
   document.addEventListener("keydown", unlockAudio, { once: true });
