@@ -120,10 +120,7 @@ export class Notifier {
 
   start(): void {
     this.stopped = false;
-    this.unsubscribe = this.deps.bus.on("alert.notify", (n) => {
-      if (!this.channels.has("push") && !n.recipients.some((r) => r.contacts.length > 0)) return;
-      this.track(this.dispatch(n));
-    });
+    this.unsubscribe = this.deps.bus.on("alert.notify", (n) => this.track(this.dispatch(n)));
   }
 
   /** Stops new deliveries and waits for the requests under way; those still waiting are abandoned. */
@@ -150,6 +147,9 @@ export class Notifier {
   private async dispatch(n: EventMap["alert.notify"]): Promise<void> {
     const { store, clock, log } = this.deps;
     const configured = (k: ChannelKind) => this.channels.has(k);
+    const pushes = await Promise.all(n.recipients.map((r) => this.pushSubscriptions(r)));
+    // Nothing to send: not worth describing the alert.
+    if (pushes.every((p) => p.length === 0) && !n.recipients.some((r) => r.contacts.length > 0)) return;
     // Side by side: a follow-up is on its way no later than a page emitted with it.
     const [about, reached] = await Promise.all([
       summarize(this.deps, n, this.options.publicUrl),
@@ -163,11 +163,11 @@ export class Notifier {
             return [];
           }),
     ]);
-    for (const recipient of n.recipients) {
+    for (const [i, recipient] of n.recipients.entries()) {
       const due = { notice: n, recipient, about, step: 0, attempt: 1, dueAt: clock.now() };
       // Push rides along with whatever the person is sent, first and on its own: a push service
       // taking it says nothing of a phone ringing, so it never stands in for their contacts.
-      for (const s of await this.pushSubscriptions(recipient))
+      for (const s of pushes[i] ?? [])
         this.enqueue({
           ...due,
           chain: [{ kind: "push", address: s.endpoint, alertKinds: null, minLevel: 1 }],
