@@ -98,7 +98,7 @@ describe("Web Push: a subscribed phone rings", () => {
     const { publicKey } = (await call(gw, "GET", "/api/push/key", undefined, doctor)).body as {
       publicKey: string;
     };
-    return { gw, clock, pushService, doctor, publicKey };
+    return { gw, clock, hooks, pushService, doctor, publicKey };
   }
 
   const subscriptionOf = (endpoint: string, browser: { ecdh: ECDH; auth: Buffer }) => ({
@@ -186,6 +186,26 @@ describe("Web Push: a subscribed phone rings", () => {
     expect(await gw.store.pushSubscriptions.get(endpoint)).toBeUndefined();
     // The page's "turn off" then finds nothing to remove.
     expect((await call(gw, "DELETE", "/api/push/subscriptions", { endpoint }, doctor)).status).toBe(404);
+  });
+
+  it("never counts as reaching anyone: a doctor with push alone is pushed to, and the family is paged at once, not after the doctor's minute", async () => {
+    const { gw, clock, hooks, pushService, doctor } = await world();
+    const noContacts = await call(gw, "PUT", "/api/people/dr-tsering/contacts", { contacts: [] }, doctor);
+    expect(noContacts.status).toBe(200);
+    const phone = browserKeys();
+    const endpoint = pushService.url("/wpush/only-push");
+    expect(
+      (await call(gw, "POST", "/api/push/subscriptions", subscriptionOf(endpoint, phone), doctor)).status,
+    ).toBe(204);
+    const startedAt = clock.now();
+    const alertId = await press(gw, "btn-dondrub");
+    await waitFor(() => hooks.received.find((r) => r.path === "/pema"), 5000, "the family's page");
+    expect(clock.now()).toBe(startedAt);
+    const [attempt] = await pushAttempts(gw, alertId, 1);
+    expect(attempt).toMatchObject({ personId: "dr-tsering", event: "paged", status: "accepted" });
+    expect(JSON.parse(decrypt((pushService.received[0] as ReceivedWebhook).raw, phone)).alertId).toBe(
+      alertId,
+    );
   });
 
   it("refuses a subscription that is not one, or whose endpoint the outbound guard refuses, and changes nothing", async () => {
