@@ -87,11 +87,19 @@ export class Alarm {
   }
 }
 
-/** A system notification for a new alert, when the user allowed them. */
-export function notifySystem(title: string, body: string): void {
-  if ("Notification" in window && Notification.permission === "granted") {
-    new Notification(title, { body, tag: title, requireInteraction: true });
-  }
+/**
+ * A system notification for a new alert, when the user allowed them: through the service worker
+ * where there is one (phones allow no other way), tagged with the alert, so that its push, when
+ * this phone has push on, replaces it rather than ringing twice.
+ */
+export function notifySystem(title: string, body: string, alertId: string): void {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const options = { body, tag: alertId, requireInteraction: true };
+  void (async () => {
+    const registration = await navigator.serviceWorker?.getRegistration("/");
+    if (registration) await registration.showNotification(title, options);
+    else new Notification(title, options);
+  })().catch(() => undefined);
 }
 
 /** Creates the audio context inside a user gesture, the only place browsers allow it to play. */

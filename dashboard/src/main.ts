@@ -186,6 +186,7 @@ async function boot(session: SessionInfo): Promise<void> {
         notifySystem(
           `${t(`kind.${alert.kind}`)} · ${people.get(alert.subjectId)?.name ?? alert.subjectId}`,
           people.get(alert.subjectId)?.address ?? alert.deviceId,
+          alert.id,
         );
       }
       if (view === "map") void tagMap.refresh();

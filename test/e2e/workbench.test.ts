@@ -582,6 +582,22 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
       data: { link: payload.link },
     });
 
+    // A new alert while the page is open: notified through the same worker, tagged with the alert,
+    // so that its push replaces it rather than ringing twice.
+    const button = await device("btn-sw");
+    await button.event("press");
+    const { alertId } = await button.waitForCommand("received");
+    await waitFor(
+      () =>
+        page.evaluate(
+          async (id) =>
+            (await (await navigator.serviceWorker.ready).getNotifications()).some((n) => n.tag === id),
+          alertId as string,
+        ),
+      5000,
+      "the page's notification of the new alert",
+    );
+
     // The header's control says what this browser can do: without a push service, it says so.
     await page.locator(".controls summary").click();
     await page.locator("#notify").click();
