@@ -7,6 +7,8 @@ import {
   randomBytes,
   verify,
 } from "node:crypto";
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeClock } from "../support/fake-clock.ts";
 import {
@@ -205,6 +207,33 @@ describe("Web Push: a subscribed phone rings", () => {
     expect(attempt).toMatchObject({ personId: "dr-tsering", event: "paged", status: "accepted" });
     expect(JSON.parse(decrypt((pushService.received[0] as ReceivedWebhook).raw, phone)).alertId).toBe(
       alertId,
+    );
+  });
+
+  it("does not count a push as reaching the doctor when a crash cut off her page: the page goes out again at the next start", async () => {
+    const { gw, clock, hooks, pushService, doctor } = await world();
+    const endpoint = pushService.url("/wpush/crash");
+    expect(
+      (await call(gw, "POST", "/api/push/subscriptions", subscriptionOf(endpoint, browserKeys()), doctor))
+        .status,
+    ).toBe(204);
+    const alertId = await press(gw, "btn-dondrub");
+    await pushAttempts(gw, alertId, 1);
+    await waitFor(() => hooks.received.find((r) => r.path === "/dr-tsering"), 5000, "the doctor's page");
+    await gw.stop();
+    // As a crash mid-send leaves it: the doctor's webhook stored, its result never.
+    const db = new Database(join(gw.dataDir, "gateway.db"));
+    db.prepare(
+      "UPDATE notification_attempts SET status = 'pending', detail = NULL WHERE person_id = 'dr-tsering' AND channel = 'webhook'",
+    ).run();
+    db.close();
+    const pagesBefore = hooks.received.filter((r) => r.path === "/dr-tsering").length;
+    const again = await startGateway({ clock, dataDir: gw.dataDir, env: { PUBLIC_URL, VAPID_SUBJECT } });
+    cleanups.push(() => again.stop());
+    await waitFor(
+      () => hooks.received.filter((r) => r.path === "/dr-tsering").length > pagesBefore,
+      5000,
+      "the doctor's page sent again",
     );
   });
 
