@@ -416,7 +416,8 @@ function pushSubscriptions(db: Database.Database): PushSubscriptionRepository {
         db
           .prepare(
             `SELECT s.* FROM push_subscriptions s JOIN accounts a ON a.username = s.username
-             WHERE s.person_id = ? AND a.disabled_at IS NULL ORDER BY s.created_at`,
+             WHERE s.person_id = ? AND a.person_id = s.person_id AND a.disabled_at IS NULL
+             ORDER BY s.created_at`,
           )
           .all(personId) as Row[]
       ).map(toSubscription),

@@ -151,7 +151,7 @@ export interface PushSubscriptionRepository {
   /** Stores it, or moves it to this account if the browser's endpoint was another's. */
   save(s: PushSubscription): Promise<void>;
   get(endpoint: string): Promise<PushSubscription | undefined>;
-  /** A person's subscriptions made by accounts not disabled. */
+  /** A person's subscriptions made by accounts not disabled and still acting as that person. */
   forPerson(personId: string): Promise<PushSubscription[]>;
   countForAccount(username: string): Promise<number>;
   /** Whether it existed (and belonged to `username`, when given). */

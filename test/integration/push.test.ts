@@ -272,5 +272,11 @@ describe("Web Push: a subscribed phone rings", () => {
       (await call(gw, "DELETE", "/api/push/subscriptions", { endpoint: good.endpoint }, doctor)).status,
     ).toBe(204);
     expect(await gw.store.pushSubscriptions.forPerson("dr-tsering")).toEqual([]);
+
+    // A disabled account's phone falls silent.
+    expect((await call(gw, "POST", "/api/push/subscriptions", good, doctor)).status).toBe(204);
+    expect(await gw.store.pushSubscriptions.forPerson("dr-tsering")).toHaveLength(1);
+    expect((await call(gw, "PATCH", "/api/users/dr-tsering", { disabled: true })).status).toBe(200);
+    expect(await gw.store.pushSubscriptions.forPerson("dr-tsering")).toEqual([]);
   });
 });
