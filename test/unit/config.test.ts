@@ -171,5 +171,9 @@ describe("configuration", () => {
     expect(Buffer.from(made.publicKey, "base64url")).toHaveLength(65);
     expect(statSync(join(dataDir, VAPID_KEYS_FILE)).mode & 0o777).toBe(0o600);
     expect(loadVapidKeys({ configured: undefined, dataDir, log })).toEqual(made);
+    const other = loadVapidKeys({ configured: undefined, dataDir: tempDataDir(), log });
+    expect(() =>
+      loadVapidKeys({ configured: { ...made, privateKey: other.privateKey }, dataDir, log }),
+    ).toThrow(/^VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY: the public key is not the private key's$/);
   });
 });

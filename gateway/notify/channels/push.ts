@@ -1,3 +1,4 @@
+import { createECDH } from "node:crypto";
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
@@ -32,13 +33,20 @@ export function loadVapidKeys(options: {
   log: Logger;
 }): VapidKeys {
   const { configured, dataDir, log } = options;
-  if (configured) return configured;
+  if (configured) {
+    const wrong = pairProblem(configured);
+    if (wrong) throw new Error(`VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY: ${wrong}`);
+    return configured;
+  }
   const file = join(dataDir, VAPID_KEYS_FILE);
   try {
     const keys = JSON.parse(readFileSync(file, "utf8")) as Partial<VapidKeys>;
     if (typeof keys.publicKey !== "string" || typeof keys.privateKey !== "string")
       throw new Error("it does not hold publicKey and privateKey");
-    return { publicKey: keys.publicKey, privateKey: keys.privateKey };
+    const pair = { publicKey: keys.publicKey, privateKey: keys.privateKey };
+    const wrong = pairProblem(pair);
+    if (wrong) throw new Error(wrong);
+    return pair;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT")
       throw new Error(
@@ -55,6 +63,19 @@ export function loadVapidKeys(options: {
   }
   log.info({ file }, "made a VAPID key pair for Web Push");
   return keys;
+}
+
+/** What is wrong with a key pair, if anything: a mismatched one would fail every push. */
+function pairProblem(keys: VapidKeys): string | undefined {
+  const ecdh = createECDH("prime256v1");
+  try {
+    ecdh.setPrivateKey(Buffer.from(keys.privateKey, "base64url"));
+  } catch {
+    return "the private key is not a P-256 key";
+  }
+  return ecdh.getPublicKey("base64url") === keys.publicKey
+    ? undefined
+    : "the public key is not the private key's";
 }
 
 /** Long enough for a phone that is briefly out of coverage; after that the alert has escalated anyway. */
