@@ -185,6 +185,8 @@ describe("Web Push: a subscribed phone rings", () => {
     const attempts = await pushAttempts(gw, alertId, 2);
     expect(attempts[1]).toMatchObject({ personId: "dr-tsering", event: "accepted", status: "failed" });
     expect(attempts[1]?.detail).toContain("410");
+    // News, not a call to act: normal urgency, kept longer.
+    expect(pushService.received[1]?.headers).toMatchObject({ urgency: "normal", ttl: "3600" });
     expect(await gw.store.pushSubscriptions.get(endpoint)).toBeUndefined();
     // The page's "turn off" then finds nothing to remove.
     expect((await call(gw, "DELETE", "/api/push/subscriptions", { endpoint }, doctor)).status).toBe(404);

@@ -79,9 +79,11 @@ function pairProblem(keys: VapidKeys): string | undefined {
 }
 
 /** Long enough for a phone that is briefly out of coverage; after that the alert has escalated anyway. */
-const PAGE_TTL_SEC = 600;
-/** What a follow-up says (accepted, resolved) is still worth knowing later. */
-const FOLLOW_UP_TTL_SEC = 3600;
+const URGENT_TTL_SEC = 600;
+/** News (accepted, resolved) is still worth knowing later. */
+const NEWS_TTL_SEC = 3600;
+/** Follow-ups that only tell; the others (a page, a reminder, another press, reopened, upgraded) ask for action. */
+const NEWS = new Set(["accepted", "resolved", "cancelled", "resident-ok"]);
 /** The push service's limit is 4096 bytes encrypted; the text is far shorter, this only guards it. */
 const MAX_TEXT_BYTES = 1000;
 
@@ -141,7 +143,7 @@ export class PushChannel implements Channel {
       body: cutToBytes(message.text, MAX_TEXT_BYTES),
       link: message.link ?? `/?alert=${encodeURIComponent(notice.alert.id)}#alerts`,
     };
-    const paged = notice.event === "paged";
+    const urgent = !NEWS.has(notice.event);
     let request: ReturnType<typeof webpush.generateRequestDetails> & { body: Buffer };
     try {
       request = webpush.generateRequestDetails(
@@ -149,8 +151,8 @@ export class PushChannel implements Channel {
         JSON.stringify(payload),
         {
           vapidDetails: { subject: this.options.subject, ...this.options.keys },
-          TTL: paged ? PAGE_TTL_SEC : FOLLOW_UP_TTL_SEC,
-          urgency: paged ? "high" : "normal",
+          TTL: urgent ? URGENT_TTL_SEC : NEWS_TTL_SEC,
+          urgency: urgent ? "high" : "normal",
           contentEncoding: "aes128gcm",
         },
       );
