@@ -12,7 +12,7 @@ import { type Clock, systemClock } from "./clock/index.ts";
 import type { Config } from "./config/index.ts";
 import { Ingest } from "./ingest/index.ts";
 import { createMetrics } from "./metrics.ts";
-import { channelsFrom } from "./notify/channels/index.ts";
+import { channelsFrom, loadVapidKeys } from "./notify/channels/index.ts";
 import { type DeviceLink, DeviceOutbox } from "./notify/device-outbox.ts";
 import { Notifier } from "./notify/notifier.ts";
 import { OutboundGuard } from "./notify/outbound.ts";
@@ -82,6 +82,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       log,
     }),
   );
+  const vapidKeys = loadVapidKeys({ configured: config.channels.push.keys, dataDir: config.DATA_DIR, log });
   const bus = new EventBus(log);
   const outbound = new OutboundGuard({ allow: config.OUTBOUND_ALLOW, allowHttp: config.OUTBOUND_ALLOW_HTTP });
   const metrics = createMetrics(
@@ -146,7 +147,13 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       flushMs: 10_000,
     },
   );
-  const channels = channelsFrom(config, { outbound, clock });
+  const channels = channelsFrom(config, {
+    outbound,
+    clock,
+    log,
+    subscriptions: store.pushSubscriptions,
+    vapidKeys,
+  });
   const alerts = new AlertService(
     {
       store,
@@ -280,6 +287,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     phrases: config.phrases,
     outbound,
     configuredChannels: channels.map((c) => c.kind),
+    vapidPublicKey: vapidKeys.publicKey,
     isConnected,
     isReady: () => ready,
     metricsToken: config.METRICS_TOKEN,

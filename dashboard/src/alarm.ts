@@ -1,3 +1,4 @@
+import { api } from "./api.ts";
 import { t } from "./i18n.ts";
 
 /** How often the chime repeats while an alert waits for someone to accept it. */
@@ -86,11 +87,19 @@ export class Alarm {
   }
 }
 
-/** A system notification for a new alert, when the user allowed them. */
-export function notifySystem(title: string, body: string): void {
-  if ("Notification" in window && Notification.permission === "granted") {
-    new Notification(title, { body, tag: title, requireInteraction: true });
-  }
+/**
+ * A system notification for a new alert, when the user allowed them: through the service worker
+ * where there is one (phones allow no other way), tagged with the alert, so that its push, when
+ * this phone has push on, replaces it rather than ringing twice.
+ */
+export function notifySystem(title: string, body: string, alertId: string): void {
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const options = { body, tag: alertId, requireInteraction: true };
+  void (async () => {
+    const registration = await navigator.serviceWorker?.getRegistration("/");
+    if (registration) await registration.showNotification(title, options);
+    else new Notification(title, options);
+  })().catch(() => undefined);
 }
 
 /** Creates the audio context inside a user gesture, the only place browsers allow it to play. */
@@ -99,14 +108,63 @@ export function unlockAudio(): void {
   void audio.resume();
 }
 
-export function notificationsButton(): HTMLButtonElement | null {
-  if (!("Notification" in window) || Notification.permission === "granted") return null;
+/** The service worker that shows pushes; browsers allow it on https and on localhost only. */
+export function registerWorker(): void {
+  if ("serviceWorker" in navigator) void navigator.serviceWorker.register("/sw.js").catch(() => undefined);
+}
+
+/** This browser's push subscription, when the page may push (a secure page with a worker). */
+async function pushRegistration(): Promise<ServiceWorkerRegistration | undefined> {
+  if (!("serviceWorker" in navigator) || !("PushManager" in window)) return undefined;
+  // Registered (registerWorker), then active: only an active worker can subscribe.
+  return (await navigator.serviceWorker.getRegistration("/")) && navigator.serviceWorker.ready;
+}
+
+/**
+ * "Turn on alerts on this phone": system notifications while the page is open and, for an account
+ * that is someone (`canPush`), Web Push, so that a locked phone rings; tapped again, turns push off.
+ * Says how far it got: push on, the page's notifications only, blocked, or failed.
+ */
+export function notificationsButton(canPush: boolean): HTMLButtonElement | null {
+  if (!("Notification" in window)) return null;
   const button = document.createElement("button");
-  button.textContent = t("notify.enable");
   button.className = "link";
+  button.id = "notify";
+  const show = (state: "enable" | "on" | "pageOnly" | "denied" | "failed") => {
+    button.textContent = t(`notify.${state}`);
+    button.dataset.state = state;
+  };
+  show(Notification.permission === "denied" ? "denied" : "enable");
+  void (async () => {
+    const subscription = await (await pushRegistration())?.pushManager.getSubscription();
+    if (subscription && Notification.permission === "granted") show("on");
+  })();
   button.addEventListener("click", async () => {
     unlockAudio();
-    if ((await Notification.requestPermission()) === "granted") button.textContent = t("notify.on");
+    try {
+      const registration = canPush ? await pushRegistration() : undefined;
+      const current = await registration?.pushManager.getSubscription();
+      if (current && button.dataset.state === "on") {
+        await api.pushUnsubscribe(current.endpoint).catch(() => undefined);
+        await current.unsubscribe();
+        return show("enable");
+      }
+      if ((await Notification.requestPermission()) !== "granted") return show("denied");
+      if (!registration) return show("pageOnly");
+      const subscription =
+        current ??
+        (await registration.pushManager.subscribe({
+          userVisibleOnly: true,
+          applicationServerKey: fromBase64url(await api.pushKey()),
+        }));
+      await api.pushSubscribe(subscription.toJSON());
+      show("on");
+    } catch {
+      show("failed");
+    }
   });
   return button;
 }
+
+const fromBase64url = (text: string) =>
+  Uint8Array.from(atob(text.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));

@@ -3,6 +3,7 @@ import type { Geofence } from "../../gateway/rules/geofence.ts";
 import type {
   Contact as ChannelContact,
   ChannelKind,
+  ContactKind,
   Device,
   DeviceState,
   NotificationAttempt,
@@ -15,6 +16,7 @@ export type {
   AlertKind,
   ChannelContact,
   ChannelKind,
+  ContactKind,
   Device,
   DeviceState,
   Geofence,
@@ -163,6 +165,11 @@ export const api = {
   devices: async () => (await request<DeviceView[]>("GET", "/api/devices")).data,
   registerDevice: async (body: { id: string; kind: string; ownerId: string; protocol: string }) =>
     (await request<{ id: string; secret?: string }>("POST", "/api/devices", body)).data,
+  pushKey: async () => (await request<{ publicKey: string }>("GET", "/api/push/key")).data.publicKey,
+  /** Opts this browser in to Web Push (the subscription's JSON, as the browser gives it). */
+  pushSubscribe: (subscription: PushSubscriptionJSON) =>
+    request<void>("POST", "/api/push/subscriptions", subscription),
+  pushUnsubscribe: (endpoint: string) => request<void>("DELETE", "/api/push/subscriptions", { endpoint }),
   geofences: async () => (await request<Geofence[]>("GET", "/api/geofences")).data,
   track: async (deviceId: string, from: number, to: number) =>
     (

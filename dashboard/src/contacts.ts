@@ -4,14 +4,15 @@ import {
   alertKinds,
   api,
   type ChannelContact,
-  type ChannelKind,
+  type ContactKind,
   type Person,
   type SessionInfo,
 } from "./api.ts";
 import { h, present } from "./dom.ts";
 import { currentLocale, errorText, t } from "./i18n.ts";
 
-type Channel = { kind: ChannelKind; configured: boolean };
+/** A channel a contact may be on: push is not one (the phone subscribes itself, in the header). */
+type Channel = { kind: ContactKind; configured: boolean };
 /** The gateway keeps at most this many contacts per person. */
 const MAX_CONTACTS = 10;
 /** Levels offered; a list written elsewhere may hold a higher one, which is kept. */
@@ -210,7 +211,7 @@ class ContactEditor {
           {
             id: id("kind"),
             onchange: (e: Event) => {
-              c.kind = (e.target as HTMLSelectElement).value as ChannelKind;
+              c.kind = (e.target as HTMLSelectElement).value as ContactKind;
               this.changed(id("kind"));
             },
           },
@@ -384,7 +385,7 @@ export class ContactsView {
   async show(): Promise<void> {
     if (!this.channels) {
       try {
-        this.channels = await api.channels();
+        this.channels = (await api.channels()).filter((c): c is Channel => c.kind !== "push");
         this.loadError = null;
       } catch (err) {
         this.loadError = err;

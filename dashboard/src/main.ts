@@ -1,4 +1,4 @@
-import { Alarm, notificationsButton, notifySystem, unlockAudio } from "./alarm.ts";
+import { Alarm, notificationsButton, notifySystem, registerWorker, unlockAudio } from "./alarm.ts";
 import { ApiError, api, type Person, type SessionInfo, whenSignedOut } from "./api.ts";
 import { AlertBoard } from "./board.ts";
 import { ContactsView } from "./contacts.ts";
@@ -177,6 +177,9 @@ async function boot(session: SessionInfo): Promise<void> {
   const contacts = new ContactsView(session, people);
 
   board.load(initial.alerts);
+  // A notification's link (?alert=id) opens that alert.
+  const linked = new URLSearchParams(location.search).get("alert");
+  if (linked) void board.openDetail(linked);
   const feed = new AlertFeed(
     initial.lastEventId,
     (alert) => {
@@ -185,6 +188,7 @@ async function boot(session: SessionInfo): Promise<void> {
         notifySystem(
           `${t(`kind.${alert.kind}`)} · ${people.get(alert.subjectId)?.name ?? alert.subjectId}`,
           people.get(alert.subjectId)?.address ?? alert.deviceId,
+          alert.id,
         );
       }
       if (view === "map") void tagMap.refresh();
@@ -295,7 +299,7 @@ async function boot(session: SessionInfo): Promise<void> {
                 "div",
                 { class: "controls-body" },
                 muteButton(),
-                notificationsButton(),
+                notificationsButton(session.person !== null),
                 languageSelect(),
                 textSizeSelect(),
                 h(
@@ -345,6 +349,7 @@ async function boot(session: SessionInfo): Promise<void> {
   setInterval(() => view === "devices" && void devices.refresh(), 15_000);
   render();
   feed.start();
+  registerWorker();
   // Browsers let a page play sound only after the user touched it once.
   document.addEventListener("pointerdown", unlockAudio, { once: true });
   document.addEventListener("keydown", unlockAudio, { once: true });

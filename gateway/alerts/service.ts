@@ -346,7 +346,8 @@ export class AlertService {
       // Failed for good is settled: not worth a page per restart.
       const failed = new Set<string>();
       for (const a of await store.attempts.forAlert(alert.id)) {
-        if (a.channel === "device" || a.event !== "paged") continue;
+        // A push does not count as reaching anyone (see Notifier), and is sent with the page again.
+        if (a.channel === "device" || a.channel === "push" || a.event !== "paged") continue;
         const contact = `${a.level}|${a.personId}|${a.channel} ${a.address}`;
         if (isReached(a.status)) reached.add(`${a.level}|${a.personId}`);
         if (a.status === "pending") failed.delete(contact);

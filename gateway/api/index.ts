@@ -28,6 +28,7 @@ import { alertRoutes } from "./alerts.ts";
 import { type Basemap, basemapRoutes } from "./basemap.ts";
 import { dashboardRoutes } from "./dashboard.ts";
 import { healthRoutes } from "./health.ts";
+import { pushRoutes } from "./push.ts";
 import { registryRoutes } from "./registry.ts";
 import { reportRoutes } from "./reports.ts";
 import { sessionRoutes } from "./session.ts";
@@ -61,6 +62,8 @@ export interface ApiDeps {
   outbound: OutboundGuard;
   /** The channels whose settings are complete: the API says which, never what the settings are. */
   configuredChannels: readonly ChannelKind[];
+  /** The VAPID public key browsers subscribe to Web Push with (the private key stays with the push channel). */
+  vapidPublicKey: string;
   isConnected: (deviceId: string) => boolean;
   /** Ends a device's MQTT connection now (secret rotated, device revoked). */
   disconnectDevice: (deviceId: string, reason: string) => void;
@@ -82,6 +85,9 @@ function contentSecurityPolicy(tileUrl: string | null) {
     styleSrc: ["'self'"],
     imgSrc: ["'self'", "data:", ...(tileHost ? [tileHost] : [])],
     connectSrc: ["'self'"],
+    // The service worker that shows pushes, and the manifest that makes the page an app.
+    workerSrc: ["'self'"],
+    manifestSrc: ["'self'"],
     fontSrc: ["'self'"],
     objectSrc: ["'none'"],
     baseUri: ["'none'"],
@@ -165,6 +171,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(alertRoutes, deps);
   await app.register(trackingRoutes, deps);
   await app.register(reportRoutes, deps);
+  await app.register(pushRoutes, deps);
   await app.register(dashboardRoutes, deps);
   if (deps.basemap) await app.register(basemapRoutes, { basemap: deps.basemap });
   return app;

@@ -6,6 +6,7 @@ import {
   accountRoles,
   attemptStatuses,
   channelKinds,
+  contactKinds,
   deviceKinds,
   deviceProtocols,
   relations,
@@ -29,7 +30,7 @@ const mobile = z.string().regex(/^\+?\d{5,20}$/, "must be a mobile number: digit
 /** One way to reach a person; a person's list is tried in order until one takes the message. */
 export const contact = z
   .strictObject({
-    kind: z.enum(channelKinds).describe("The channel: webhook, wecom, dingtalk, sms or voice"),
+    kind: z.enum(contactKinds).describe("The channel: webhook, wecom, dingtalk, sms or voice"),
     address: z
       .string()
       .describe("webhook: the bridge's URL; any other channel: the mobile number (robots @-mention it)"),

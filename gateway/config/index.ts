@@ -35,6 +35,7 @@ export const secretSettings = [
   "DINGTALK_ROBOT_SECRET",
   "ALIYUN_ACCESS_KEY_ID",
   "ALIYUN_ACCESS_KEY_SECRET",
+  "VAPID_PRIVATE_KEY",
 ] as const;
 
 /** Every setting, its environment variable and its default, in one place. */
@@ -122,6 +123,23 @@ export const configSchema = z
     /** Text-to-speech template for a call: parameters name, kind, address. */
     ALIYUN_VOICE_TTS_CODE: z.string().min(1).optional(),
     ALIYUN_VOICE_SHOW_NUMBER: z.string().min(1).optional(),
+    /**
+     * Web Push's VAPID key pair, base64url as `npx web-push generate-vapid-keys` prints it; both or
+     * neither: without them, a pair is made once in `<DATA_DIR>/vapid-keys.json`.
+     */
+    VAPID_PUBLIC_KEY: z
+      .string()
+      .regex(/^[\w-]{87}$/, "must be a P-256 public key, base64url (87 characters)")
+      .optional(),
+    VAPID_PRIVATE_KEY: z
+      .string()
+      .regex(/^[\w-]{43}$/, "must be a P-256 private key, base64url (43 characters)")
+      .optional(),
+    /** Whom push services may write to about this gateway's pushes; Apple refuses localhost. */
+    VAPID_SUBJECT: z
+      .string()
+      .regex(/^(mailto:.+@.+|https:\/\/.+)$/, "must be a mailto: address or an https: URL")
+      .optional(),
     /** Provider requests: how long each may take, and the delays before retrying the last contact left. */
     CHANNEL_TIMEOUT_MS: positiveInt.default(5000),
     CHANNEL_RETRY_DELAYS_MS: delayList("5000,30000"),
@@ -317,6 +335,8 @@ export interface ChannelSettings {
   dingtalk?: { url: string; token: string; secret: string | undefined };
   sms?: AliyunAccount & { url: string; signName: string; templatePaged: string; templateFollowUp: string };
   voice?: AliyunAccount & { url: string; ttsCode: string; showNumber?: string };
+  /** Always on (a key pair is made when none is set); it sends only to those who turned it on. */
+  push: { subject: string; keys: { publicKey: string; privateKey: string } | undefined };
 }
 export interface AliyunAccount {
   accessKeyId: string;
@@ -415,7 +435,22 @@ function channelSettings(
     for (const [name, value] of Object.entries(names))
       if (value === undefined) missing.push(`${name}: required ${why}`);
   };
-  const channels: ChannelSettings = {};
+  if (Boolean(s.VAPID_PUBLIC_KEY) !== Boolean(s.VAPID_PRIVATE_KEY))
+    missing.push(
+      s.VAPID_PUBLIC_KEY
+        ? "VAPID_PRIVATE_KEY: required with VAPID_PUBLIC_KEY (a key pair)"
+        : "VAPID_PUBLIC_KEY: required with VAPID_PRIVATE_KEY (a key pair)",
+    );
+  const channels: ChannelSettings = {
+    push: {
+      subject:
+        s.VAPID_SUBJECT ?? (s.PUBLIC_URL?.startsWith("https:") ? s.PUBLIC_URL : "mailto:operator@localhost"),
+      keys:
+        s.VAPID_PUBLIC_KEY && s.VAPID_PRIVATE_KEY
+          ? { publicKey: s.VAPID_PUBLIC_KEY, privateKey: s.VAPID_PRIVATE_KEY }
+          : undefined,
+    },
+  };
   if (s.WECOM_ROBOT_KEY)
     channels.wecom = { url: s.WECOM_ROBOT_URL, key: s.WECOM_ROBOT_KEY, msgtype: s.WECOM_MSGTYPE };
   if (s.DINGTALK_ROBOT_TOKEN)

@@ -5,6 +5,7 @@ import { type Metrics, observePressLatency } from "../metrics.ts";
 import {
   type ChannelKind,
   type Contact,
+  type Destination,
   type DeviceState,
   isReached,
   type NotificationAttempt,
@@ -20,7 +21,7 @@ interface Delivery {
   recipient: Person;
   about: AlertSummary;
   /** The contacts to try, in order; `step` is the one this delivery is for. */
-  chain: Contact[];
+  chain: Destination[];
   step: number;
   /** The attempt on this contact, from 1. */
   attempt: number;
@@ -128,10 +129,7 @@ export class Notifier {
 
   start(): void {
     this.stopped = false;
-    this.unsubscribe = this.deps.bus.on("alert.notify", (n) => {
-      if (!n.recipients.some((r) => r.contacts.length > 0)) return;
-      this.track(this.dispatch(n));
-    });
+    this.unsubscribe = this.deps.bus.on("alert.notify", (n) => this.track(this.dispatch(n)));
   }
 
   /** Stops new deliveries and waits for the requests under way; those still waiting are abandoned. */
@@ -158,6 +156,9 @@ export class Notifier {
   private async dispatch(n: EventMap["alert.notify"]): Promise<void> {
     const { store, clock, log } = this.deps;
     const configured = (k: ChannelKind) => this.channels.has(k);
+    const pushes = await Promise.all(n.recipients.map((r) => this.pushSubscriptions(r)));
+    // Nothing to send: not worth describing the alert.
+    if (pushes.every((p) => p.length === 0) && !n.recipients.some((r) => r.contacts.length > 0)) return;
     // Side by side: a follow-up is on its way no later than a page emitted with it.
     const [about, reached] = await Promise.all([
       summarize(this.deps, n, this.options.publicUrl),
@@ -171,21 +172,33 @@ export class Notifier {
             return [];
           }),
     ]);
-    const chains = n.recipients.map((recipient) => ({
+    const chains = n.recipients.map((recipient, i) => ({
       recipient,
+      subscriptions: pushes[i] ?? [],
       chain:
         n.event === "paged"
           ? pageContacts(recipient, n, configured)
           : followUpContacts(recipient, n, configured, reached),
     }));
-    const tried = chains.filter((c) => c.chain.length > 0);
     // A level's page (not the catch-all's, which has nobody after it) reports a failure on all of it.
     const page =
       n.event === "paged" && n.level > 0
-        ? { trying: new Set(tried.map((c) => c.recipient.id)), reached: false }
+        ? {
+            trying: new Set(chains.filter((c) => c.chain.length > 0).map((c) => c.recipient.id)),
+            reached: false,
+          }
         : undefined;
-    for (const { recipient, chain } of tried)
-      this.enqueue({ notice: n, recipient, about, chain, step: 0, attempt: 1, dueAt: clock.now(), page });
+    for (const { recipient, subscriptions, chain } of chains) {
+      const due = { notice: n, recipient, about, step: 0, attempt: 1, dueAt: clock.now() };
+      // Push rides along with whatever the person is sent, first and on its own: a push service
+      // taking it says nothing of a phone ringing, so it never stands in for their contacts.
+      for (const s of subscriptions)
+        this.enqueue({
+          ...due,
+          chain: [{ kind: "push", address: s.endpoint, alertKinds: null, minLevel: 1 }],
+        });
+      if (chain.length > 0) this.enqueue({ ...due, chain, page });
+    }
   }
 
   /** One recipient's first pass down their contacts is over: the last one of a page tells the escalation. */
@@ -202,6 +215,14 @@ export class Notifier {
     });
   }
 
+  private async pushSubscriptions(recipient: Person) {
+    if (!this.channels.has("push")) return [];
+    return this.deps.store.pushSubscriptions.forPerson(recipient.id).catch((err) => {
+      this.deps.log.error({ err, recipient: recipient.id }, "could not read push subscriptions: not pushing");
+      return [];
+    });
+  }
+
   private track(work: Promise<void>): void {
     this.inFlight.add(work);
     void work.finally(() => this.inFlight.delete(work));
@@ -209,7 +230,7 @@ export class Notifier {
 
   private enqueue(delivery: Delivery): void {
     if (this.stopped) return;
-    const contact = delivery.chain[delivery.step] as Contact;
+    const contact = delivery.chain[delivery.step] as Destination;
     const channel = this.channels.get(contact.kind) as Channel;
     const key = `${channel.kind} ${channel.endpointOf(contact)}`;
     let endpoint = this.endpoints.get(key);
@@ -263,7 +284,7 @@ export class Notifier {
   private async attempt(channel: Channel, delivery: Delivery): Promise<void> {
     const { store, clock, metrics, log } = this.deps;
     const { notice, recipient, attempt, chain, step } = delivery;
-    const contact = chain[step] as Contact;
+    const contact = chain[step] as Destination;
     const alertId = notice.alert.id;
     // A database that cannot take the record must not also cost the recipient the notification.
     const attemptId = await store.attempts

@@ -109,7 +109,7 @@ export class OutboundGuard {
   post(
     url: string,
     headers: Record<string, string>,
-    body: string,
+    body: string | Buffer,
     timeoutMs: number,
   ): Promise<OutboundResponse> {
     const refused = this.refusal(url);

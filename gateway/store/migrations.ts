@@ -276,3 +276,22 @@ DROP INDEX notification_attempts_webhook;
 CREATE INDEX notification_attempts_contact ON notification_attempts(address, channel, id) WHERE channel <> 'device';
 `,
 });
+
+migrations.push({
+  version: 9,
+  name: "Web Push subscriptions: the phones and browsers a person turned alerts on in",
+  sql: `
+-- One row per browser subscription (its endpoint is unique to it); the account that made it,
+-- so a disabled account's phones fall silent and only its owner removes it.
+CREATE TABLE push_subscriptions (
+  endpoint TEXT PRIMARY KEY,
+  person_id TEXT NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  p256dh TEXT NOT NULL,
+  auth TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX push_subscriptions_person ON push_subscriptions(person_id);
+CREATE INDEX push_subscriptions_account ON push_subscriptions(username);
+`,
+});

@@ -29,6 +29,8 @@ import type {
   Grid,
   NotificationAttempt,
   Person,
+  PushSubscription,
+  PushSubscriptionRepository,
   RegistryRepository,
   Role,
   Store,
@@ -77,6 +79,7 @@ export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): S
     throttles: sqliteThrottles(db),
     audit: sqliteAudit(db),
     watchReadings: watchReadings(db),
+    pushSubscriptions: pushSubscriptions(db),
     telemetry: sqliteTelemetry(telemetryDb),
     spool: sqliteSpool(telemetryDb),
     flushCounts: () => ({ ...flusher.counts }),
@@ -381,6 +384,53 @@ function watchReadings(db: Database.Database): WatchReadingRepository {
       })),
     prune: async (before) =>
       db.prepare("DELETE FROM watch_readings WHERE received_at < ?").run(before).changes,
+  };
+}
+
+function pushSubscriptions(db: Database.Database): PushSubscriptionRepository {
+  const toSubscription = (r: Row): PushSubscription => ({
+    endpoint: r.endpoint as string,
+    personId: r.person_id as string,
+    username: r.username as string,
+    p256dh: r.p256dh as string,
+    auth: r.auth as string,
+    createdAt: r.created_at as number,
+  });
+  return {
+    save: async (s) => {
+      db.prepare(
+        `INSERT INTO push_subscriptions (endpoint, person_id, username, p256dh, auth, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (endpoint) DO UPDATE SET person_id = excluded.person_id, username = excluded.username,
+           p256dh = excluded.p256dh, auth = excluded.auth, created_at = excluded.created_at`,
+      ).run(s.endpoint, s.personId, s.username, s.p256dh, s.auth, s.createdAt);
+    },
+    get: async (endpoint) => {
+      const row = db.prepare("SELECT * FROM push_subscriptions WHERE endpoint = ?").get(endpoint) as
+        | Row
+        | undefined;
+      return row && toSubscription(row);
+    },
+    forPerson: async (personId) =>
+      (
+        db
+          .prepare(
+            `SELECT s.* FROM push_subscriptions s JOIN accounts a ON a.username = s.username
+             WHERE s.person_id = ? AND a.person_id = s.person_id AND a.disabled_at IS NULL
+             ORDER BY s.created_at`,
+          )
+          .all(personId) as Row[]
+      ).map(toSubscription),
+    countForAccount: async (username) =>
+      (db.prepare("SELECT COUNT(*) AS n FROM push_subscriptions WHERE username = ?").get(username) as Row)
+        .n as number,
+    remove: async (endpoint, username) =>
+      (username === undefined
+        ? db.prepare("DELETE FROM push_subscriptions WHERE endpoint = ?").run(endpoint)
+        : db
+            .prepare("DELETE FROM push_subscriptions WHERE endpoint = ? AND username = ?")
+            .run(endpoint, username)
+      ).changes > 0,
   };
 }
 

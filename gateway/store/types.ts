@@ -23,12 +23,15 @@ export interface Grid {
   communityId: string;
   name: string;
 }
-/** Ways to reach a person: a signed webhook, a WeCom or DingTalk group robot, an SMS, a voice call. */
-export const channelKinds = ["webhook", "wecom", "dingtalk", "sms", "voice"] as const;
+/** Contacts a person keeps: a signed webhook, a WeCom or DingTalk group robot, an SMS, a voice call. */
+export const contactKinds = ["webhook", "wecom", "dingtalk", "sms", "voice"] as const;
+/** Ways to reach a person: their contacts, and Web Push to the browsers they turned alerts on in. */
+export const channelKinds = [...contactKinds, "push"] as const;
 export type ChannelKind = (typeof channelKinds)[number];
+export type ContactKind = (typeof contactKinds)[number];
 /** One way to reach a person; a person's contacts are tried in order until one takes the message. */
 export interface Contact {
-  kind: ChannelKind;
+  kind: ContactKind;
   /** The webhook's URL; for every other channel the person's mobile number (a robot @-mentions it). */
   address: string;
   /** The alert kinds this contact is used for; null: every kind. */
@@ -36,6 +39,8 @@ export interface Contact {
   /** The lowest escalation level paged on it (a voice call only from level 2, say); the catch-all counts as any. */
   minLevel: number;
 }
+/** Where one message goes: one of the person's contacts, or one of their push subscriptions (address: its endpoint). */
+export type Destination = Omit<Contact, "kind"> & { kind: ChannelKind };
 export interface Person {
   id: string;
   name: string;
@@ -132,6 +137,26 @@ export interface NotificationAttempt {
   status: AttemptStatus;
   detail: string | null;
 }
+/** A browser's Web Push subscription (the PushSubscription's endpoint and keys), made by an account for its person. */
+export interface PushSubscription {
+  endpoint: string;
+  personId: string;
+  username: string;
+  /** The browser's P-256 public key and auth secret, base64url: what each message is encrypted to. */
+  p256dh: string;
+  auth: string;
+  createdAt: number;
+}
+export interface PushSubscriptionRepository {
+  /** Stores it, or moves it to this account if the browser's endpoint was another's. */
+  save(s: PushSubscription): Promise<void>;
+  get(endpoint: string): Promise<PushSubscription | undefined>;
+  /** A person's subscriptions made by accounts not disabled and still acting as that person. */
+  forPerson(personId: string): Promise<PushSubscription[]>;
+  countForAccount(username: string): Promise<number>;
+  /** Whether it existed (and belonged to `username`, when given). */
+  remove(endpoint: string, username?: string): Promise<boolean>;
+}
 export interface StoredDeviceEvent {
   id: number;
   deviceId: string;
@@ -167,6 +192,7 @@ export interface Store {
   /** Where telemetry waits while InfluxDB is down. */
   readonly spool: TelemetrySpool;
   readonly watchReadings: WatchReadingRepository;
+  readonly pushSubscriptions: PushSubscriptionRepository;
   /** Flushes to disk so far, and the writes they covered (group commit). */
   flushCounts(): { flushes: number; writes: number };
   /** Cheap query proving the database answers; throws otherwise. */

@@ -1,3 +1,4 @@
+import { createECDH, randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeClock } from "../support/fake-clock.ts";
 import {
@@ -126,6 +127,18 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
     return login(gw, username, PEOPLE_PASSWORD);
   };
 
+  /** What a browser posts to turn Web Push on: its endpoint, P-256 public key and auth secret. */
+  const pushSubscription = (endpoint: string) => {
+    const ecdh = createECDH("prime256v1");
+    return {
+      endpoint,
+      keys: {
+        p256dh: ecdh.generateKeys().toString("base64url"),
+        auth: randomBytes(16).toString("base64url"),
+      },
+    };
+  };
+
   const rows: Row[] = [
     { route: "GET /api/session", allowed: everyone, own: () => ({ path: "/api/session" }) },
     {
@@ -240,6 +253,28 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
         path: "/api/people/dr-dawa/contacts",
         body: { contacts: [{ kind: "webhook", address: "http://127.0.0.1:9/x" }] },
       }),
+    },
+    { route: "GET /api/push/key", allowed: everyone, own: () => ({ path: "/api/push/key" }) },
+    {
+      // Pushes go to the account's person: the first admin is nobody.
+      route: "POST /api/push/subscriptions",
+      allowed: everyone,
+      own: (v) => ({
+        path: "/api/push/subscriptions",
+        body: pushSubscription(`http://127.0.0.1:9/push-${v}`),
+      }),
+      ownStatus: { admin: 403 },
+    },
+    {
+      // Each account turns off its own browsers only.
+      route: "DELETE /api/push/subscriptions",
+      allowed: everyone,
+      own: async (v) => {
+        const endpoint = `http://127.0.0.1:9/${unique(`push-${v}`)}`;
+        await call(gw, "POST", "/api/push/subscriptions", pushSubscription(endpoint), sessions[v]);
+        return { path: "/api/push/subscriptions", body: { endpoint } };
+      },
+      ownStatus: { admin: 404 },
     },
     {
       route: "PATCH /api/people/{id}",

@@ -498,6 +498,7 @@ describe("channels: WeCom and DingTalk robots, Aliyun SMS and voice calls", () =
       { kind: "dingtalk", configured: true },
       { kind: "sms", configured: true },
       { kind: "voice", configured: true },
+      { kind: "push", configured: true },
     ]);
     const answers = [
       channels,

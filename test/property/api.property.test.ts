@@ -56,6 +56,23 @@ const routes: { method: string; url: string; valid: Record<string, unknown> }[] 
   { method: "PATCH", url: "/api/users/pema", valid: { disabled: false } },
   { method: "PUT", url: "/api/session/password", valid: { current: "x", password: "y" } },
   { method: "POST", url: "/api/alerts/nope/resolve", valid: { note: "done" } },
+  {
+    method: "POST",
+    url: "/api/push/subscriptions",
+    valid: {
+      endpoint: "https://push.example.org/wpush/1",
+      // A browser's P-256 public key (the curve's generator point) and a 16-byte auth secret.
+      keys: {
+        p256dh: "BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU",
+        auth: "AAAAAAAAAAAAAAAAAAAAAA",
+      },
+    },
+  },
+  {
+    method: "DELETE",
+    url: "/api/push/subscriptions",
+    valid: { endpoint: "https://push.example.org/wpush/1" },
+  },
 ];
 
 /** Valid bodies with one field replaced, removed or added; any JSON at all; text that is not JSON. */
@@ -85,6 +102,7 @@ describe("API bodies, fuzzed", () => {
       await registry.listDevices(),
       await geofences.list(),
       await accounts.list(),
+      await gw.store.pushSubscriptions.forPerson("dr-tsering"),
     ]);
   };
 

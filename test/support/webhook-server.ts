@@ -5,6 +5,8 @@ export interface ReceivedWebhook {
   path: string;
   headers: IncomingHttpHeaders;
   body: string;
+  /** The body's bytes, for what is not text (an encrypted push). */
+  raw: Buffer;
   json: Record<string, unknown>;
   at: number;
 }
@@ -23,15 +25,16 @@ export async function startWebhookServer(options: { status?: number; hang?: bool
     load.open++;
     load.maxOpen = Math.max(load.maxOpen, load.open);
     res.on("close", () => load.open--);
-    let body = "";
-    req.on("data", (chunk) => {
-      body += chunk;
-    });
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
+      const raw = Buffer.concat(chunks);
+      const body = raw.toString("utf8");
       received.push({
         path: req.url ?? "",
         headers: req.headers,
         body,
+        raw,
         json: req.headers["content-type"]?.startsWith("application/json") ? JSON.parse(body) : {},
         at: performance.now(),
       });

@@ -1,8 +1,10 @@
-import { writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { defaultPolicies } from "../../gateway/alerts/policy.ts";
 import { ConfigError, loadConfig } from "../../gateway/config/index.ts";
+import { loadVapidKeys, VAPID_KEYS_FILE } from "../../gateway/notify/channels/push.ts";
 import { tempDataDir } from "../support/gateway.ts";
 
 /** The one setting without a default. */
@@ -145,6 +147,33 @@ describe("configuration", () => {
       ALIYUN_ACCESS_KEY_SECRET: "secret",
       ALIYUN_VOICE_TTS_CODE: "TTS_1",
     }).channels;
-    expect(Object.keys(voice)).toEqual(["voice"]);
+    expect(Object.keys(voice)).toEqual(["push", "voice"]);
+  });
+
+  it("takes a VAPID key pair whole, the private key from SECRETS_FILE too; without one, makes one once in DATA_DIR for the gateway alone", () => {
+    const pair = { VAPID_PUBLIC_KEY: `B${"x".repeat(86)}`, VAPID_PRIVATE_KEY: "y".repeat(43) };
+    expect(() => loadConfig({ ...base, VAPID_PUBLIC_KEY: pair.VAPID_PUBLIC_KEY })).toThrow(
+      /^VAPID_PRIVATE_KEY: required with VAPID_PUBLIC_KEY/,
+    );
+    expect(() => loadConfig({ ...base, ...pair, VAPID_PRIVATE_KEY: "short" })).toThrow(
+      /^VAPID_PRIVATE_KEY: /,
+    );
+    expect(() => loadConfig({ ...base, VAPID_SUBJECT: "ops@example.org" })).toThrow(/^VAPID_SUBJECT: /);
+    const file = join(tempDataDir(), "secrets.json");
+    writeFileSync(file, JSON.stringify({ ...base, VAPID_PRIVATE_KEY: pair.VAPID_PRIVATE_KEY }));
+    const push = loadConfig({ SECRETS_FILE: file, VAPID_PUBLIC_KEY: pair.VAPID_PUBLIC_KEY }).channels.push;
+    expect(push.keys).toEqual({ publicKey: pair.VAPID_PUBLIC_KEY, privateKey: pair.VAPID_PRIVATE_KEY });
+    expect(push.subject).toBe("mailto:operator@localhost");
+
+    const dataDir = tempDataDir();
+    const log = pino({ level: "silent" });
+    const made = loadVapidKeys({ configured: undefined, dataDir, log });
+    expect(Buffer.from(made.publicKey, "base64url")).toHaveLength(65);
+    expect(statSync(join(dataDir, VAPID_KEYS_FILE)).mode & 0o777).toBe(0o600);
+    expect(loadVapidKeys({ configured: undefined, dataDir, log })).toEqual(made);
+    const other = loadVapidKeys({ configured: undefined, dataDir: tempDataDir(), log });
+    expect(() =>
+      loadVapidKeys({ configured: { ...made, privateKey: other.privateKey }, dataDir, log }),
+    ).toThrow(/^VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY: the public key is not the private key's$/);
   });
 });

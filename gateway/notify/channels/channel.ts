@@ -1,5 +1,5 @@
 import type { EventMap } from "../../bus/index.ts";
-import type { AttemptStatus, ChannelKind, Contact, Person } from "../../store/types.ts";
+import type { AttemptStatus, ChannelKind, Destination, Person } from "../../store/types.ts";
 import type { AlertSummary, Message } from "../messages.ts";
 import { type OutboundGuard, OutboundRefused, type OutboundResponse } from "../outbound.ts";
 
@@ -15,7 +15,7 @@ export interface SendResult {
 export interface Outgoing {
   notice: EventMap["alert.notify"];
   recipient: Person;
-  contact: Contact;
+  contact: Destination;
   /** What the alert is about, for channels that carry it whole (the webhook). */
   about: AlertSummary;
   /** The same, said short in the recipient's language. */
@@ -34,9 +34,9 @@ export interface Channel {
   /** Delays before retrying a retryable failure, when the contact is the person's last. */
   readonly retryDelaysMs: readonly number[];
   /** Deliveries with the same endpoint share its concurrency (a bridge's origin, a robot, a provider). */
-  endpointOf(contact: Contact): string;
+  endpointOf(contact: Destination): string;
   /** Why this contact may not be sent to now (a rate limit); undefined when it may, counting the send. */
-  admit(contact: Contact, now: number): string | undefined;
+  admit(contact: Destination, now: number): string | undefined;
   send(out: Outgoing): Promise<SendResult>;
 }
 
@@ -57,7 +57,13 @@ export const isFailure = (x: unknown): x is SendResult => x instanceof Failure;
  */
 export async function postOut(
   outbound: OutboundGuard,
-  request: { url: string; label: string; headers: Record<string, string>; body: string; timeoutMs: number },
+  request: {
+    url: string;
+    label: string;
+    headers: Record<string, string>;
+    body: string | Buffer;
+    timeoutMs: number;
+  },
 ): Promise<OutboundResponse | SendResult> {
   try {
     return await outbound.post(request.url, request.headers, request.body, request.timeoutMs);
