@@ -10,6 +10,20 @@ import { alarmBitsOverrideSchema } from "../protocols/watch/alarm.ts";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+/** A comma-separated list of network entries, each checked: every bad one is named. */
+function allowList(
+  s: string,
+  ctx: z.RefinementCtx,
+  valid: (entry: string) => boolean,
+  what: string,
+): string[] {
+  const entries = s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+  for (const e of entries) if (!valid(e)) ctx.addIssue({ code: "custom", message: `'${e}' is not ${what}` });
+  return entries;
+}
 const delayList = (defaults: string) =>
   z
     .string()
@@ -73,20 +87,14 @@ export const configSchema = z
     OUTBOUND_ALLOW: z
       .string()
       .default("")
-      .transform((s, ctx) => {
-        const entries = s
-          .split(",")
-          .map((x) => x.trim())
-          .filter(Boolean);
-        for (const e of entries) {
-          if (!parseAllowEntry(e))
-            ctx.addIssue({
-              code: "custom",
-              message: `'${e}' is not an IP address, a CIDR range or a host name`,
-            });
-        }
-        return entries;
-      }),
+      .transform((s, ctx) =>
+        allowList(
+          s,
+          ctx,
+          (e) => parseAllowEntry(e) !== undefined,
+          "an IP address, a CIDR range or a host name",
+        ),
+      ),
     /** Plain-http notification targets (a bridge on this machine); https only by default. */
     OUTBOUND_ALLOW_HTTP: z
       .enum(["true", "false"])
@@ -192,18 +200,17 @@ export const configSchema = z
     WATCH_ALLOW_FROM: z
       .string()
       .default("")
-      .transform((s, ctx) => {
-        const entries = s
-          .split(",")
-          .map((x) => x.trim())
-          .filter(Boolean);
-        for (const e of entries) {
-          const parsed = parseAllowEntry(e);
-          if (!parsed || "host" in parsed)
-            ctx.addIssue({ code: "custom", message: `'${e}' is not an IP address or a CIDR range` });
-        }
-        return entries;
-      }),
+      .transform((s, ctx) =>
+        allowList(
+          s,
+          ctx,
+          (e) => {
+            const parsed = parseAllowEntry(e);
+            return parsed !== undefined && !("host" in parsed);
+          },
+          "an IP address or a CIDR range",
+        ),
+      ),
     /**
      * Where cell towers and Wi-Fi access points seen without a GPS fix are turned into a position
      * (the common geolocation request format); none by default. Reached through the outbound guard.

@@ -47,6 +47,18 @@ export function parseAllowEntry(
   };
 }
 
+/** The addresses and ranges among allow-list entries, as one list to check addresses against. */
+export function addressesOf(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const allowed = parseAllowEntry(entry);
+    if (!allowed || "host" in allowed) continue;
+    if (allowed.prefix === undefined) list.addAddress(allowed.address, allowed.family);
+    else list.addSubnet(allowed.address, allowed.prefix, allowed.family);
+  }
+  return list;
+}
+
 /** Refused before any byte was sent: not worth retrying. */
 export class OutboundRefused extends Error {
   override name = "OutboundRefused";
@@ -75,7 +87,7 @@ const MAX_ANSWER_BYTES = 65_536;
  * allows internal targets by address, range or host name.
  */
 export class OutboundGuard {
-  private readonly allowedAddresses = new BlockList();
+  private readonly allowedAddresses: BlockList;
   private readonly allowedHosts = new Set<string>();
 
   constructor(private readonly options: OutboundOptions) {
@@ -84,10 +96,8 @@ export class OutboundGuard {
       if (!allowed)
         throw new Error(`OUTBOUND_ALLOW: '${entry}' is not an IP address, a CIDR range or a host name`);
       if ("host" in allowed) this.allowedHosts.add(allowed.host);
-      else if (allowed.prefix === undefined)
-        this.allowedAddresses.addAddress(allowed.address, allowed.family);
-      else this.allowedAddresses.addSubnet(allowed.address, allowed.prefix, allowed.family);
     }
+    this.allowedAddresses = addressesOf(options.allow);
   }
 
   /** Why this URL may not be called, judged without DNS; undefined when it may be tried. */

@@ -1,6 +1,7 @@
-import { BlockList, createServer, isIP, type Server, type Socket } from "node:net";
+import { type BlockList, createServer, isIP, type Server, type Socket } from "node:net";
 import { ConnectionRateLimit, PublishAllowance, type Rate } from "../../broker/limits.ts";
 import type { DeviceCommand } from "../../ingest/index.ts";
+import { addressesOf } from "../../notify/outbound.ts";
 import type { Device } from "../../store/types.ts";
 import type { AlarmBitsOverrides } from "./alarm.ts";
 import { encodeFrame, utf16beHex, type WatchFrame, WatchFrameDecoder } from "./frame.ts";
@@ -68,15 +69,7 @@ export class WatchListener {
   ) {
     this.reports = new WatchReports(deps, settings);
     this.connectLimit = new ConnectionRateLimit(settings.connectRatePerIp);
-    if (settings.allowFrom.length > 0) {
-      this.allowed = new BlockList();
-      for (const entry of settings.allowFrom) {
-        const [address = "", prefix] = entry.split("/");
-        const family = isIP(address) === 6 ? "ipv6" : "ipv4";
-        if (prefix === undefined) this.allowed.addAddress(address, family);
-        else this.allowed.addSubnet(address, Number(prefix), family);
-      }
-    }
+    if (settings.allowFrom.length > 0) this.allowed = addressesOf(settings.allowFrom);
   }
 
   async start(listen: { host: string; port: number }): Promise<void> {
