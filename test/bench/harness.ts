@@ -5,6 +5,7 @@ import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
+import WebSocket from "ws";
 import { LOCAL_RECEIVERS } from "../support/gateway.ts";
 
 /**
@@ -46,7 +47,36 @@ export interface GatewayProcess {
   cookie: string;
   mqttUrl: string;
   post<T = unknown>(path: string, body: unknown): Promise<T>;
+  /**
+   * The gateway's memory after a full garbage collection, asked through its inspector: what its
+   * live objects hold, without the garbage a burst of connections leaves for the next collection.
+   */
+  memoryCollected(): Promise<{ rss: number; heapUsed: number }>;
   stop(): Promise<void>;
+}
+
+/** Sends one DevTools protocol command to a process's inspector at `url`, and closes the session. */
+async function inspect<T>(url: string, commands: { method: string; params?: object }[]): Promise<T> {
+  const socket = new WebSocket(url);
+  await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject));
+  try {
+    let last: unknown;
+    for (const [id, command] of commands.entries()) {
+      last = await new Promise((resolve) => {
+        const onMessage = (data: Buffer) => {
+          const message = JSON.parse(data.toString()) as { id?: number; result?: unknown };
+          if (message.id !== id) return;
+          socket.off("message", onMessage);
+          resolve(message.result);
+        };
+        socket.on("message", onMessage);
+        socket.send(JSON.stringify({ id, ...command }));
+      });
+    }
+    return last as T;
+  } finally {
+    socket.close();
+  }
 }
 
 /**
@@ -60,13 +90,13 @@ export async function startGatewayProcess(
 ): Promise<GatewayProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), "gateway-bench-"));
   await prepare?.(dataDir);
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const [httpPort, mqttPort, inspectorPort] = [await freePort(), await freePort(), await freePort()];
   const base = `http://127.0.0.1:${httpPort}`;
   const child = spawn(
     "bash",
     [
       "-c",
-      `${RAISE_OPEN_FILES} && exec ${launcher} "${process.execPath}" ${process.env.GATEWAY_NODE_FLAGS ?? GATEWAY_NODE_FLAGS} --import tsx gateway/main.ts`,
+      `${RAISE_OPEN_FILES} && exec ${launcher} "${process.execPath}" ${process.env.GATEWAY_NODE_FLAGS ?? GATEWAY_NODE_FLAGS} --inspect=127.0.0.1:${inspectorPort} --import tsx gateway/main.ts`,
     ],
     {
       env: {
@@ -109,6 +139,21 @@ export async function startGatewayProcess(
       });
       if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
       return (await res.json()) as T;
+    },
+    async memoryCollected() {
+      const list = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as {
+        webSocketDebuggerUrl: string;
+      }[];
+      const url = list[0]?.webSocketDebuggerUrl as string;
+      const { result } = await inspect<{ result: { value: string } }>(url, [
+        { method: "HeapProfiler.collectGarbage" },
+        { method: "HeapProfiler.collectGarbage" },
+        {
+          method: "Runtime.evaluate",
+          params: { expression: "JSON.stringify(process.memoryUsage())", returnByValue: true },
+        },
+      ]);
+      return JSON.parse(result.value) as { rss: number; heapUsed: number };
     },
     async stop() {
       child.kill("SIGTERM");

@@ -378,8 +378,11 @@ interface GatewayPoint {
   devices: number;
   connected: number;
   connectS: number;
+  /** Retained: after a full collection, before and after the devices connected. */
   rssPerDevice: number;
   heapPerDevice: number;
+  /** What `top` shows two seconds after the connections, garbage of the burst included. */
+  rssUncollectedPerDevice: number;
   /** Shares of one core: devices connected and silent; heartbeating every 5 s; and while pressing. */
   cpuIdle: number;
   cpuHeartbeats: number;
@@ -423,13 +426,13 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
   const port = Number(new URL(gw.mqttUrl).port);
   try {
     await sleep(1000);
+    const before = await gw.memoryCollected();
     const rss0 = rssBytes(pid);
-    const [heap0 = 0] = await metrics(gw, "nodejs_heap_size_used_bytes");
     const workers = await startWorkers(n, port);
     const { connected, connectS } = await connectAll(workers);
     await sleep(2000);
-    const rss = rssBytes(pid);
-    const [heap = 0] = await metrics(gw, "nodejs_heap_size_used_bytes");
+    const rssUncollected = rssBytes(pid);
+    const after = await gw.memoryCollected();
     const cpuIdle = await cpuShare(pid, IDLE_SECONDS);
     await heartbeatEvery5s(workers);
     await sleep(5000);
@@ -473,8 +476,9 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
       devices: n,
       connected,
       connectS,
-      rssPerDevice: (rss - rss0) / n,
-      heapPerDevice: (heap - heap0) / n,
+      rssPerDevice: (after.rss - before.rss) / n,
+      heapPerDevice: (after.heapUsed - before.heapUsed) / n,
+      rssUncollectedPerDevice: (rssUncollected - rss0) / n,
       cpuIdle,
       cpuHeartbeats,
       cpuPresses: pressed.cpuS / pressed.seconds,
@@ -575,7 +579,7 @@ async function main() {
   log(`# ${header}\n`);
   log(`How the cores were shared: ${CORES.description}\n`);
   log(
-    "Press latency is p50 / p99 / p99.9 / max in ms, from the press publish to `received` back at the device (a stock MQTT.js client, Nagle on), to the alert on the dashboard's stream, and to the level-1 webhook received. Devices heartbeat every 5 s while it is measured. Gateway CPU is its share of one core with the devices connected and silent, heartbeating, and heartbeating while the probes press; CPU per press is the CPU time of a press and its cancel (with the alert, stream event and webhook they cause), the heartbeats' share taken out.\n",
+    "Press latency is p50 / p99 / p99.9 / max in ms, from the press publish to `received` back at the device (a stock MQTT.js client, Nagle on), to the alert on the dashboard's stream, and to the level-1 webhook received. Devices heartbeat every 5 s while it is measured. Gateway memory per device is what the connected devices added to the gateway's resident set and to its JavaScript heap, each measured after a full garbage collection (asked through the gateway's inspector) before and after they connected; in brackets, the resident set two seconds after the connections without a collection, which still holds the garbage of the burst. Gateway CPU is its share of one core with the devices connected and silent, heartbeating, and heartbeating while the probes press; CPU per press is the CPU time of a press and its cancel (with the alert, stream event and webhook they cause), the heartbeats' share taken out.\n",
   );
   log(
     "| devices | connect (auth) | gateway memory per device | press -> received | press -> SSE | press -> webhook | gateway CPU: silent / heartbeating / pressing | gateway CPU per press |",
@@ -594,7 +598,7 @@ async function main() {
     const p = await gatewayPoint(n, n === ingestAt);
     points.push(p);
     log(
-      `| ${n} | ${p.connected} of ${n} in ${p.connectS.toFixed(1)} s | ${kb(p.rssPerDevice)} RSS, ${kb(p.heapPerDevice)} heap | ${fmt(p.received)} | ${fmt(p.sse)} | ${fmt(p.webhook)} | ${pct(p.cpuIdle)} / ${pct(p.cpuHeartbeats)} / ${pct(p.cpuPresses)} | ${micros(p.microsPerPress)} |`,
+      `| ${n} | ${p.connected} of ${n} in ${p.connectS.toFixed(1)} s | ${kb(p.rssPerDevice)} RSS, ${kb(p.heapPerDevice)} heap (${kb(p.rssUncollectedPerDevice)} RSS before collection) | ${fmt(p.received)} | ${fmt(p.sse)} | ${fmt(p.webhook)} | ${pct(p.cpuIdle)} / ${pct(p.cpuHeartbeats)} / ${pct(p.cpuPresses)} | ${micros(p.microsPerPress)} |`,
     );
   }
   const mosquitto = await mosquittoBaseline(ingestAt);
@@ -667,6 +671,7 @@ async function main() {
       connected: atTarget.connected,
       connectS: atTarget.connectS,
       rssPerDeviceKB: atTarget.rssPerDevice / 1024,
+      rssUncollectedPerDeviceKB: atTarget.rssUncollectedPerDevice / 1024,
       received: atTarget.received,
       sse: atTarget.sse,
     },

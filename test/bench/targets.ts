@@ -57,7 +57,10 @@ export interface Measured {
     devices: number;
     connected: number;
     connectS: number;
+    /** Retained, after a full collection. */
     rssPerDeviceKB: number;
+    /** Before a collection, the burst's garbage included; printed beside the target, not judged. */
+    rssUncollectedPerDeviceKB?: number;
     received: LatencySummary;
     sse: LatencySummary;
   };
@@ -119,7 +122,7 @@ export function judgeTargets({ point, ingest }: Measured): string[] {
         atScale,
         devicesScale(point.devices),
         point.rssPerDeviceKB <= RSS_PER_DEVICE_KB,
-        `${point.rssPerDeviceKB.toFixed(1)} KB at ${thousands(point.devices)} devices`,
+        `${point.rssPerDeviceKB.toFixed(1)} KB retained at ${thousands(point.devices)} devices${point.rssUncollectedPerDeviceKB === undefined ? "" : ` (${point.rssUncollectedPerDeviceKB.toFixed(1)} KB before a garbage collection)`}`,
       ),
       line(
         `${thousands(TARGET_DEVICES)} connects < ${CONNECT_S} s`,
