@@ -52,11 +52,13 @@ export interface GatewayProcess {
    * live objects hold, without the garbage a burst of connections leaves for the next collection.
    */
   memoryCollected(): Promise<{ rss: number; heapUsed: number }>;
+  /** The gateway's inspector (DevTools protocol), on this machine only. */
+  inspectorPort: number;
   stop(): Promise<void>;
 }
 
-/** Sends one DevTools protocol command to a process's inspector at `url`, and closes the session. */
-async function inspect<T>(url: string, commands: { method: string; params?: object }[]): Promise<T> {
+/** Runs DevTools protocol commands in one session with a process's inspector at `url`. */
+async function inspectAt<T>(url: string, commands: { method: string; params?: object }[]): Promise<T> {
   const socket = new WebSocket(url);
   await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject));
   try {
@@ -126,6 +128,12 @@ export async function startGatewayProcess(
   if (!signIn.ok) throw new Error(`sign-in: ${signIn.status} ${await signIn.text()}`);
   const cookie = (signIn.headers.get("set-cookie") ?? "").split(";")[0] as string;
   const { csrfToken } = (await signIn.json()) as { csrfToken: string };
+  const inspect = async <T>(commands: { method: string; params?: object }[]) => {
+    const list = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as {
+      webSocketDebuggerUrl: string;
+    }[];
+    return inspectAt<T>(list[0]?.webSocketDebuggerUrl as string, commands);
+  };
   return {
     process: child,
     base,
@@ -140,12 +148,9 @@ export async function startGatewayProcess(
       if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
       return (await res.json()) as T;
     },
+    inspectorPort,
     async memoryCollected() {
-      const list = (await (await fetch(`http://127.0.0.1:${inspectorPort}/json/list`)).json()) as {
-        webSocketDebuggerUrl: string;
-      }[];
-      const url = list[0]?.webSocketDebuggerUrl as string;
-      const { result } = await inspect<{ result: { value: string } }>(url, [
+      const { result } = await inspect<{ result: { value: string } }>([
         { method: "HeapProfiler.collectGarbage" },
         { method: "HeapProfiler.collectGarbage" },
         {
