@@ -227,7 +227,10 @@ function weeklyChart(report: Report) {
       "report-weekly-table",
       [t("reports.axisWeek"), t("reports.calls"), t("reports.p50"), t("reports.p90")],
       report.weekly.map((w) => ({
-        label: `${t("reports.week", { n: w.isoWeek })} (${weekDays(w, report.month)})`,
+        label: t("reports.weekDays", {
+          week: t("reports.week", { n: w.isoWeek }),
+          days: weekDays(w, report.month),
+        }),
         cells: [count(w.emergencies), show(w.answerSeconds.p50), show(w.answerSeconds.p90)],
       })),
     ),

@@ -88,7 +88,7 @@ const seconds = (ms: number) => Math.round(ms / 100) / 10;
 const share = (part: number, whole: number) => (whole === 0 ? null : Math.round((part / whole) * 1000) / 10);
 
 /** The telecare industry's targets for the share of calls answered within 60 s and 180 s. */
-export const answerTargetPercent = { within60s: 97.5, within180s: 99 } as const;
+const answerTargetPercent = { within60s: 97.5, within180s: 99 } as const;
 
 /** Whether `part` of `whole` met a target, unrounded; `met` is null when no call needed a person. */
 const target = (part: number, whole: number, targetPercent: number) => ({

@@ -228,6 +228,13 @@ describe("the monthly report in Chromium", { timeout: 120_000 }, () => {
     expect(await width()).toBeLessThanOrEqual(PHONE.width);
     await page.selectOption("#text-size", "100");
     await page.click(".controls summary");
+    // The weekly chart's table: week 46's median and 90th percentile, as the bars show them.
+    await page.click("#report-weekly .table-toggle");
+    const week46 = page.locator("#report-weekly-table tbody tr").nth(2);
+    expect(await week46.locator("th").textContent()).toMatch(/^第46周（11\/9\s*–\s*11\/15）$/);
+    expect(await week46.locator("td").allTextContents()).toEqual(["2", "30秒", "50秒"]);
+    await page.click("#report-hours .table-toggle");
+    expect(await width()).toBeLessThanOrEqual(PHONE.width);
     await page.screenshot({ path: `${ARTIFACTS}/reports-phone-zh.png`, fullPage: true });
 
     const { header, alerts } = await downloadCsv();

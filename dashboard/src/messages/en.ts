@@ -257,6 +257,7 @@ export const en = {
     "Bars per ISO week of the month: median and 90th percentile of the time to accept, in seconds. A week without calls has no bars. The table below has the same figures.",
   "reports.week": "Week {n}",
   "reports.weekShort": "W{n}",
+  "reports.weekDays": "{week} ({days})",
   "reports.p50": "Median",
   "reports.p90": "90th percentile",
   "reports.calls": "Emergencies",

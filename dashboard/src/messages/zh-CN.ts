@@ -256,6 +256,7 @@ export const zhCN: Record<MessageKey, string> = {
     "按本月各周（周一起算）的柱状图：接单用时的中位数和90百分位，单位为秒。没有呼叫的周没有柱。下方表格列出相同数据。",
   "reports.week": "第{n}周",
   "reports.weekShort": "第{n}周",
+  "reports.weekDays": "{week}（{days}）",
   "reports.p50": "中位数",
   "reports.p90": "90百分位",
   "reports.calls": "紧急告警数",
