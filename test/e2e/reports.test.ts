@@ -259,6 +259,12 @@ describe("the monthly report in Chromium", { timeout: 120_000 }, () => {
     expect(await page.locator("#figure-within-60 .target.none").count()).toBe(1);
     expect(await page.locator("#report-hours .empty").textContent()).toBe("本月没有告警。");
     expect(await englishOn(page, await dataShown())).toEqual([]);
+
+    // A month cleared from the picker asks nothing: the month shown stays, with no error.
+    await page.fill("#report-month", "");
+    await page.locator("#report-month").blur();
+    expect(await page.locator(".reports h2").textContent()).toBe("月度报表 · 2026年10月");
+    expect(await page.locator(".reports .error").count()).toBe(0);
   });
 
   it("lets an admin choose the community, on a desk in English", async () => {
