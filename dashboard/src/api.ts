@@ -1,4 +1,5 @@
 import { type Alert, type AlertEvent, type AlertKind, alertKinds } from "../../gateway/alerts/model.ts";
+import type { MonthlyReport } from "../../gateway/reports/monthly.ts";
 import type { Geofence } from "../../gateway/rules/geofence.ts";
 import type {
   Contact as ChannelContact,
@@ -20,6 +21,7 @@ export type {
   Device,
   DeviceState,
   Geofence,
+  MonthlyReport,
   NotificationAttempt,
   Person,
 };
@@ -178,4 +180,21 @@ export const api = {
         `/api/devices/${encodeURIComponent(deviceId)}/track?from=${from}&to=${to}`,
       )
     ).data,
+  // Reports: the communities a viewer may ask about, and one's month (this month when none named).
+  communities: async () => (await request<{ id: string; name: string }[]>("GET", "/api/communities")).data,
+  monthlyReport: async (community: string, month?: string) =>
+    (
+      await request<MonthlyReport & { community: { id: string; name: string }; gridId: string | null }>(
+        "GET",
+        `/api/reports/monthly?${reportQuery(community, month)}`,
+      )
+    ).data,
 };
+
+/** The query naming a report: also the CSV link's. */
+export const reportQuery = (community: string, month?: string, lang?: string) =>
+  new URLSearchParams({
+    community,
+    ...(month ? { month } : {}),
+    ...(lang ? { lang } : {}),
+  }).toString();

@@ -70,12 +70,11 @@ export function monthOf(month: string, timeZone: string): Month {
 }
 
 /** `YYYY-MM-DD` and the hour of the day on the wall clock of `timeZone`. */
-function wallClock(t: number, timeZone: string): { date: string; hour: number; weekday: number } {
+function wallClock(t: number, timeZone: string): { date: string; hour: number } {
   const local = new Date(t + zoneOffset(t, timeZone));
   return {
     date: local.toISOString().slice(0, 10),
     hour: local.getUTCHours(),
-    weekday: (local.getUTCDay() + 6) % 7, // Monday 0
   };
 }
 
@@ -87,6 +86,40 @@ export function percentile(sorted: readonly number[], p: number): number | null 
 
 const seconds = (ms: number) => Math.round(ms / 100) / 10;
 const share = (part: number, whole: number) => (whole === 0 ? null : Math.round((part / whole) * 1000) / 10);
+
+/** The telecare industry's targets for the share of calls answered within 60 s and 180 s. */
+const answerTargetPercent = { within60s: 97.5, within180s: 99 } as const;
+
+/** Whether `part` of `whole` met a target, unrounded; `met` is null when no call needed a person. */
+const target = (part: number, whole: number, targetPercent: number) => ({
+  targetPercent,
+  met: whole === 0 ? null : part * 100 >= targetPercent * whole,
+});
+
+/** The Monday (`YYYY-MM-DD`) of the week a calendar day falls in. */
+function mondayOf(date: string): string {
+  const day = new Date(`${date}T00:00:00Z`);
+  day.setUTCDate(day.getUTCDate() - ((day.getUTCDay() + 6) % 7));
+  return day.toISOString().slice(0, 10);
+}
+
+/** The Mondays of every week that holds a day of `month` (`YYYY-MM`), in order. */
+function weeksOf(month: string): string[] {
+  const [year, m] = month.split("-").map(Number) as [number, number];
+  const days = new Date(Date.UTC(year, m, 0)).getUTCDate();
+  const mondays = new Set<string>();
+  for (let d = 1; d <= days; d++)
+    mondays.add(mondayOf(new Date(Date.UTC(year, m - 1, d)).toISOString().slice(0, 10)));
+  return [...mondays];
+}
+
+/** ISO 8601 week number of the week starting on this Monday: the week that holds its Thursday. */
+export function isoWeekOf(monday: string): number {
+  const thursday = new Date(`${monday}T00:00:00Z`);
+  thursday.setUTCDate(thursday.getUTCDate() + 3);
+  const yearStart = Date.UTC(thursday.getUTCFullYear(), 0, 1);
+  return Math.floor((thursday.getTime() - yearStart) / 86_400_000 / 7) + 1;
+}
 
 /** Alerts someone had to answer: emergencies, unless the resident (or a newer call) withdrew them first. */
 function neededAPerson(a: ReportAlert): boolean {
@@ -125,22 +158,17 @@ export function monthlyReport(alerts: readonly ReportAlert[], m: Month, now: num
     .filter((a) => a.state === "resolved" && a.closedAt !== null)
     .map((a) => (a.closedAt as number) - a.openedAt)
     .sort((x, y) => x - y);
+  const within60 = answers.filter((ms) => ms <= 60_000).length;
+  const within180 = answers.filter((ms) => ms <= 180_000).length;
   const pct = (values: number[], p: number) => {
     const v = percentile(values, p);
     return v === null ? null : seconds(v);
   };
 
-  // Weeks from Monday on the community's wall clock, as far as they fall in the month.
-  const weeks = new Map<string, ReportAlert[]>();
-  for (const a of needing) {
-    const day = wallClock(a.openedAt, m.timeZone);
-    const monday = new Date(`${day.date}T00:00:00Z`);
-    monday.setUTCDate(monday.getUTCDate() - day.weekday);
-    const key = monday.toISOString().slice(0, 10);
-    const week = weeks.get(key);
-    if (week) week.push(a);
-    else weeks.set(key, [a]);
-  }
+  // ISO weeks (from Monday) on the community's wall clock, every one the month touches, so a
+  // chart shows a quiet week as a gap rather than leaving it out.
+  const weeks = new Map<string, ReportAlert[]>(weeksOf(m.month).map((w) => [w, []]));
+  for (const a of needing) weeks.get(mondayOf(wallClock(a.openedAt, m.timeZone).date))?.push(a);
 
   const offline = alerts.filter((a) => a.kind === "device-offline");
   const offlineMs = offline.reduce(
@@ -159,18 +187,25 @@ export function monthlyReport(alerts: readonly ReportAlert[], m: Month, now: num
       answered: answers.length,
       neverAnswered: needing.length - answers.length,
       answerSeconds: { p50: pct(answers, 50), p90: pct(answers, 90) },
-      answeredWithin60sPercent: share(answers.filter((ms) => ms <= 60_000).length, needing.length),
-      answeredWithin180sPercent: share(answers.filter((ms) => ms <= 180_000).length, needing.length),
+      answeredWithin60sPercent: share(within60, needing.length),
+      answeredWithin180sPercent: share(within180, needing.length),
       resolveSeconds: { p50: pct(resolves, 50), p90: pct(resolves, 90) },
       falseAlarms: inMonth.filter((a) => a.closeReason === "false-alarm").length,
     },
+    targets: {
+      answeredWithin60s: target(within60, needing.length, answerTargetPercent.within60s),
+      answeredWithin180s: target(within180, needing.length, answerTargetPercent.within180s),
+    },
     escalationsReachingLevel3: inMonth.filter((a) => a.maxLevel >= 3).length,
-    weekly: [...weeks.entries()]
-      .sort(([x], [y]) => x.localeCompare(y))
-      .map(([weekStart, list]) => {
-        const w = answerMs(list);
-        return { weekStart, emergencies: list.length, answerSeconds: { p50: pct(w, 50), p90: pct(w, 90) } };
-      }),
+    weekly: [...weeks.entries()].map(([weekStart, list]) => {
+      const w = answerMs(list);
+      return {
+        weekStart,
+        isoWeek: isoWeekOf(weekStart),
+        emergencies: list.length,
+        answerSeconds: { p50: pct(w, 50), p90: pct(w, 90) },
+      };
+    }),
     devicesOffline: {
       devices: new Set(offline.map((a) => a.deviceId)).size,
       hours: Math.round(offlineMs / 36_000) / 100,

@@ -95,9 +95,20 @@ describe("monthly response report", () => {
         answeredWithin180sPercent: 66.7,
         resolveSeconds: { p50: 120, p90: 630 },
       },
+      targets: {
+        answeredWithin60s: { targetPercent: 97.5, met: false },
+        answeredWithin180s: { targetPercent: 99, met: false },
+      },
       escalationsReachingLevel3: 1,
-      weekly: [{ weekStart: "2026-11-09", emergencies: 3 }],
       devicesOffline: { devices: 1 },
+    });
+    // Every ISO week November touches; the calls in week 46.
+    expect(res.body.weekly.map((w: { isoWeek: number }) => w.isoWeek)).toEqual([44, 45, 46, 47, 48, 49]);
+    expect(res.body.weekly[2]).toEqual({
+      weekStart: "2026-11-09",
+      isoWeek: 46,
+      emergencies: 3,
+      answerSeconds: { p50: 30, p90: 120 },
     });
     expect(res.body.devicesOffline.hours).toBeGreaterThan(2);
     // Opened in the hours from 10:00 to 13:00 on the community's wall clock.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   alertsCsv,
+  isoWeekOf,
   monthlyReport,
   monthOf,
   percentile,
@@ -97,9 +98,65 @@ describe("monthly report", () => {
       falseAlarms: 1,
     });
     expect(r.escalationsReachingLevel3).toBe(2);
+    // 40 % and 60 %: both of the industry's targets missed.
+    expect(r.targets).toEqual({
+      answeredWithin60s: { targetPercent: 97.5, met: false },
+      answeredWithin180s: { targetPercent: 99, met: false },
+    });
+    // Every ISO week November touches (it starts on a Sunday), the quiet ones too.
+    const quiet = { emergencies: 0, answerSeconds: { p50: null, p90: null } };
     expect(r.weekly).toEqual([
-      { weekStart: "2026-11-09", emergencies: 5, answerSeconds: { p50: 30, p90: 400 } },
+      { weekStart: "2026-10-26", isoWeek: 44, ...quiet },
+      { weekStart: "2026-11-02", isoWeek: 45, ...quiet },
+      { weekStart: "2026-11-09", isoWeek: 46, emergencies: 5, answerSeconds: { p50: 30, p90: 400 } },
+      { weekStart: "2026-11-16", isoWeek: 47, ...quiet },
+      { weekStart: "2026-11-23", isoWeek: 48, ...quiet },
+      { weekStart: "2026-11-30", isoWeek: 49, ...quiet },
     ]);
+  });
+
+  it("puts a call in the week and hour of the community's wall clock, not UTC's", () => {
+    const nov = monthOf("2026-11", "Asia/Shanghai");
+    // Sunday 15 November, 23:30 in UTC: Monday 16 November, 07:30 in the community.
+    const opened = at("2026-11-15T23:30:00Z");
+    const r = monthlyReport([alert({ openedAt: opened, firstAnsweredAt: opened + 10 * S })], nov, opened);
+    expect(r.alerts.byHour.call[7]).toBe(1);
+    expect(r.weekly.find((w) => w.emergencies > 0)).toMatchObject({ weekStart: "2026-11-16", isoWeek: 47 });
+  });
+
+  it("says a target is met only when the unrounded share reaches it, and nothing when no call needed a person", () => {
+    const nov = monthOf("2026-11", "UTC");
+    const opened = at("2026-11-10T02:00:00Z");
+    // 39 of 40 answered within 60 s: exactly 97.5 %, the target. The late one within 180 s.
+    const quick = Array.from({ length: 39 }, () =>
+      alert({ openedAt: opened, firstAnsweredAt: opened + 20 * S }),
+    );
+    const late = alert({ openedAt: opened, firstAnsweredAt: opened + 170 * S });
+    expect(monthlyReport([...quick, late], nov, opened).targets).toEqual({
+      answeredWithin60s: { targetPercent: 97.5, met: true },
+      answeredWithin180s: { targetPercent: 99, met: true },
+    });
+    // 77 of 79 within 180 s is 97.47 %, shown as 97.5 but short of 97.5 %; and of 99 %.
+    const many = Array.from({ length: 77 }, () =>
+      alert({ openedAt: opened, firstAnsweredAt: opened + 20 * S }),
+    );
+    const never = [alert({ openedAt: opened, state: "open" }), alert({ openedAt: opened, state: "open" })];
+    const short = monthlyReport([...many, ...never], nov, opened);
+    expect(short.emergencies.answeredWithin60sPercent).toBe(97.5);
+    expect(short.targets.answeredWithin60s.met).toBe(false);
+    expect(short.targets.answeredWithin180s.met).toBe(false);
+    const none = monthlyReport([alert({ kind: "low-battery", openedAt: opened })], nov, opened);
+    expect(none.targets.answeredWithin60s.met).toBeNull();
+    expect(none.emergencies.answeredWithin60sPercent).toBeNull();
+  });
+
+  it("numbers weeks as ISO 8601 does, across the turn of a year", () => {
+    expect(isoWeekOf("2026-11-09")).toBe(46);
+    // 29 December 2025's week holds 1 January 2026, a Thursday: week 1 of 2026.
+    expect(isoWeekOf("2025-12-29")).toBe(1);
+    // 28 December 2026's week holds 31 December, a Thursday: week 53 of 2026.
+    expect(isoWeekOf("2026-12-28")).toBe(53);
+    expect(isoWeekOf("2027-01-04")).toBe(1);
   });
 
   it("counts the offline hours that fall in the month, an offline still open up to now", () => {
