@@ -124,9 +124,12 @@ const stopWorkers = (workers: Worker[]) =>
 async function connectAll(workers: Worker[]) {
   const started = performance.now();
   const connected = await Promise.all(workers.map((w) => w.request({ cmd: "connect" }, "connected")));
+  const connectS = (performance.now() - started) / 1000;
   return {
     connected: connected.reduce((a, c) => a + (c.count ?? 0), 0),
-    connectS: (performance.now() - started) / 1000,
+    connectS,
+    /** The load generator's CPU over the connect, as a share of one core (all its workers share one). */
+    generatorCpu: connected.reduce((a, c) => a + (c.cpuMs ?? 0), 0) / 1000 / connectS,
   };
 }
 
@@ -378,6 +381,7 @@ interface GatewayPoint {
   devices: number;
   connected: number;
   connectS: number;
+  generatorCpu: number;
   /** Retained: after a full collection, before and after the devices connected. */
   rssPerDevice: number;
   heapPerDevice: number;
@@ -429,7 +433,7 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
     const before = await gw.memoryCollected();
     const rss0 = rssBytes(pid);
     const workers = await startWorkers(n, port);
-    const { connected, connectS } = await connectAll(workers);
+    const { connected, connectS, generatorCpu } = await connectAll(workers);
     await sleep(2000);
     const rssUncollected = rssBytes(pid);
     const after = await gw.memoryCollected();
@@ -476,6 +480,7 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
       devices: n,
       connected,
       connectS,
+      generatorCpu,
       rssPerDevice: (after.rss - before.rss) / n,
       heapPerDevice: (after.heapUsed - before.heapUsed) / n,
       rssUncollectedPerDevice: (rssUncollected - rss0) / n,
@@ -545,7 +550,7 @@ async function mosquittoBaseline(n: number) {
   const pid = broker.pid ?? 0;
   try {
     const workers = await startWorkers(n, port);
-    const { connected, connectS } = await connectAll(workers);
+    const { connected, connectS, generatorCpu } = await connectAll(workers);
     await sleep(1000);
     const cpuIdle = await cpuShare(pid, IDLE_SECONDS);
     await heartbeatEvery5s(workers);
@@ -561,7 +566,7 @@ async function mosquittoBaseline(n: number) {
         }),
       );
     await stopWorkers(workers);
-    return { devices: n, connected, connectS, cpuIdle, roundTrip: roundTripLatency, ingest };
+    return { devices: n, connected, connectS, generatorCpu, cpuIdle, roundTrip: roundTripLatency, ingest };
   } finally {
     await sub.endAsync();
     broker.kill();
@@ -579,7 +584,7 @@ async function main() {
   log(`# ${header}\n`);
   log(`How the cores were shared: ${CORES.description}\n`);
   log(
-    "Press latency is p50 / p99 / p99.9 / max in ms, from the press publish to `received` back at the device (a stock MQTT.js client, Nagle on), to the alert on the dashboard's stream, and to the level-1 webhook received. Devices heartbeat every 5 s while it is measured. Gateway memory per device is what the connected devices added to the gateway's resident set and to its JavaScript heap, each measured after a full garbage collection (asked through the gateway's inspector) before and after they connected; in brackets, the resident set two seconds after the connections without a collection, which still holds the garbage of the burst. Gateway CPU is its share of one core with the devices connected and silent, heartbeating, and heartbeating while the probes press; CPU per press is the CPU time of a press and its cancel (with the alert, stream event and webhook they cause), the heartbeats' share taken out.\n",
+    "Press latency is p50 / p99 / p99.9 / max in ms, from the press publish to `received` back at the device (a stock MQTT.js client, Nagle on), to the alert on the dashboard's stream, and to the level-1 webhook received. Devices heartbeat every 5 s while it is measured. Connect is the time for every device to connect and authenticate, with the load generator's CPU over it as a share of its one core (near 100%, the generator, not the broker, set the pace). Gateway memory per device is what the connected devices added to the gateway's resident set and to its JavaScript heap, each measured after a full garbage collection (asked through the gateway's inspector) before and after they connected; in brackets, the resident set two seconds after the connections without a collection, which still holds the garbage of the burst. Gateway CPU is its share of one core with the devices connected and silent, heartbeating, and heartbeating while the probes press; CPU per press is the CPU time of a press and its cancel (with the alert, stream event and webhook they cause), the heartbeats' share taken out.\n",
   );
   log(
     "| devices | connect (auth) | gateway memory per device | press -> received | press -> SSE | press -> webhook | gateway CPU: silent / heartbeating / pressing | gateway CPU per press |",
@@ -598,7 +603,7 @@ async function main() {
     const p = await gatewayPoint(n, n === ingestAt);
     points.push(p);
     log(
-      `| ${n} | ${p.connected} of ${n} in ${p.connectS.toFixed(1)} s | ${kb(p.rssPerDevice)} RSS, ${kb(p.heapPerDevice)} heap (${kb(p.rssUncollectedPerDevice)} RSS before collection) | ${fmt(p.received)} | ${fmt(p.sse)} | ${fmt(p.webhook)} | ${pct(p.cpuIdle)} / ${pct(p.cpuHeartbeats)} / ${pct(p.cpuPresses)} | ${micros(p.microsPerPress)} |`,
+      `| ${n} | ${p.connected} of ${n} in ${p.connectS.toFixed(1)} s (load generator ${pct(p.generatorCpu)}) | ${kb(p.rssPerDevice)} RSS, ${kb(p.heapPerDevice)} heap (${kb(p.rssUncollectedPerDevice)} RSS before collection) | ${fmt(p.received)} | ${fmt(p.sse)} | ${fmt(p.webhook)} | ${pct(p.cpuIdle)} / ${pct(p.cpuHeartbeats)} / ${pct(p.cpuPresses)} | ${micros(p.microsPerPress)} |`,
     );
   }
   const mosquitto = await mosquittoBaseline(ingestAt);
@@ -681,7 +686,7 @@ async function main() {
 
   log(`\n## Mosquitto baseline\n`);
   log(
-    `- connect: ${mosquitto.connected} of ${mosquitto.devices} in ${mosquitto.connectS.toFixed(1)} s (no authentication)`,
+    `- connect: ${mosquitto.connected} of ${mosquitto.devices} in ${mosquitto.connectS.toFixed(1)} s (no authentication; load generator ${pct(mosquitto.generatorCpu)} of its core)`,
   );
   if (!QUICK) writeFileSync("BENCHMARKS.md", `${rows.join("\n")}\n`);
 }
