@@ -15,10 +15,11 @@ import {
   t,
 } from "./i18n.ts";
 import { configureMaps, TagMap } from "./map.ts";
+import { PeopleView } from "./people.ts";
 import { AlertFeed, type StreamStatus } from "./stream.ts";
 import "./style.css";
 
-type View = "alerts" | "map" | "devices" | "contacts";
+type View = "alerts" | "map" | "devices" | "contacts" | "people";
 const root = document.getElementById("app") as HTMLElement;
 /** Redraws whatever is on screen in the language just chosen. */
 let redraw: () => void = () => undefined;
@@ -147,7 +148,15 @@ async function boot(session: SessionInfo): Promise<void> {
   const people = new Map<string, Person>(peopleList.map((p) => [p.id, p]));
   const manages = session.account.role === "admin" || session.account.role === "staff";
   const viewOf = (hash: string): View =>
-    hash === "#map" ? "map" : hash === "#devices" ? "devices" : hash === "#contacts" ? "contacts" : "alerts";
+    hash === "#map"
+      ? "map"
+      : hash === "#devices"
+        ? "devices"
+        : hash === "#contacts"
+          ? "contacts"
+          : hash === "#people"
+            ? "people"
+            : "alerts";
   let view = viewOf(location.hash);
   let status: StreamStatus = "connecting";
   let errorMessage = "";
@@ -175,6 +184,7 @@ async function boot(session: SessionInfo): Promise<void> {
   const tagMap = new TagMap(people, alerting);
   const devices = new DeviceList(people, manages);
   const contacts = new ContactsView(session, people);
+  const peopleView = new PeopleView(session, people);
 
   board.load(initial.alerts);
   // A notification's link (?alert=id) opens that alert.
@@ -283,6 +293,7 @@ async function boot(session: SessionInfo): Promise<void> {
               tab("map", "nav.map"),
               tab("devices", "nav.devices"),
               tab("contacts", "nav.contacts"),
+              tab("people", "nav.people"),
             ),
             statusPill,
             h(
@@ -331,12 +342,15 @@ async function boot(session: SessionInfo): Promise<void> {
           ? tagMap.element
           : view === "devices"
             ? devices.element
-            : contacts.element,
+            : view === "people"
+              ? peopleView.element
+              : contacts.element,
     );
     if (view === "alerts") board.render();
     if (view === "map") void tagMap.show();
     if (view === "devices") void devices.refresh();
     if (view === "contacts") void contacts.show();
+    if (view === "people") void peopleView.show();
   }
 
   window.addEventListener("hashchange", () => {
