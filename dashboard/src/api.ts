@@ -129,7 +129,8 @@ async function request<T>(
   }
   const text = await res.text();
   const json = text ? JSON.parse(text) : undefined;
-  if (res.status === 401 && !(method === "POST" && path === "/api/session")) onSignedOut();
+  // The session is gone; a wrong password (changing one's own) is not that.
+  if (res.status === 401 && json?.error?.code === "unauthenticated") onSignedOut();
   if (!res.ok)
     throw new ApiError(res.status, json?.error?.code ?? "error", json?.error?.message ?? res.statusText);
   return { data: json as T, headers: res.headers };

@@ -1,3 +1,4 @@
+import { AccountsView } from "./accounts.ts";
 import { Alarm, notificationsButton, notifySystem, registerWorker, unlockAudio } from "./alarm.ts";
 import { ApiError, api, type Person, type SessionInfo, whenSignedOut } from "./api.ts";
 import { AlertBoard } from "./board.ts";
@@ -19,7 +20,7 @@ import { PeopleView } from "./people.ts";
 import { AlertFeed, type StreamStatus } from "./stream.ts";
 import "./style.css";
 
-type View = "alerts" | "map" | "devices" | "contacts" | "people";
+type View = "alerts" | "map" | "devices" | "contacts" | "people" | "accounts";
 const root = document.getElementById("app") as HTMLElement;
 /** Redraws whatever is on screen in the language just chosen. */
 let redraw: () => void = () => undefined;
@@ -156,7 +157,9 @@ async function boot(session: SessionInfo): Promise<void> {
           ? "contacts"
           : hash === "#people"
             ? "people"
-            : "alerts";
+            : hash === "#accounts"
+              ? "accounts"
+              : "alerts";
   let view = viewOf(location.hash);
   let status: StreamStatus = "connecting";
   let errorMessage = "";
@@ -185,6 +188,7 @@ async function boot(session: SessionInfo): Promise<void> {
   const devices = new DeviceList(people, manages);
   const contacts = new ContactsView(session, people);
   const peopleView = new PeopleView(session, people);
+  const accounts = new AccountsView(session, people);
 
   board.load(initial.alerts);
   // A notification's link (?alert=id) opens that alert.
@@ -294,6 +298,7 @@ async function boot(session: SessionInfo): Promise<void> {
               tab("devices", "nav.devices"),
               tab("contacts", "nav.contacts"),
               tab("people", "nav.people"),
+              tab("accounts", "nav.accounts"),
             ),
             statusPill,
             h(
@@ -344,13 +349,16 @@ async function boot(session: SessionInfo): Promise<void> {
             ? devices.element
             : view === "people"
               ? peopleView.element
-              : contacts.element,
+              : view === "accounts"
+                ? accounts.element
+                : contacts.element,
     );
     if (view === "alerts") board.render();
     if (view === "map") void tagMap.show();
     if (view === "devices") void devices.refresh();
     if (view === "contacts") void contacts.show();
     if (view === "people") void peopleView.show();
+    if (view === "accounts") void accounts.show();
   }
 
   window.addEventListener("hashchange", () => {

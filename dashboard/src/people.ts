@@ -36,7 +36,7 @@ function refusal(err: unknown): string {
 }
 
 /** Shows how a save went in `el`: an error is announced at once. */
-function say(el: HTMLElement, text: string, error = false): void {
+export function say(el: HTMLElement, text: string, error = false): void {
   el.textContent = text;
   el.className = text ? (error ? "error" : "saved") : "";
   el.setAttribute("role", error ? "alert" : "status");

@@ -399,6 +399,14 @@ export interface SignInThrottleRepository {
 
 export interface AuditRepository {
   record(e: Omit<AuditEntry, "id">): Promise<void>;
-  list(filter: { actor?: string; action?: string; target?: string; limit: number }): Promise<AuditEntry[]>;
+  /** Newest first; `from` and `to` (ms) bound `at` to [from, to). */
+  list(filter: {
+    actor?: string;
+    action?: string;
+    target?: string;
+    from?: number;
+    to?: number;
+    limit: number;
+  }): Promise<AuditEntry[]>;
   prune(before: number): Promise<number>;
 }

@@ -7,6 +7,7 @@ import {
   ADMIN_PASSWORD,
   call,
   connectDevice,
+  login,
   PEOPLE_PASSWORD,
   registerDevice,
   seedCommunity,
@@ -296,5 +297,98 @@ describe("people and devices in Chromium", { timeout: 120_000 }, () => {
     await page.goto(`${gw.http}/#people`);
     await page.locator(".person-row").first().waitFor();
     expect(await page.locator('.person-row[data-person-id="dondrub"]').count()).toBe(0);
+  });
+
+  it("lets an admin create, disable, reset and unlock accounts and filter the access log, in Chinese", async () => {
+    await open(DESK, "zh-CN", "admin", "#accounts");
+    await page.locator("#account-create").waitFor();
+    await page.fill("#account-username", "yang-phone");
+    await page.fill("#account-password", "a-new-staff-password");
+    await page.selectOption("#account-role", "staff");
+    // No person chosen: refused on the page, nothing created.
+    await page.click("#account-create");
+    expect(await page.locator("#accounts-said").textContent()).toBe("请选择账户对应的人员。");
+    await page.fill("#account-person-search", "杨");
+    await page.locator('.register button[data-person-id="staff-yang"]').click();
+    await page.click("#account-create");
+    await page.locator('tr[data-username="yang-phone"]').waitFor();
+    expect((await login(gw, "yang-phone", "a-new-staff-password")).csrf).toBeTruthy();
+
+    await page.click("#toggle-yang-phone");
+    await page.locator('tr[data-username="yang-phone"].revoked').waitFor();
+    await expect(login(gw, "yang-phone", "a-new-staff-password")).rejects.toThrow(/401/);
+    await page.click("#toggle-yang-phone");
+    await page.locator('tr[data-username="yang-phone"]:not(.revoked)').waitFor();
+
+    await page.click("#reset-open-yang-phone");
+    await page.fill("#reset-yang-phone", "reset-by-the-admin");
+    await page.click("#reset-save-yang-phone");
+    await page.locator("#accounts-said", { hasText: "yang-phone的密码已重置" }).waitFor();
+    expect((await login(gw, "yang-phone", "reset-by-the-admin")).csrf).toBeTruthy();
+
+    // Blocked by wrong guesses, unlocked from the page.
+    for (let i = 0; i < 5; i++)
+      await call(gw, "POST", "/api/session", { username: "yang-phone", password: "wrong-guess-000" }, null);
+    const blocked = await call(
+      gw,
+      "POST",
+      "/api/session",
+      { username: "yang-phone", password: "reset-by-the-admin" },
+      null,
+    );
+    expect(blocked.status).toBe(429);
+    await page.click("#unlock-yang-phone");
+    await page.locator("#accounts-said", { hasText: "yang-phone可以重新在任何地方登录" }).waitFor();
+    expect((await login(gw, "yang-phone", "reset-by-the-admin")).csrf).toBeTruthy();
+
+    // The log, filtered to who read care notes: only those rows, named in Chinese.
+    await page.selectOption("#audit-action", "care.read");
+    await page.click("#audit-search");
+    await page.locator('#audit-rows tr[data-action="care.read"]').first().waitFor();
+    const actions = await page
+      .locator("#audit-rows tr")
+      .evaluateAll((rows) => [...new Set(rows.map((r) => (r as HTMLElement).dataset.action))]);
+    expect(actions).toEqual(["care.read"]);
+    expect(await page.locator("#audit-rows tr td >> nth=2").textContent()).toBe("查看照护信息");
+    const readers = await page.locator("#audit-rows tr td:nth-child(2)").allTextContents();
+    // Dr Dawa asked too, and was refused before reading: not a reader.
+    expect(new Set(readers)).toEqual(new Set(["admin", "staff-yang", "pema", "dr-tsering"]));
+    // A day before anything happened: nothing.
+    await page.fill("#audit-to", "2020-01-01");
+    await page.locator("#audit-to").dispatchEvent("change");
+    await page.click("#audit-search");
+    await page.waitForFunction(() => document.querySelectorAll("#audit-rows tr").length === 0);
+    expect(await page.locator(".audit .muted").textContent()).toBe("共0条，最新的在前");
+    const accounts = (await call(gw, "GET", "/api/users")).body as { username: string }[];
+    const details = (await call(gw, "GET", "/api/audit?limit=1000")).body as { detail: unknown }[];
+    const data = [
+      ...(await dataShown()),
+      ...accounts.map((a) => a.username),
+      ...details.flatMap((d) => (d.detail ? [JSON.stringify(d.detail)] : [])),
+    ];
+    expect(await englishOn(page, data)).toEqual([]);
+    await page.screenshot({ path: `${ARTIFACTS}/accounts-admin-zh.png`, fullPage: true });
+  });
+
+  it("lets anyone change their own password, and only the admin see accounts", async () => {
+    await open(PHONE, "zh-CN", "pema", "#accounts");
+    await page.locator("#own-save").waitFor();
+    expect(await page.locator("#account-create, #audit-rows").count()).toBe(0);
+    await page.fill("#own-current", PEOPLE_PASSWORD);
+    await page.fill("#own-new", "pema-new-password");
+    await page.fill("#own-repeat", "pema-new-passwort");
+    await page.click("#own-save");
+    expect(await page.locator("#own-said").textContent()).toBe("两次输入的新密码不一致。");
+    await page.fill("#own-current", "not-her-password");
+    await page.fill("#own-repeat", "pema-new-password");
+    await page.click("#own-save");
+    await page.locator("#own-said", { hasText: "用户名或密码错误" }).waitFor();
+    expect(await englishOn(page, await dataShown())).toEqual([]);
+    await page.fill("#own-current", PEOPLE_PASSWORD);
+    await page.click("#own-save");
+    // Every session ended, this one too: the page asks to sign in again, and the new password works.
+    await page.locator("form.signin").waitFor();
+    expect((await login(gw, "pema", "pema-new-password")).csrf).toBeTruthy();
+    await expect(login(gw, "pema", PEOPLE_PASSWORD)).rejects.toThrow(/401/);
   });
 });

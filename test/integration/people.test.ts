@@ -218,4 +218,20 @@ describe("people and care", () => {
       detail: { from: "dondrub" },
     });
   });
+
+  it("filters the access log by time, and refuses a time that is not one", async () => {
+    type Entry = { id: number; at: number };
+    const all = (await call(gw, "GET", "/api/audit?limit=1000")).body as Entry[];
+    const middle = all[Math.floor(all.length / 2)]?.at as number;
+    const since = (await call(gw, "GET", `/api/audit?from=${middle}&limit=1000`)).body as Entry[];
+    const before = (await call(gw, "GET", `/api/audit?to=${middle}&limit=1000`)).body as Entry[];
+    expect(since.length).toBeGreaterThan(0);
+    expect(before.length).toBeGreaterThan(0);
+    expect(since.every((e) => e.at >= middle) && before.every((e) => e.at < middle)).toBe(true);
+    expect([...since, ...before].map((e) => e.id).sort()).toEqual(all.map((e) => e.id).sort());
+    const bad = await call(gw, "GET", "/api/audit?from=yesterday");
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ code: "invalid_request" });
+    expect(bad.body.error.message).toMatch(/^querystring\.from/);
+  });
 });
