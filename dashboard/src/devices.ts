@@ -11,12 +11,12 @@ const sorts = ["id", "owner", "lastSeen", "battery"] as const;
 type Sort = (typeof sorts)[number];
 
 /**
- * Registered but never heard from is not offline: it is waiting for its first connection, which
- * is no alarm (the gateway raises `device-offline` only for a device it has heard).
+ * Registered but never heard from is not offline: it is waiting for its first connection. Its
+ * state, once supervision finds it silent, has `lastSeenAt` 0.
  */
 export function statusOf(d: DeviceView): Status {
   if (d.revokedAt !== null) return "revoked";
-  if (!d.state && !d.connected) return "waiting";
+  if (!d.connected && !d.state?.lastSeenAt) return "waiting";
   return d.connected || d.state?.online ? "online" : "offline";
 }
 

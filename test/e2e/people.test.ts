@@ -3,6 +3,7 @@ import mqtt from "mqtt";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { englishOn, launchChromium } from "../support/browser.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import {
   ADMIN_PASSWORD,
   call,
@@ -390,5 +391,43 @@ describe("people and devices in Chromium", { timeout: 120_000 }, () => {
     await page.locator("form.signin").waitFor();
     expect((await login(gw, "pema", "pema-new-password")).csrf).toBeTruthy();
     await expect(login(gw, "pema", PEOPLE_PASSWORD)).rejects.toThrow(/401/);
+  });
+
+  it("keeps a device never heard from 'waiting for first connection' after supervision finds it silent", async () => {
+    // Its own gateway, on a clock the test moves: past a tag's allowance of three missed heartbeats.
+    const clock = new FakeClock(Date.now());
+    const quiet = await startGateway({ clock });
+    try {
+      await seedCommunity(quiet, (p) => `${NOWHERE}${p}`);
+      await registerDevice(quiet, "tag-unboxed", "dondrub", "locator-tag");
+      const heard = await connectDevice(
+        quiet,
+        await registerDevice(quiet, "tag-heard", "dondrub", "locator-tag"),
+      );
+      await heard.close();
+      await clock.advance(10 * 60_000);
+      const states = (await call(quiet, "GET", "/api/devices")).body as {
+        id: string;
+        state: { online: boolean };
+      }[];
+      expect(states.map((d) => [d.id, d.state?.online])).toEqual([
+        ["tag-heard", false],
+        ["tag-unboxed", false],
+      ]);
+      const context = await browser.newContext({ viewport: DESK, locale: "zh-CN" });
+      page = await context.newPage();
+      page.on("pageerror", (e) => errors.push(e.message));
+      await page.goto(`${quiet.http}/#devices`);
+      await page.fill("#username", "staff-yang");
+      await page.fill("#password", PEOPLE_PASSWORD);
+      await page.locator("form.signin button[type=submit]").click();
+      await page.locator('tr[data-device-id="tag-unboxed"]').waitFor();
+      const status = (id: string) => page.locator(`tr[data-device-id="${id}"] .device-status`).textContent();
+      expect(await status("tag-unboxed")).toBe("等待首次连接");
+      expect(await status("tag-heard")).toBe("离线");
+    } finally {
+      await page?.context().close();
+      await quiet.stop();
+    }
   });
 });
