@@ -2,6 +2,8 @@ import { type Alert, type AlertEvent, type AlertKind, alertKinds } from "../../g
 import type { MonthlyReport } from "../../gateway/reports/monthly.ts";
 import type { Geofence } from "../../gateway/rules/geofence.ts";
 import type {
+  Account,
+  AuditEntry,
   Contact as ChannelContact,
   ChannelKind,
   ContactKind,
@@ -9,12 +11,15 @@ import type {
   DeviceState,
   NotificationAttempt,
   Person,
+  Relation,
 } from "../../gateway/store/types.ts";
 
 export type {
+  Account,
   Alert,
   AlertEvent,
   AlertKind,
+  AuditEntry,
   ChannelContact,
   ChannelKind,
   ContactKind,
@@ -26,6 +31,25 @@ export type {
   Person,
 };
 export { alertKinds };
+/** A resident's care notes as the gateway answers them: every field null until someone writes them. */
+export interface CareNotes {
+  conditions: string | null;
+  medicines: string | null;
+  allergies: string | null;
+  doorAccess: string | null;
+  language: string | null;
+  updatedAt: number | null;
+  updatedBy: string | null;
+}
+export const careFields = ["conditions", "medicines", "allergies", "doorAccess", "language"] as const;
+export type CareField = (typeof careFields)[number];
+export type PersonInput = Omit<Person, "id" | "contacts"> & { contacts?: Person["contacts"] };
+export interface Assignment {
+  id: number;
+  residentId: string;
+  personId: string;
+  relation: Relation;
+}
 export type DeviceView = Device & { connected: boolean; state: DeviceState | null };
 /** Someone to phone about an alert: the subject's doctor or family. */
 export interface Contact {
@@ -107,7 +131,8 @@ async function request<T>(
   }
   const text = await res.text();
   const json = text ? JSON.parse(text) : undefined;
-  if (res.status === 401 && !(method === "POST" && path === "/api/session")) onSignedOut();
+  // The session is gone; a wrong password (changing one's own) is not that.
+  if (res.status === 401 && json?.error?.code === "unauthenticated") onSignedOut();
   if (!res.ok)
     throw new ApiError(res.status, json?.error?.code ?? "error", json?.error?.message ?? res.statusText);
   return { data: json as T, headers: res.headers };
@@ -140,12 +165,8 @@ export const api = {
   grids: async () =>
     (await request<{ id: string; communityId: string; name: string }[]>("GET", "/api/grids")).data,
   assignments: async (residentId: string) =>
-    (
-      await request<{ personId: string; relation: string }[]>(
-        "GET",
-        `/api/assignments?residentId=${encodeURIComponent(residentId)}`,
-      )
-    ).data,
+    (await request<Assignment[]>("GET", `/api/assignments?residentId=${encodeURIComponent(residentId)}`))
+      .data,
   channels: async () =>
     (await request<{ kind: ChannelKind; configured: boolean }[]>("GET", "/api/channels")).data,
   /** A person's ways to be reached, in order of preference. */
@@ -189,6 +210,36 @@ export const api = {
         `/api/reports/monthly?${reportQuery(community, month)}`,
       )
     ).data,
+  // People, care notes and device management (the People and Devices views).
+  createPerson: async (body: PersonInput) => (await request<Person>("POST", "/api/people", body)).data,
+  updatePerson: async (id: string, body: Partial<PersonInput>) =>
+    (await request<Person>("PATCH", `/api/people/${encodeURIComponent(id)}`, body)).data,
+  assign: async (body: Omit<Assignment, "id">) =>
+    (await request<Assignment>("POST", "/api/assignments", body)).data,
+  unassign: (id: number) => request<void>("DELETE", `/api/assignments/${id}`),
+  care: async (personId: string) =>
+    (await request<CareNotes>("GET", `/api/people/${encodeURIComponent(personId)}/care`)).data,
+  setCare: async (personId: string, notes: Record<CareField, string>) =>
+    (await request<CareNotes>("PUT", `/api/people/${encodeURIComponent(personId)}/care`, notes)).data,
+  setDeviceOwner: async (id: string, ownerId: string) =>
+    (await request<DeviceView>("PATCH", `/api/devices/${encodeURIComponent(id)}`, { ownerId })).data,
+  rotateSecret: async (id: string) =>
+    (await request<{ id: string; secret?: string }>("POST", `/api/devices/${encodeURIComponent(id)}/secret`))
+      .data,
+  revokeDevice: async (id: string) =>
+    (await request<DeviceView>("POST", `/api/devices/${encodeURIComponent(id)}/revoke`)).data,
+  // Accounts and the access log (the Accounts view).
+  users: async () => (await request<Account[]>("GET", "/api/users")).data,
+  createUser: async (body: { username: string; password: string; role: string; personId: string | null }) =>
+    (await request<Account>("POST", "/api/users", body)).data,
+  updateUser: async (username: string, body: { disabled?: boolean; password?: string }) =>
+    (await request<Account>("PATCH", `/api/users/${encodeURIComponent(username)}`, body)).data,
+  unlockUser: async (username: string) =>
+    (await request<{ lifted: number }>("POST", `/api/users/${encodeURIComponent(username)}/unlock`)).data,
+  audit: async (filter: Record<string, string>) =>
+    (await request<AuditEntry[]>("GET", `/api/audit?${new URLSearchParams(filter)}`)).data,
+  changePassword: (current: string, password: string) =>
+    request<void>("PUT", "/api/session/password", { current, password }),
 };
 
 /** The query naming a report: also the CSV link's. */

@@ -7,6 +7,7 @@ import {
   ApiError,
   alertKinds,
   api,
+  type CareNotes,
   type Contact,
   gatewayNow,
   type Person,
@@ -14,6 +15,7 @@ import {
 import { h, present } from "./dom.ts";
 import { errorText, formatAgo, formatList, formatTime, isMessageKey, type MessageKey, t } from "./i18n.ts";
 import { drawMiniMap } from "./map.ts";
+import { careList } from "./people.ts";
 import { dueAt, formatCountdown, isActive, laneOf, triageOrder } from "./triage.ts";
 
 export interface BoardContext {
@@ -69,6 +71,8 @@ export class AlertBoard {
   readonly alerts = new Map<string, Alert>();
   readonly element = h("section", { class: "board", "aria-label": t("nav.alerts") });
   private detail: HTMLDialogElement | undefined;
+  /** The care notes of the alert shown in the detail. */
+  private care: { alertId: string; notes: CareNotes | null } | undefined;
   /** The subject's doctor and family with phones, fetched once per subject for active alerts. */
   private readonly contacts = new Map<string, Contact[] | "loading">();
   /** Confirmed false alarms waiting out their undo time. */
@@ -540,11 +544,17 @@ export class AlertBoard {
 
   async openDetail(id: string): Promise<void> {
     let detail: AlertDetail;
+    let care: CareNotes | null;
     try {
       detail = await api.alert(id);
+      // Only those who see the resident may read them; anyone else simply gets none. Each read is
+      // in the access log, so a detail redrawn by the alert's updates does not read them again.
+      care = this.care?.alertId === id ? this.care.notes : await api.care(detail.subjectId).catch(() => null);
+      this.care = { alertId: id, notes: care };
     } catch (err) {
       return this.ctx.showError(errorText(err));
     }
+    const careNotes = care && careList(care);
     this.contacts.set(detail.subjectId, detail.contacts);
     const people = this.ctx.people;
     const name = (pid: string | null) => (pid ? (people.get(pid)?.name ?? pid) : "");
@@ -593,6 +603,7 @@ export class AlertBoard {
               `${subject.address} · ${t("alert.navigate")}`,
             ),
           ),
+        careNotes && h("section", { class: "alert-care" }, h("h3", {}, t("alert.care")), careNotes),
         h("h3", {}, t("alert.contacts")),
         h(
           "ul",

@@ -1,3 +1,4 @@
+import { AccountsView } from "./accounts.ts";
 import { Alarm, notificationsButton, notifySystem, registerWorker, unlockAudio } from "./alarm.ts";
 import { ApiError, api, type Person, type SessionInfo, whenSignedOut } from "./api.ts";
 import { AlertBoard } from "./board.ts";
@@ -15,11 +16,12 @@ import {
   t,
 } from "./i18n.ts";
 import { configureMaps, TagMap } from "./map.ts";
+import { PeopleView } from "./people.ts";
 import { ReportsView } from "./reports.ts";
 import { AlertFeed, type StreamStatus } from "./stream.ts";
 import "./style.css";
 
-type View = "alerts" | "map" | "devices" | "contacts" | "reports";
+type View = "alerts" | "map" | "devices" | "contacts" | "people" | "accounts" | "reports";
 const root = document.getElementById("app") as HTMLElement;
 /** Redraws whatever is on screen in the language just chosen. */
 let redraw: () => void = () => undefined;
@@ -154,9 +156,13 @@ async function boot(session: SessionInfo): Promise<void> {
         ? "devices"
         : hash === "#contacts"
           ? "contacts"
-          : hash === "#reports" && manages
-            ? "reports"
-            : "alerts";
+          : hash === "#people"
+            ? "people"
+            : hash === "#accounts"
+              ? "accounts"
+              : hash === "#reports" && manages
+                ? "reports"
+                : "alerts";
   let view = viewOf(location.hash);
   let status: StreamStatus = "connecting";
   let errorMessage = "";
@@ -184,6 +190,8 @@ async function boot(session: SessionInfo): Promise<void> {
   const tagMap = new TagMap(people, alerting);
   const devices = new DeviceList(people, manages);
   const contacts = new ContactsView(session, people);
+  const peopleView = new PeopleView(session, people);
+  const accounts = new AccountsView(session, people);
   const reports = new ReportsView();
 
   board.load(initial.alerts);
@@ -293,8 +301,10 @@ async function boot(session: SessionInfo): Promise<void> {
               tab("map", "nav.map"),
               tab("devices", "nav.devices"),
               tab("contacts", "nav.contacts"),
+              tab("people", "nav.people"),
               // The report API answers staff and admins only.
               manages && tab("reports", "nav.reports"),
+              tab("accounts", "nav.accounts"),
             ),
             statusPill,
             h(
@@ -343,14 +353,20 @@ async function boot(session: SessionInfo): Promise<void> {
           ? tagMap.element
           : view === "devices"
             ? devices.element
-            : view === "reports"
-              ? reports.element
-              : contacts.element,
+            : view === "people"
+              ? peopleView.element
+              : view === "accounts"
+                ? accounts.element
+                : view === "reports"
+                  ? reports.element
+                  : contacts.element,
     );
     if (view === "alerts") board.render();
     if (view === "map") void tagMap.show();
     if (view === "devices") void devices.refresh();
     if (view === "contacts") void contacts.show();
+    if (view === "people") void peopleView.show();
+    if (view === "accounts") void accounts.show();
     if (view === "reports") void reports.show();
   }
 

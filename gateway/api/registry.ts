@@ -61,9 +61,11 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   };
   const checkPerson = async (
     viewer: Viewer,
-    p: Pick<Person, "communityId" | "gridId" | "locale" | "contacts">,
+    p: Pick<Person, "role" | "category" | "communityId" | "gridId" | "locale" | "contacts">,
   ) => {
     mustBeInArea(viewer, p);
+    if (p.category && p.role !== "resident")
+      throw Errors.invalid(`category: only a resident is elderly or a child; a ${p.role} has none (null)`);
     checkContacts(p.contacts);
     if (!phrases[p.locale])
       throw Errors.invalid(
@@ -441,6 +443,91 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       disconnectDevice(device.id, "revoked");
       await auth.audit(actor(viewer), "device.revoke", device.id);
       return withState(await visibleDevice(viewer, device.id));
+    },
+  );
+
+  app.patch(
+    "/api/devices/:id",
+    {
+      config: { roles: managers },
+      schema: {
+        tags: ["devices"],
+        description: "Gives the device to another person: from now on its alerts are about them",
+        params: z.object({ id: s.id }),
+        body: s.deviceOwner,
+        response: { 200: s.device },
+      },
+    },
+    async (req) => {
+      const viewer = viewerOf(req);
+      const device = await visibleDevice(viewer, req.params.id);
+      await visiblePerson(viewer, req.body.ownerId);
+      await registry.setDeviceOwner(device.id, req.body.ownerId);
+      await auth.audit(actor(viewer), "device.owner", device.id, {
+        from: device.ownerId,
+        to: req.body.ownerId,
+      });
+      bus.emit("access.changed", { people: [device.ownerId, req.body.ownerId] });
+      return withState(await visibleDevice(viewer, device.id));
+    },
+  );
+
+  /** Care notes belong to residents; anyone who sees the resident reads them (and is logged reading). */
+  const residentInScope = (viewer: Viewer, id: string) => personWithRole(viewer, id, "resident");
+  const noCareNotes = {
+    conditions: null,
+    medicines: null,
+    allergies: null,
+    doorAccess: null,
+    language: null,
+    updatedAt: null,
+    updatedBy: null,
+  };
+  app.get(
+    "/api/people/:id/care",
+    {
+      config: { roles: everyone },
+      schema: {
+        tags: ["people"],
+        description:
+          "What a responder needs at the door: conditions, medicines, allergies, door access, language. Every read is in the access log.",
+        params: z.object({ id: s.id }),
+        response: { 200: s.careNotes },
+      },
+    },
+    async (req) => {
+      const viewer = viewerOf(req);
+      const resident = await residentInScope(viewer, req.params.id);
+      await auth.audit(actor(viewer), "care.read", resident.id);
+      return (await registry.getCareNotes(resident.id)) ?? noCareNotes;
+    },
+  );
+  /** Staff in the resident's area and the resident's own doctor write them; family read them. */
+  app.put(
+    "/api/people/:id/care",
+    {
+      config: { roles: ["admin", "staff", "doctor"] },
+      schema: {
+        tags: ["people"],
+        description: "Replaces the resident's care notes (a blank note is none)",
+        params: z.object({ id: s.id }),
+        body: s.careNotesInput,
+        response: { 200: s.careNotes },
+      },
+    },
+    async (req) => {
+      const viewer = viewerOf(req);
+      const resident = await residentInScope(viewer, req.params.id);
+      const saved = await registry.putCareNotes(resident.id, {
+        ...req.body,
+        updatedAt: clock.now(),
+        updatedBy: actor(viewer),
+      });
+      // Which notes are written, never what they say.
+      await auth.audit(actor(viewer), "care.update", resident.id, {
+        notes: Object.entries(req.body).flatMap(([k, v]) => (v ? [k] : [])),
+      });
+      return saved;
     },
   );
 };

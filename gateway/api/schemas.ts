@@ -10,6 +10,7 @@ import {
   deviceKinds,
   deviceProtocols,
   relations,
+  residentCategories,
   roles,
 } from "../store/types.ts";
 
@@ -71,6 +72,10 @@ const personFields = z.object({
     .regex(localeTag, "must be a language tag such as zh-CN or en")
     .describe("The language the person reads; a device speaks its resident's (zh-CN by default)"),
   contacts,
+  category: z
+    .enum(residentCategories)
+    .nullable()
+    .describe("Residents only: elderly or child (null: not recorded); null for everyone else"),
 });
 /** An id an administrator may choose; anyone else leaves it out and the gateway makes one. */
 export const chosenId = id
@@ -83,8 +88,9 @@ export const personInput = personFields.extend({
   address: personFields.shape.address.default(null),
   locale: personFields.shape.locale.default("zh-CN"),
   contacts: personFields.shape.contacts.default([]),
+  category: personFields.shape.category.default(null),
 });
-export const person = personFields.extend({ id });
+export const person = personFields.extend({ id, category: personFields.shape.category.optional() });
 /** Only the fields sent change: no defaults here, or a patch would blank the others. */
 export const personPatch = personFields.partial();
 
@@ -132,6 +138,35 @@ export const deviceRegistered = z.object({
     .optional()
     .describe("Shown once; only its hash is stored. None for a watch: its protocol has no password"),
 });
+
+/** One care note: free text, blank is none. */
+const careNote = z
+  .string()
+  .trim()
+  .max(2000)
+  .nullable()
+  .default(null)
+  .transform((v) => v || null);
+export const careNotesInput = z.strictObject({
+  conditions: careNote.describe("Conditions a responder must know: dementia, heart failure, epilepsy"),
+  medicines: careNote.describe("Medicines taken, and where they are kept"),
+  allergies: careNote,
+  doorAccess: careNote.describe("How to get in: who holds a key, a door code"),
+  language: careNote.describe("The language or dialect to speak to the resident in"),
+});
+const careNoteOut = z.string().nullable();
+export const careNotes = z.object({
+  conditions: careNoteOut,
+  medicines: careNoteOut,
+  allergies: careNoteOut,
+  doorAccess: careNoteOut,
+  language: careNoteOut,
+  updatedAt: z.number().nullable().describe("null: none written yet"),
+  updatedBy: z.string().nullable(),
+});
+
+/** A device's owner, the person it is about: their responders hear its alerts. */
+export const deviceOwner = z.strictObject({ ownerId: id });
 
 export const assignmentInput = z.object({ residentId: id, personId: id, relation: z.enum(relations) });
 export const assignment = assignmentInput.extend({ id: z.number().int() });

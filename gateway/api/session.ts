@@ -169,6 +169,8 @@ export const sessionRoutes: FastifyPluginAsync<ApiDeps> = async (
           actor: z.string().max(64).optional(),
           action: z.string().max(64).optional(),
           target: z.string().max(64).optional(),
+          from: z.coerce.number().int().min(0).optional().describe("Entries at or after this time (ms)"),
+          to: z.coerce.number().int().min(0).optional().describe("Entries before this time (ms)"),
           limit: z.coerce.number().int().min(1).max(1000).default(200),
         }),
         response: { 200: z.array(s.auditEntry) },

@@ -295,3 +295,23 @@ CREATE INDEX push_subscriptions_person ON push_subscriptions(person_id);
 CREATE INDEX push_subscriptions_account ON push_subscriptions(username);
 `,
 });
+
+migrations.push({
+  version: 10,
+  name: "residents' category (elderly or child) and their care notes",
+  sql: `
+-- Null for everyone but residents, and for residents registered before a category was recorded.
+ALTER TABLE people ADD COLUMN category TEXT CHECK (category IN ('elderly','child'));
+-- Apart from people, so that lists of people never carry them.
+CREATE TABLE care_notes (
+  person_id TEXT PRIMARY KEY REFERENCES people(id) ON DELETE CASCADE,
+  conditions TEXT,
+  medicines TEXT,
+  allergies TEXT,
+  door_access TEXT,
+  language TEXT,
+  updated_at INTEGER NOT NULL,
+  updated_by TEXT NOT NULL
+);
+`,
+});

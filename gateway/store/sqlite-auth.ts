@@ -133,15 +133,23 @@ export function sqliteAudit(db: Database.Database): AuditRepository {
     record: async (e) => {
       insert.run({ ...e, detail: e.detail ? JSON.stringify(e.detail) : null });
     },
-    list: async ({ actor, action, target, limit }) =>
+    list: async ({ actor, action, target, from, to, limit }) =>
       (
         db
           .prepare(
             `SELECT * FROM audit_log WHERE (@actor IS NULL OR actor = @actor)
                AND (@action IS NULL OR action = @action) AND (@target IS NULL OR target = @target)
+               AND (@from IS NULL OR at >= @from) AND (@to IS NULL OR at < @to)
              ORDER BY id DESC LIMIT @limit`,
           )
-          .all({ actor: actor ?? null, action: action ?? null, target: target ?? null, limit }) as Row[]
+          .all({
+            actor: actor ?? null,
+            action: action ?? null,
+            target: target ?? null,
+            from: from ?? null,
+            to: to ?? null,
+            limit,
+          }) as Row[]
       ).map(
         (r): AuditEntry => ({
           id: r.id as number,

@@ -199,6 +199,7 @@ function registry(db: Database.Database): RegistryRepository {
     address: (r.address as string | null) ?? null,
     locale: r.locale as string,
     contacts: (contactsOf.all(r.id) as Row[]).map(toContact),
+    category: (r.category as Person["category"]) ?? null,
   });
   const toDevice = (r: Row): Device => ({
     id: r.id as string,
@@ -254,8 +255,18 @@ function registry(db: Database.Database): RegistryRepository {
       insertOrConflict("person", p.id, () => {
         db.transaction(() => {
           db.prepare(
-            "INSERT INTO people (id, name, role, community_id, grid_id, phone, address, locale) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-          ).run(p.id, p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.locale);
+            "INSERT INTO people (id, name, role, community_id, grid_id, phone, address, locale, category) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          ).run(
+            p.id,
+            p.name,
+            p.role,
+            p.communityId,
+            p.gridId,
+            p.phone,
+            p.address,
+            p.locale,
+            p.category ?? null,
+          );
           writeContacts(p);
         })();
         return p;
@@ -263,8 +274,18 @@ function registry(db: Database.Database): RegistryRepository {
     updatePerson: async (p) => {
       db.transaction(() => {
         db.prepare(
-          "UPDATE people SET name = ?, role = ?, community_id = ?, grid_id = ?, phone = ?, address = ?, locale = ? WHERE id = ?",
-        ).run(p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.locale, p.id);
+          "UPDATE people SET name = ?, role = ?, community_id = ?, grid_id = ?, phone = ?, address = ?, locale = ?, category = ? WHERE id = ?",
+        ).run(
+          p.name,
+          p.role,
+          p.communityId,
+          p.gridId,
+          p.phone,
+          p.address,
+          p.locale,
+          p.category ?? null,
+          p.id,
+        );
         writeContacts(p);
       })();
       return p;
@@ -296,7 +317,40 @@ function registry(db: Database.Database): RegistryRepository {
         | Row
         | undefined;
       if (account) throw Errors.inUse("person", id, `account '${account.username}'`);
-      db.prepare("DELETE FROM people WHERE id = ?").run(id);
+      db.prepare("DELETE FROM people WHERE id = ?").run(id); // its care notes go with it (ON DELETE CASCADE)
+    },
+    getCareNotes: async (personId) => {
+      const r = db.prepare("SELECT * FROM care_notes WHERE person_id = ?").get(personId) as Row | undefined;
+      return (
+        r && {
+          conditions: r.conditions as string | null,
+          medicines: r.medicines as string | null,
+          allergies: r.allergies as string | null,
+          doorAccess: r.door_access as string | null,
+          language: r.language as string | null,
+          updatedAt: r.updated_at as number,
+          updatedBy: r.updated_by as string,
+        }
+      );
+    },
+    putCareNotes: async (personId, n) => {
+      db.prepare(
+        `INSERT INTO care_notes (person_id, conditions, medicines, allergies, door_access, language, updated_at, updated_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (person_id) DO UPDATE SET conditions = excluded.conditions, medicines = excluded.medicines,
+           allergies = excluded.allergies, door_access = excluded.door_access, language = excluded.language,
+           updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+      ).run(
+        personId,
+        n.conditions,
+        n.medicines,
+        n.allergies,
+        n.doorAccess,
+        n.language,
+        n.updatedAt,
+        n.updatedBy,
+      );
+      return n;
     },
     createDevice: async (d, secretHash) =>
       insertOrConflict("device", d.id, () => {
@@ -318,6 +372,9 @@ function registry(db: Database.Database): RegistryRepository {
         .run(secretHash, id, expected).changes === 1,
     revokeDevice: async (id, at) => {
       db.prepare("UPDATE devices SET revoked_at = ? WHERE id = ?").run(at, id);
+    },
+    setDeviceOwner: async (id, ownerId) => {
+      db.prepare("UPDATE devices SET owner_id = ? WHERE id = ?").run(ownerId, id);
     },
     getDeviceSecretHash: async (id) =>
       (

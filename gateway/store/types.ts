@@ -12,6 +12,9 @@ export type DeviceKind = (typeof deviceKinds)[number];
 export const deviceProtocols = ["mqtt", "watch"] as const;
 export type DeviceProtocol = (typeof deviceProtocols)[number];
 export const relations = ["doctor", "family"] as const;
+/** What kind of resident: an elderly person (call button, dementia pendant) or a child (locator card). */
+export const residentCategories = ["elderly", "child"] as const;
+export type ResidentCategory = (typeof residentCategories)[number];
 export type Relation = (typeof relations)[number];
 
 export interface Community {
@@ -53,6 +56,25 @@ export interface Person {
   /** The language the person reads and hears: a device's phrases follow its resident's. */
   locale: string;
   contacts: Contact[];
+  /** Residents only: elderly or child; null when not recorded, and for everyone else. */
+  category?: ResidentCategory | null;
+}
+/**
+ * What a responder needs at a resident's door, kept apart from the person record: read only by
+ * those who see the resident, changed by staff in their area and the resident's doctor, and
+ * never written to the log.
+ */
+export interface CareNotes {
+  conditions: string | null;
+  medicines: string | null;
+  allergies: string | null;
+  /** How to get in: the key holder, a door code, the neighbour with a spare key. */
+  doorAccess: string | null;
+  /** The language or dialect to speak to the resident in, e.g. Tibetan (Lhasa). */
+  language: string | null;
+  updatedAt: number;
+  /** The account that last changed them. */
+  updatedBy: string;
 }
 export interface Device {
   id: string;
@@ -210,6 +232,9 @@ export interface RegistryRepository {
   getPerson(id: string): Promise<Person | undefined>;
   listPeople(filter?: { role?: Role; communityId?: string; gridId?: string }): Promise<Person[]>;
   deletePerson(id: string): Promise<void>;
+  /** A resident's care notes; undefined while none were written. */
+  getCareNotes(personId: string): Promise<CareNotes | undefined>;
+  putCareNotes(personId: string, notes: CareNotes): Promise<CareNotes>;
   /** Without a protocol, an MQTT device. */
   createDevice(
     d: Omit<Device, "revokedAt" | "protocol"> & { protocol?: DeviceProtocol },
@@ -223,6 +248,8 @@ export interface RegistryRepository {
    */
   replaceDeviceSecret(id: string, expected: string, secretHash: string): Promise<boolean>;
   revokeDevice(id: string, at: number): Promise<void>;
+  /** The device now belongs to (is about) another person: their alerts, their scope. */
+  setDeviceOwner(id: string, ownerId: string): Promise<void>;
   getDevice(id: string): Promise<Device | undefined>;
   /** The secret hash of a device that may connect: undefined when unknown or revoked. */
   getDeviceSecretHash(id: string): Promise<string | undefined>;
@@ -372,6 +399,14 @@ export interface SignInThrottleRepository {
 
 export interface AuditRepository {
   record(e: Omit<AuditEntry, "id">): Promise<void>;
-  list(filter: { actor?: string; action?: string; target?: string; limit: number }): Promise<AuditEntry[]>;
+  /** Newest first; `from` and `to` (ms) bound `at` to [from, to). */
+  list(filter: {
+    actor?: string;
+    action?: string;
+    target?: string;
+    from?: number;
+    to?: number;
+    limit: number;
+  }): Promise<AuditEntry[]>;
   prune(before: number): Promise<number>;
 }

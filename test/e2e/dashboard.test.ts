@@ -253,7 +253,9 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
   it("registers a device from the page and shows its secret once", async () => {
     await open("/#devices", "lhakpa");
     await page.fill("#device-id", "btn-new");
-    await page.selectOption("#device-owner", "dondrub");
+    // The owner is found by typing: none is chosen beforehand.
+    await page.fill("#device-owner-search", "Dondrub");
+    await page.locator('.register button[data-person-id="dondrub"]').click();
     await page.getByRole("button", { name: "Register" }).click();
     const secret = await page.locator("#device-secret").textContent();
     expect(secret).toMatch(/^[A-Za-z0-9_-]{22}$/);
@@ -271,7 +273,9 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
     await page.fill("#device-id", "8800000015");
     await page.selectOption("#device-kind", "locator-tag");
     await page.selectOption("#device-protocol", "watch");
-    await page.selectOption("#device-owner", "dondrub");
+    // The owner is found by typing: none is chosen beforehand.
+    await page.fill("#device-owner-search", "Dondrub");
+    await page.locator('.register button[data-person-id="dondrub"]').click();
     await page.getByRole("button", { name: "Register" }).click();
     await page.getByText("Watch 8800000015 registered. It has no secret").waitFor();
     await expect(page.locator("#device-secret").count()).resolves.toBe(0);

@@ -236,6 +236,19 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
     },
     { route: "GET /api/channels", allowed: everyone, own: () => ({ path: "/api/channels" }) },
     {
+      route: "GET /api/people/{id}/care",
+      allowed: everyone,
+      own: () => ({ path: "/api/people/dondrub/care" }),
+      foreign: () => ({ path: "/api/people/norbu/care" }),
+    },
+    {
+      // Staff in the area and the resident's doctor write them; the family reads only.
+      route: "PUT /api/people/{id}/care",
+      allowed: ["admin", "staff", "grid", "doctor"],
+      own: () => ({ path: "/api/people/dondrub/care", body: { medicines: "Aspirin 100 mg" } }),
+      foreign: () => ({ path: "/api/people/norbu/care", body: { medicines: "Aspirin 100 mg" } }),
+    },
+    {
       route: "GET /api/people/{id}/contacts",
       allowed: everyone,
       own: () => ({ path: "/api/people/dondrub/contacts" }),
@@ -345,6 +358,15 @@ describe("access: every route for every role", { timeout: 90_000 }, () => {
       allowed: managers,
       own: async () => ({ path: `/api/devices/${await throwawayTag()}/secret` }),
       foreign: async () => ({ path: `/api/devices/${await throwawayTag("lugu", "lugu-1")}/secret` }),
+    },
+    {
+      route: "PATCH /api/devices/{id}",
+      allowed: managers,
+      own: async () => ({ path: `/api/devices/${await throwawayTag()}`, body: { ownerId: "dondrub" } }),
+      foreign: async () => ({
+        path: `/api/devices/${await throwawayTag("lugu", "lugu-1")}`,
+        body: { ownerId: "norbu" },
+      }),
     },
     {
       route: "POST /api/devices/{id}/revoke",
