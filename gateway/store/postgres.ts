@@ -57,6 +57,7 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     await pool.end();
     throw err;
   }
+  let closed: Promise<void> | undefined;
   return {
     registry: registry(pool),
     deviceEvents: postgresDeviceEvents(pool),
@@ -77,7 +78,10 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     ping: async () => {
       await pool.query("SELECT 1");
     },
-    close: () => pool.end(),
+    close: () => {
+      closed ??= pool.end();
+      return closed;
+    },
   };
 }
 
