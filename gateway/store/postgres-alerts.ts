@@ -93,7 +93,9 @@ const upsertAlert = `
     closed_by = excluded.closed_by, closed_at = excluded.closed_at, outcome = excluded.outcome,
     deadline_at = excluded.deadline_at, policy = excluded.policy, repeats = excluded.repeats,
     reminders = excluded.reminders, notified = excluded.notified, unreached = excluded.unreached,
-    exhausted = excluded.exhausted, last_activity_at = excluded.last_activity_at`;
+    exhausted = excluded.exhausted, last_activity_at = excluded.last_activity_at,
+    claimed_until = CASE WHEN alerts.deadline_at IS DISTINCT FROM excluded.deadline_at THEN NULL
+      ELSE alerts.claimed_until END`;
 
 const alertParams = (a: Alert) => [
   a.id,
@@ -339,5 +341,35 @@ export function postgresAttempts(pool: pg.Pool): AttemptRepository {
            WHERE channel = 'device' AND status = 'pending' AND address = $2 AND payload = $3`,
         [`acknowledged at ${new Date(at).toISOString()}`, address, payload],
       ),
+  };
+}
+
+/** Deadlines shared by several gateways on one database: each due one is handed to one of them at a time. */
+export interface DeadlineClaims {
+  /**
+   * Claims up to `limit` deadlines due at `now`, the earliest first, for `leaseMs`: no other claim
+   * gets one until its lease runs out (the gateway holding it died) or the alert's deadline changes
+   * (it fired).
+   */
+  claimDue(now: number, leaseMs: number, limit: number): Promise<Alert[]>;
+}
+
+export function postgresDeadlineClaims(pool: pg.Pool): DeadlineClaims {
+  return {
+    // SKIP LOCKED: a row another claim is taking is left to it, not waited for; one it has just
+    // taken no longer matches (PostgreSQL re-checks the condition on the row it locks).
+    claimDue: async (now, leaseMs, limit) =>
+      (
+        await rows(
+          pool,
+          `UPDATE alerts SET claimed_until = $1::bigint + $2::bigint WHERE id IN (
+             SELECT id FROM alerts WHERE deadline_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
+             ORDER BY deadline_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+           RETURNING *`,
+          [now, leaseMs, limit],
+        )
+      )
+        .map(toAlert)
+        .sort((a, b) => (a.deadlineAt as number) - (b.deadlineAt as number)),
   };
 }

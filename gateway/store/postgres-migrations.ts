@@ -13,7 +13,7 @@
 export const postgresMigrations: { version: number; name: string; sql: string }[] = [
   {
     version: 9,
-    name: "the schema of SQLite versions 1 to 9: registry, alerts and their trail, outbox, locator tags, accounts, watches, contacts, Web Push; embedded telemetry",
+    name: "the schema of SQLite versions 1 to 9: registry, alerts and their trail, outbox, locator tags, accounts, watches, contacts, Web Push; embedded telemetry; deadline claims",
     sql: `
 CREATE TABLE communities (id TEXT COLLATE "C" PRIMARY KEY, name TEXT NOT NULL);
 CREATE TABLE grids (
@@ -88,7 +88,9 @@ CREATE TABLE alerts (
   notified JSONB NOT NULL DEFAULT '[]',
   unreached BOOLEAN NOT NULL DEFAULT false,
   exhausted BOOLEAN NOT NULL DEFAULT false,
-  last_activity_at BIGINT
+  last_activity_at BIGINT,
+  -- Several gateways share the deadlines: one that claims a due deadline holds it until then.
+  claimed_until BIGINT
 );
 CREATE INDEX alerts_active ON alerts(device_id, kind) WHERE state IN ('open','accepted');
 CREATE INDEX alerts_state ON alerts(state, opened_at);

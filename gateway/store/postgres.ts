@@ -1,7 +1,13 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import { Errors } from "../errors.ts";
-import { postgresAlerts, postgresAttempts, postgresDeviceEvents } from "./postgres-alerts.ts";
+import {
+  type DeadlineClaims,
+  postgresAlerts,
+  postgresAttempts,
+  postgresDeadlineClaims,
+  postgresDeviceEvents,
+} from "./postgres-alerts.ts";
 import { postgresAccounts, postgresAudit, postgresSessions, postgresThrottles } from "./postgres-auth.ts";
 import {
   changes,
@@ -47,7 +53,9 @@ export interface PostgresOptions {
  * (synchronous_commit on, PostgreSQL's default), so there is no flusher or checkpointer here. The
  * embedded telemetry and its spool are tables of the same database.
  */
-export async function openPostgresStore(url: string, options: PostgresOptions = {}): Promise<Store> {
+export type PostgresStore = Store & { readonly deadlineClaims: DeadlineClaims };
+
+export async function openPostgresStore(url: string, options: PostgresOptions = {}): Promise<PostgresStore> {
   const pool = openPool(url, options.maxConnections ?? 10);
   // An idle connection the server dropped (restart, failover) must not crash the gateway.
   pool.on("error", (err) => options.log?.warn({ err: err.message }, "a PostgreSQL connection was lost"));
@@ -73,6 +81,7 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     pushSubscriptions: pushSubscriptions(pool),
     telemetry: postgresTelemetry(pool),
     spool: postgresSpool(pool),
+    deadlineClaims: postgresDeadlineClaims(pool),
     // The server flushes at each commit; there is no group commit of ours to count.
     flushCounts: () => ({ flushes: 0, writes: 0 }),
     ping: async () => {
