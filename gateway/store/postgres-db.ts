@@ -23,9 +23,27 @@ const types = {
       : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
+const pools = new Set<pg.Pool>();
+
 export function openPool(url: string, max: number): pg.Pool {
-  return new pg.Pool({ connectionString: url, max, types, connectionTimeoutMillis: 10_000 });
+  const pool = new pg.Pool({ connectionString: url, max, types, connectionTimeoutMillis: 10_000 });
+  pools.add(pool);
+  return pool;
 }
+
+export async function closePool(pool: pg.Pool): Promise<void> {
+  try {
+    await pool.end();
+  } finally {
+    pools.delete(pool);
+  }
+}
+
+/**
+ * Whether a query of this process is waiting for PostgreSQL (a connection in use or awaited): a
+ * fake clock lets it finish before firing the next timer, as it does SQLite's disk flushes.
+ */
+export const postgresBusy = () => [...pools].some((p) => p.waitingCount > 0 || p.totalCount > p.idleCount);
 
 export async function rows(db: Queryable, sql: string, params: unknown[] = []): Promise<Row[]> {
   return (await db.query(sql, params)).rows as Row[];

@@ -11,6 +11,7 @@ import {
 import { postgresAccounts, postgresAudit, postgresSessions, postgresThrottles } from "./postgres-auth.ts";
 import {
   changes,
+  closePool,
   isUniqueViolation,
   json,
   LOCKS,
@@ -62,7 +63,7 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
   try {
     await migratePostgres(pool);
   } catch (err) {
-    await pool.end();
+    await closePool(pool);
     throw err;
   }
   let closed: Promise<void> | undefined;
@@ -88,7 +89,7 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
       await pool.query("SELECT 1");
     },
     close: () => {
-      closed ??= pool.end();
+      closed ??= closePool(pool);
       return closed;
     },
   };
