@@ -106,6 +106,11 @@ describe("a gateway on PostgreSQL", () => {
     expect(await readyz()).toBe(200);
     await postgres.stop();
     await waitFor(async () => (await readyz()) === 503, 15_000, "/readyz to answer 503");
+    // The API says the database cannot serve now, and when to come back.
+    const alerts = await fetch(`${gw.http}/api/alerts`, { headers: { cookie: gw.cookie } });
+    expect(alerts.status).toBe(503);
+    expect(alerts.headers.get("retry-after")).toBe("5");
+    expect(((await alerts.json()) as { error: { code: string } }).error.code).toBe("not_ready");
     await postgres.start();
     await waitFor(async () => (await readyz()) === 200, 15_000, "/readyz to answer 200 again");
   });
