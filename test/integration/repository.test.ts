@@ -34,7 +34,9 @@ const engines = [
     engine: "PostgreSQL",
     open: async () => {
       if (!postgres) throw new Error("PostgreSQL did not start");
-      return { store: await openPostgresStore(await postgres.createDatabase()), cleanUp: () => {} };
+      const { createDatabase, dropDatabase } = postgres;
+      const url = await createDatabase();
+      return { store: await openPostgresStore(url), cleanUp: () => dropDatabase(url) };
     },
   },
 ];
@@ -98,7 +100,7 @@ const codeOf = (promise: Promise<unknown>) =>
 
 describe.each(engines)("$engine store", ({ open }) => {
   let store: Store;
-  let cleanUp: () => void;
+  let cleanUp: () => unknown;
 
   beforeEach(async () => {
     ({ store, cleanUp } = await open());
@@ -113,7 +115,7 @@ describe.each(engines)("$engine store", ({ open }) => {
   });
   afterEach(async () => {
     await store.close();
-    cleanUp();
+    await cleanUp();
   });
 
   describe("registry", () => {

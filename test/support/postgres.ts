@@ -25,7 +25,8 @@ function serverUser(dir: string): { uid?: number; gid?: number } {
  * A real PostgreSQL 15 (Debian's postgresql-15) in a temporary directory, on a free port of
  * 127.0.0.1, its socket in that directory. Trust authentication: only this machine can reach it.
  * `stop()` and `start()` again keep the data (for restart tests); `destroy()` stops it and removes
- * the directory. `createDatabase()` gives each test its own empty database.
+ * the directory. `createDatabase()` gives each test its own empty database, `dropDatabase()`
+ * removes it.
  */
 export async function startPostgres() {
   const dir = mkdtempSync(join(tmpdir(), "postgres-test-"));
@@ -83,25 +84,34 @@ export async function startPostgres() {
     p.kill("SIGINT"); // fast shutdown: sessions ended, everything committed kept
     await exited;
   };
+  const admin = async (sql: string) => {
+    const client = new pg.Client({ connectionString: url() });
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
   let databases = 0;
   /** A new empty database; its URL. */
   const createDatabase = async () => {
     const name = `test_${++databases}`;
-    const client = new pg.Client({ connectionString: url() });
-    await client.connect();
-    try {
-      // An identifier cannot be a parameter; the name is ours, made of letters, digits and `_`.
-      await client.query(`CREATE DATABASE ${name}`);
-    } finally {
-      await client.end();
-    }
+    // An identifier cannot be a parameter; the name is ours, made of letters, digits and `_`.
+    await admin(`CREATE DATABASE ${name}`);
     return url(name);
+  };
+  /** Drops a database `createDatabase` made, once nothing uses it: the disk is shared. */
+  const dropDatabase = async (databaseUrl: string) => {
+    const name = new URL(databaseUrl).pathname.slice(1);
+    if (!/^test_\d+$/.test(name)) throw new Error(`not a test database: ${name}`);
+    await admin(`DROP DATABASE ${name} WITH (FORCE)`);
   };
   const destroy = async () => {
     await stop();
     rmSync(dir, { recursive: true, force: true });
   };
   await start();
-  return { url, start, stop, destroy, createDatabase };
+  return { url, start, stop, destroy, createDatabase, dropDatabase };
 }
 export type TestPostgres = Awaited<ReturnType<typeof startPostgres>>;
