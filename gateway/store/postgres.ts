@@ -48,13 +48,15 @@ export interface PostgresOptions {
   maxConnections?: number;
 }
 
+/** The store, and what only PostgreSQL offers: deadlines several gateways can share. */
+export type PostgresStore = Store & { readonly deadlineClaims: DeadlineClaims };
+
 /**
  * Opens the store in the PostgreSQL database at `url` (postgres://user:password@host:port/db),
  * migrating it first. Durability is the server's: a commit returns once its WAL is flushed
  * (synchronous_commit on, PostgreSQL's default), so there is no flusher or checkpointer here. The
  * embedded telemetry and its spool are tables of the same database.
  */
-export type PostgresStore = Store & { readonly deadlineClaims: DeadlineClaims };
 
 export async function openPostgresStore(url: string, options: PostgresOptions = {}): Promise<PostgresStore> {
   const pool = openPool(url, options.maxConnections ?? 10);
