@@ -18,7 +18,7 @@ import { Notifier } from "./notify/notifier.ts";
 import { OutboundGuard } from "./notify/outbound.ts";
 import { AlertStream } from "./notify/stream.ts";
 import { GeolocationResolver, WatchListener } from "./protocols/watch/index.ts";
-import { openSqliteStore } from "./store/sqlite.ts";
+import { openStore } from "./store/open.ts";
 import { TelemetryWriter } from "./store/telemetry.ts";
 import { influxTelemetry } from "./store/telemetry-influx.ts";
 import { Tracker } from "./tracking/index.ts";
@@ -67,12 +67,16 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
   const basemap = config.BASEMAP_MBTILES
     ? openBasemap(resolve(config.DATA_DIR, config.BASEMAP_MBTILES))
     : undefined;
-  const store = openSqliteStore(config.DATA_DIR, {
-    busyTimeoutMs: config.DB_BUSY_TIMEOUT_MS,
-    maxSizeMb: config.DB_MAX_SIZE_MB,
+  const store = await openStore({
+    databaseUrl: config.DATABASE_URL,
+    dataDir: config.DATA_DIR,
     log,
-    onStorageFailure: (code) => metrics.storeWriteFailures.inc({ code }),
-    sync: deps.flushToDisk,
+    sqlite: {
+      busyTimeoutMs: config.DB_BUSY_TIMEOUT_MS,
+      maxSizeMb: config.DB_MAX_SIZE_MB,
+      onStorageFailure: (code) => metrics.storeWriteFailures.inc({ code }),
+      sync: deps.flushToDisk,
+    },
   });
   const deviceSecrets = new DeviceSecrets(
     await loadDeviceSecretKey({

@@ -50,6 +50,7 @@ export const secretSettings = [
   "ALIYUN_ACCESS_KEY_ID",
   "ALIYUN_ACCESS_KEY_SECRET",
   "VAPID_PRIVATE_KEY",
+  "DATABASE_URL",
 ] as const;
 
 /** Every setting, its environment variable and its default, in one place. */
@@ -246,6 +247,16 @@ export const configSchema = z
       .default(1_048_576),
     /** Requests in flight to one webhook endpoint (scheme, host and port); more wait their turn. */
     WEBHOOK_CONCURRENCY: positiveInt.default(8),
+    /**
+     * PostgreSQL instead of the embedded SQLite file: postgres://user:password@host:port/database.
+     * Several gateways may share one database.
+     */
+    DATABASE_URL: z
+      .string()
+      .optional()
+      .refine((s) => s === undefined || /^postgres(ql)?:\/\/[^/]+\/[^/?#]+/.test(s), {
+        message: "must be a PostgreSQL URL: postgres://user:password@host:port/database",
+      }),
     /** How long a database write waits for another connection's lock before failing. */
     DB_BUSY_TIMEOUT_MS: z.coerce.number().int().min(0).default(5000),
     /** Caps the database file, so that it fails clearly before it fills the disk; no cap by default. */

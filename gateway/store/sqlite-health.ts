@@ -9,11 +9,13 @@ export interface StorageHealthOptions {
 }
 
 /**
- * Codes saying the storage cannot serve (locked, full, read-only, failing), not that the data was
- * wrong: SQLite's, and the system's for a flush that failed.
+ * Codes saying the storage cannot serve (locked, full, read-only, failing, unreachable), not that
+ * the data was wrong: SQLite's, the system's for a flush that failed, and PostgreSQL's (SQLSTATE
+ * classes 08 connection and 53 resources, 57P01-03 shutting down or starting, 25006 read-only;
+ * a server it cannot reach).
  */
 const STORAGE_FAILURE =
-  /^(SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|PROTOCOL|NOMEM|PERM)|EIO$|ENOSPC$|EROFS$|EDQUOT$)/;
+  /^(SQLITE_(BUSY|LOCKED|FULL|IOERR|READONLY|CANTOPEN|CORRUPT|NOTADB|PROTOCOL|NOMEM|PERM)|EIO$|ENOSPC$|EROFS$|EDQUOT$|08...$|53...$|57P0[123]$|25006$|ECONNREFUSED$|ECONNRESET$|ETIMEDOUT$)/;
 
 /** The code of a storage failure, or undefined for any other error. */
 export function storageFailure(err: unknown): string | undefined {

@@ -1,5 +1,6 @@
 import type { Clock, Timer } from "../../gateway/clock/index.ts";
 import { WalFlusher } from "../../gateway/store/durability.ts";
+import { postgresBusy } from "../../gateway/store/postgres-db.ts";
 
 /**
  * A clock that only moves when told to. `advance` moves wall and monotonic time together and fires
@@ -58,11 +59,12 @@ export class FakeClock implements Clock {
 
 /**
  * Lets promise chains and I/O callbacks queued so far run, including writes waiting for their
- * flush to disk (in the thread pool): the gateway is settled once it stays quiet for a few turns.
+ * flush to disk (in the thread pool) and queries to PostgreSQL: the gateway is settled once it
+ * stays quiet for a few turns.
  */
 export async function settle(): Promise<void> {
   for (let quiet = 0; quiet < 5; ) {
     await new Promise((resolve) => setImmediate(resolve));
-    quiet = WalFlusher.inFlight > 0 ? 0 : quiet + 1;
+    quiet = WalFlusher.inFlight > 0 || postgresBusy() ? 0 : quiet + 1;
   }
 }

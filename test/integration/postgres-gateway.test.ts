@@ -1,0 +1,120 @@
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../gateway/config/index.ts";
+import {
+  call,
+  connectDevice,
+  registerDevice,
+  seedCommunity,
+  signIn,
+  startGateway,
+  type TestGateway,
+  WEBHOOK_SECRET,
+} from "../support/gateway.ts";
+import { startPostgres, type TestPostgres } from "../support/postgres.ts";
+import { waitFor } from "../support/wait.ts";
+import { startWebhookServer } from "../support/webhook-server.ts";
+
+describe("DATABASE_URL", () => {
+  it.each([
+    "mysql://gateway:hunter2-password@127.0.0.1/gateway",
+    "postgres://127.0.0.1:5432",
+    "/var/lib/gateway.db",
+  ])("refuses %s with a clear message", (url) => {
+    const load = () => loadConfig({ WEBHOOK_SECRET, DATABASE_URL: url });
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(
+      "DATABASE_URL: must be a PostgreSQL URL: postgres://user:password@host:port/database",
+    );
+    // The URL may carry a password: the message does not repeat it.
+    expect(load).not.toThrow(url);
+  });
+
+  it("takes postgres:// and postgresql:// URLs; without one, the store is SQLite", () => {
+    for (const url of ["postgres://gw:secret@db:5432/gateway", "postgresql://db/gateway?sslmode=require"])
+      expect(loadConfig({ WEBHOOK_SECRET, DATABASE_URL: url }).DATABASE_URL).toBe(url);
+    expect(loadConfig({ WEBHOOK_SECRET }).DATABASE_URL).toBeUndefined();
+  });
+});
+
+describe("a gateway on PostgreSQL", () => {
+  let postgres: TestPostgres;
+  const open: { stop(): Promise<void> }[] = [];
+  beforeAll(async () => {
+    postgres = await startPostgres();
+  }, 60_000);
+  afterEach(async () => {
+    for (const x of open.splice(0).reverse()) await x.stop();
+  });
+  afterAll(async () => {
+    await postgres?.destroy();
+  });
+
+  it("turns a press into an alert on the API, and keeps it, and the press's seq, across a restart", async () => {
+    const hooks = await startWebhookServer();
+    open.push({ stop: hooks.close });
+    // Gateways sharing a database share the device-secret key, not a data directory.
+    const env = {
+      DATABASE_URL: await postgres.createDatabase(),
+      DEVICE_SECRET_KEY: randomBytes(32).toString("hex"),
+    };
+    const start = async () => {
+      const gw: TestGateway = await startGateway({ env });
+      open.push(gw);
+      return gw;
+    };
+    let gw = await start();
+    await seedCommunity(gw, hooks.url);
+    const creds = await registerDevice(gw, "btn-dondrub");
+    let device = await connectDevice(gw, creds);
+    const ts = Date.now();
+    await device.event("press", 7, ts);
+    const received = await device.waitForCommand("received");
+    const [opened] = (await call(gw, "GET", "/api/alerts")).body;
+    expect(opened).toMatchObject({ id: received.alertId, kind: "call", state: "open", subjectId: "dondrub" });
+    expect(existsSync(join(gw.dataDir, "gateway.db"))).toBe(false);
+    await device.close();
+    await gw.stop();
+
+    // Another data directory: everything the gateway knows comes from PostgreSQL.
+    gw = await start();
+    expect((await fetch(`${gw.http}/readyz`)).status).toBe(200);
+    device = await connectDevice(gw, creds);
+    await device.event("press", 7, ts); // replayed from the device's queue: not a second press
+    const alerts = (await call(gw, "GET", "/api/alerts")).body;
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]).toMatchObject({ id: received.alertId, state: "open", presses: 1 });
+    const accepted = await call(
+      gw,
+      "POST",
+      `/api/alerts/${received.alertId}/accept`,
+      {},
+      await signIn(gw, "dr-tsering"),
+    );
+    expect(accepted.body).toMatchObject({ state: "accepted", acceptedBy: "dr-tsering" });
+    expect((await device.waitForCommand("accepted")).alertId).toBe(received.alertId);
+    const trail = (await call(gw, "GET", `/api/alerts/${received.alertId}`)).body;
+    expect(trail.events.map((e: { type: string }) => e.type)).toEqual(
+      expect.arrayContaining(["opened", "notified", "accepted"]),
+    );
+    await device.close();
+  });
+
+  it("is not ready while PostgreSQL is down, and ready again by itself when it is back", async () => {
+    const gw = await startGateway({ env: { DATABASE_URL: await postgres.createDatabase() } });
+    open.push(gw);
+    const readyz = async () => (await fetch(`${gw.http}/readyz`)).status;
+    expect(await readyz()).toBe(200);
+    await postgres.stop();
+    await waitFor(async () => (await readyz()) === 503, 15_000, "/readyz to answer 503");
+    // The API says the database cannot serve now, and when to come back.
+    const alerts = await fetch(`${gw.http}/api/alerts`, { headers: { cookie: gw.cookie } });
+    expect(alerts.status).toBe(503);
+    expect(alerts.headers.get("retry-after")).toBe("5");
+    expect(((await alerts.json()) as { error: { code: string } }).error.code).toBe("not_ready");
+    await postgres.start();
+    await waitFor(async () => (await readyz()) === 200, 15_000, "/readyz to answer 200 again");
+  });
+});

@@ -1,0 +1,146 @@
+import pg from "pg";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { Alert } from "../../gateway/alerts/model.ts";
+import { defaultPolicies } from "../../gateway/alerts/policy.ts";
+import { migratePostgres, openPostgresStore, type PostgresStore } from "../../gateway/store/postgres.ts";
+import { postgresMigrations } from "../../gateway/store/postgres-migrations.ts";
+import { startPostgres, type TestPostgres } from "../support/postgres.ts";
+
+/** What only PostgreSQL does: several gateways on one database (the shared suite is repository.test.ts). */
+let postgres: TestPostgres;
+beforeAll(async () => {
+  postgres = await startPostgres();
+}, 60_000);
+afterAll(async () => {
+  await postgres?.destroy();
+});
+
+const T0 = Date.UTC(2026, 11, 1, 8, 0, 0);
+const alert = (id: string, deadlineAt: number | null): Alert => ({
+  id,
+  kind: "call",
+  deviceId: `btn-${id}`,
+  subjectId: "resident-1",
+  state: "open",
+  level: 1,
+  presses: 1,
+  openedAt: T0,
+  acceptedBy: null,
+  acceptedAt: null,
+  closedBy: null,
+  closedAt: null,
+  outcome: null,
+  deadlineAt,
+  policy: defaultPolicies.call,
+  repeats: 0,
+  reminders: 0,
+  notified: [],
+  unreached: false,
+  exhausted: false,
+  lastActivityAt: T0,
+});
+
+describe("PostgreSQL with several gateways", () => {
+  const stores: PostgresStore[] = [];
+  const open = async (url: string, n: number) => {
+    const opened = await Promise.all(Array.from({ length: n }, () => openPostgresStore(url)));
+    stores.push(...opened);
+    return opened;
+  };
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+  });
+  const query = async (url: string, sql: string) => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return (await client.query(sql)).rows;
+    } finally {
+      await client.end();
+    }
+  };
+
+  it("migrates once when several gateways start together, and not again at the next start", async () => {
+    const url = await postgres.createDatabase();
+    await open(url, 4);
+    const applied = await query(url, "SELECT version, applied_at FROM schema_migrations ORDER BY version");
+    expect(applied.map((r) => r.version)).toEqual(postgresMigrations.map((m) => m.version));
+    await open(url, 1);
+    expect(await query(url, "SELECT version, applied_at FROM schema_migrations ORDER BY version")).toEqual(
+      applied,
+    );
+  });
+
+  it("rolls back a migration that fails, records nothing of it, and names it", async () => {
+    const url = await postgres.createDatabase();
+    const pool = new pg.Pool({ connectionString: url });
+    try {
+      const broken = {
+        version: 99,
+        name: "a broken one",
+        sql: "CREATE TABLE half_done (x INTEGER); SELECT nope;",
+      };
+      await expect(migratePostgres(pool, [...postgresMigrations, broken])).rejects.toThrow(
+        "PostgreSQL migration 99 (a broken one) failed",
+      );
+      expect(await query(url, "SELECT to_regclass('half_done') AS t")).toEqual([{ t: null }]);
+      expect((await query(url, "SELECT MAX(version) AS v FROM schema_migrations"))[0].v).toBe(9);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it("gives events committed by different gateways at the same millisecond distinct, increasing stream keys", async () => {
+    const url = await postgres.createDatabase();
+    const [a, b] = await open(url, 2);
+    const commits = (store: PostgresStore, prefix: string) =>
+      Array.from({ length: 20 }, (_, i) =>
+        store.alerts.commit({
+          alert: alert(`${prefix}${i}`, T0 + 60_000),
+          events: [{ at: T0, type: "opened", actor: null, data: {} }],
+        }),
+      );
+    const stored = (
+      await Promise.all([...commits(a as PostgresStore, "a"), ...commits(b as PostgresStore, "b")])
+    ).flat();
+    const keys = stored.map((e) => e.id);
+    expect(new Set(keys).size).toBe(40);
+    // Read back in commit order (the trail's own id), the keys increase.
+    const trail = await query(url, "SELECT stream_key FROM alert_events ORDER BY id");
+    const inCommitOrder = trail.map((r) => Number(r.stream_key));
+    expect(inCommitOrder).toEqual([...inCommitOrder].sort((x, y) => x - y));
+    expect(Math.min(...keys)).toBe(T0 * 1024);
+  });
+
+  it("hands each due deadline to one gateway at a time, claiming concurrently", async () => {
+    const url = await postgres.createDatabase();
+    const [a, b] = (await open(url, 2)) as [PostgresStore, PostgresStore];
+    for (let i = 0; i < 60; i++) await a.alerts.commit({ alert: alert(`due-${i}`, T0 + i), events: [] });
+    await a.alerts.commit({ alert: alert("later", T0 + 3_600_000), events: [] });
+    await a.alerts.commit({ alert: alert("none", null), events: [] });
+
+    const now = T0 + 1000;
+    const claims = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).deadlineClaims.claimDue(now, 30_000, 8)),
+    );
+    const claimed = claims.flat().map((x) => x.id);
+    expect(new Set(claimed).size).toBe(claimed.length);
+    expect(claimed.sort()).toEqual(Array.from({ length: 60 }, (_, i) => `due-${i}`).sort());
+    for (const batch of claims) {
+      const due = batch.map((x) => x.deadlineAt as number);
+      expect(due).toEqual([...due].sort((x, y) => x - y));
+    }
+    // All held: nothing to claim until a lease runs out.
+    expect(await b.deadlineClaims.claimDue(now + 29_999, 30_000, 100)).toEqual([]);
+
+    // A deadline that fired (its alert committed with the next one) is free to be claimed when due again.
+    const fired = alert("due-0", now + 500);
+    await a.alerts.commit({ alert: fired, events: [] });
+    expect((await b.deadlineClaims.claimDue(now + 500, 30_000, 100)).map((x) => x.id)).toEqual(["due-0"]);
+    // The gateway holding the others died: once their lease runs out, another takes them.
+    const retaken = await b.deadlineClaims.claimDue(now + 30_000, 30_000, 100);
+    expect(retaken.map((x) => x.id).sort()).toEqual(
+      Array.from({ length: 59 }, (_, i) => `due-${i + 1}`).sort(),
+    );
+  });
+});
