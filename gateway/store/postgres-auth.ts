@@ -131,14 +131,15 @@ export function postgresAudit(pool: pg.Pool): AuditRepository {
         [e.at, e.actor, e.action, e.target, e.detail ? json(e.detail) : null],
       );
     },
-    list: async ({ actor, action, target, limit }) =>
+    list: async ({ actor, action, target, from, to, limit }) =>
       (
         await rows(
           pool,
           `SELECT * FROM audit_log WHERE ($1::text IS NULL OR actor = $1)
              AND ($2::text IS NULL OR action = $2) AND ($3::text IS NULL OR target = $3)
-           ORDER BY id DESC LIMIT $4`,
-          [actor ?? null, action ?? null, target ?? null, limit],
+             AND ($4::bigint IS NULL OR at >= $4) AND ($5::bigint IS NULL OR at < $5)
+           ORDER BY id DESC LIMIT $6`,
+          [actor ?? null, action ?? null, target ?? null, from ?? null, to ?? null, limit],
         )
       ).map(
         (r): AuditEntry => ({

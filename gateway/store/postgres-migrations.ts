@@ -230,4 +230,21 @@ CREATE INDEX telemetry_received ON telemetry(received_at);
 CREATE TABLE telemetry_spool (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, point JSONB NOT NULL);
 `,
   },
+  {
+    version: 10,
+    name: "residents' category (elderly or child) and their care notes",
+    sql: `
+ALTER TABLE people ADD COLUMN category TEXT CHECK (category IN ('elderly','child'));
+CREATE TABLE care_notes (
+  person_id TEXT COLLATE "C" PRIMARY KEY REFERENCES people(id) ON DELETE CASCADE,
+  conditions TEXT,
+  medicines TEXT,
+  allergies TEXT,
+  door_access TEXT,
+  language TEXT,
+  updated_at BIGINT NOT NULL,
+  updated_by TEXT NOT NULL
+);
+`,
+  },
 ];

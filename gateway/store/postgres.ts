@@ -175,6 +175,7 @@ function registry(pool: pg.Pool): RegistryRepository {
       address: (r.address as string | null) ?? null,
       locale: r.locale as string,
       contacts: contacts.filter((c) => c.person_id === r.id).map(toContact),
+      category: (r.category as Person["category"]) ?? null,
     }));
   };
   const writeContacts = async (tx: Queryable, p: Person) => {
@@ -224,8 +225,8 @@ function registry(pool: pg.Pool): RegistryRepository {
       insertOrConflict("person", p.id, () =>
         transaction(pool, async (tx) => {
           await tx.query(
-            "INSERT INTO people (id, name, role, community_id, grid_id, phone, address, locale) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            [p.id, p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.locale],
+            "INSERT INTO people (id, name, role, community_id, grid_id, phone, address, locale, category) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            [p.id, p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.locale, p.category ?? null],
           );
           await writeContacts(tx, p);
           return p;
@@ -234,8 +235,8 @@ function registry(pool: pg.Pool): RegistryRepository {
     updatePerson: (p) =>
       transaction(pool, async (tx) => {
         await tx.query(
-          "UPDATE people SET name = $1, role = $2, community_id = $3, grid_id = $4, phone = $5, address = $6, locale = $7 WHERE id = $8",
-          [p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.locale, p.id],
+          "UPDATE people SET name = $1, role = $2, community_id = $3, grid_id = $4, phone = $5, address = $6, locale = $7, category = $8 WHERE id = $9",
+          [p.name, p.role, p.communityId, p.gridId, p.phone, p.address, p.locale, p.category ?? null, p.id],
         );
         await writeContacts(tx, p);
         return p;
@@ -265,7 +266,41 @@ function registry(pool: pg.Pool): RegistryRepository {
       if (assigned) throw Errors.inUse("person", id, `assignment ${assigned.id}`);
       const account = await row(pool, "SELECT username FROM accounts WHERE person_id = $1 LIMIT 1", [id]);
       if (account) throw Errors.inUse("person", id, `account '${account.username}'`);
-      await pool.query("DELETE FROM people WHERE id = $1", [id]);
+      await pool.query("DELETE FROM people WHERE id = $1", [id]); // its care notes go with it (ON DELETE CASCADE)
+    },
+    getCareNotes: async (personId) => {
+      const r = await row(pool, "SELECT * FROM care_notes WHERE person_id = $1", [personId]);
+      return (
+        r && {
+          conditions: r.conditions as string | null,
+          medicines: r.medicines as string | null,
+          allergies: r.allergies as string | null,
+          doorAccess: r.door_access as string | null,
+          language: r.language as string | null,
+          updatedAt: r.updated_at as number,
+          updatedBy: r.updated_by as string,
+        }
+      );
+    },
+    putCareNotes: async (personId, n) => {
+      await pool.query(
+        `INSERT INTO care_notes (person_id, conditions, medicines, allergies, door_access, language, updated_at, updated_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (person_id) DO UPDATE SET conditions = excluded.conditions, medicines = excluded.medicines,
+           allergies = excluded.allergies, door_access = excluded.door_access, language = excluded.language,
+           updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+        [
+          personId,
+          n.conditions,
+          n.medicines,
+          n.allergies,
+          n.doorAccess,
+          n.language,
+          n.updatedAt,
+          n.updatedBy,
+        ],
+      );
+      return n;
     },
     createDevice: (d, secretHash) =>
       insertOrConflict("device", d.id, async () => {
@@ -294,6 +329,9 @@ function registry(pool: pg.Pool): RegistryRepository {
       )) === 1,
     revokeDevice: async (id, at) => {
       await pool.query("UPDATE devices SET revoked_at = $1 WHERE id = $2", [at, id]);
+    },
+    setDeviceOwner: async (id, ownerId) => {
+      await pool.query("UPDATE devices SET owner_id = $1 WHERE id = $2", [ownerId, id]);
     },
     getDeviceSecretHash: async (id) =>
       (await row(pool, "SELECT secret_hash FROM devices WHERE id = $1 AND revoked_at IS NULL", [id]))

@@ -245,6 +245,41 @@ describe.each(engines)("$engine store", ({ open }) => {
       expect(await store.registry.getPerson("doctor-1")).toBeUndefined();
       expect(await store.registry.isEmpty()).toBe(false);
     });
+
+    it("keeps a resident's category and care notes apart from the person, replaced whole; gone with the person", async () => {
+      await store.registry.createPerson(person("child-1", "resident", { category: "child" }));
+      expect(await store.registry.getPerson("child-1")).toMatchObject({ category: "child" });
+      expect(await store.registry.getPerson("resident-1")).toMatchObject({ category: null });
+      expect(await store.registry.getCareNotes("child-1")).toBeUndefined();
+      const notes = {
+        conditions: "哮喘",
+        medicines: null,
+        allergies: "花生",
+        doorAccess: null,
+        language: "bo",
+        updatedAt: T0,
+        updatedBy: "doctor-1",
+      };
+      await store.registry.putCareNotes("child-1", notes);
+      await store.registry.putCareNotes("child-1", { ...notes, allergies: null, updatedAt: T0 + 1 });
+      expect(await store.registry.getCareNotes("child-1")).toEqual({
+        ...notes,
+        allergies: null,
+        updatedAt: T0 + 1,
+      });
+      await store.registry.updatePerson({
+        ...((await store.registry.getPerson("child-1")) as Person),
+        category: "elderly",
+      });
+      expect(await store.registry.getPerson("child-1")).toMatchObject({ category: "elderly" });
+      await store.registry.deletePerson("child-1");
+      expect(await store.registry.getCareNotes("child-1")).toBeUndefined();
+    });
+
+    it("hands a device to another owner", async () => {
+      await store.registry.setDeviceOwner("btn-1", "doctor-1");
+      expect(await store.registry.getDevice("btn-1")).toMatchObject({ ownerId: "doctor-1" });
+    });
   });
 
   describe("device events", () => {
@@ -589,6 +624,10 @@ describe.each(engines)("$engine store", ({ open }) => {
       expect((await store.audit.list({ actor: "admin", limit: 1 })).map((e) => e.action)).toEqual(["signin"]);
       const [read] = await store.audit.list({ action: "track.read", target: "tag-1", limit: 10 });
       expect(read).toMatchObject({ at: T0 + 1, actor: "dr", detail: { from: 1, to: 2 } });
+      // From inclusive, to exclusive.
+      expect((await store.audit.list({ from: T0 + 1, to: T0 + 2, limit: 10 })).map((e) => e.action)).toEqual([
+        "track.read",
+      ]);
       expect(await store.audit.prune(T0 + 1)).toBe(1);
       expect((await store.audit.list({ limit: 10 })).length).toBe(2);
     });
