@@ -94,7 +94,9 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { store, bus, clock, metrics, log },
     { maxPayloadBytes: config.MAX_PAYLOAD_BYTES, maxClockSkewMs: config.MAX_CLOCK_SKEW_MS },
   );
-  const redis = config.REDIS_URL ? new BrokerRedis(config.REDIS_URL, log) : undefined;
+  const redis = config.REDIS_URL
+    ? new BrokerRedis(config.REDIS_URL, { queuedTtlSec: config.DEVICE_COMMAND_TTL_HOURS * 3600 }, log)
+    : undefined;
   const broker = new Broker(
     { store, deviceSecrets, bus, ingest, metrics, log, redis },
     {

@@ -7,6 +7,7 @@ import type { Logger } from "pino";
 // aedes-persistence-redis ships no types; aedes takes its persistence untyped too.
 const redisPersistence = createRequire(import.meta.url)("aedes-persistence-redis") as (options: {
   conn: Redis;
+  packetTTL: () => number;
 }) => { destroy(): Promise<void> };
 
 /**
@@ -29,7 +30,8 @@ export class BrokerRedis {
   private readonly connections: Redis[];
   private outage = false;
 
-  constructor(url: string, log: Logger) {
+  /** `queuedTtlSec`: how long a command queued for an offline device is kept, as the outbox keeps it. */
+  constructor(url: string, options: { queuedTtlSec: number }, log: Logger) {
     const connect = (name: string) =>
       new Redis(url, {
         connectionName: `gateway-${name}`,
@@ -40,7 +42,8 @@ export class BrokerRedis {
     this.connections = [pub, sub, db];
     // aedes' own emitter matches `#` on the parent level too (MQTT-4.7.1-3); the shared one must as well.
     this.mq = MQEmitterRedis({ pubConn: pub, subConn: sub, matchEmptyLevels: true }) as BrokerRedis["mq"];
-    this.persistence = redisPersistence({ conn: db });
+    // Without a TTL a device away for a month would hear a month of old commands at its return.
+    this.persistence = redisPersistence({ conn: db, packetTTL: () => options.queuedTtlSec });
     // Logged once per outage: ioredis reports every failed reconnect.
     const down = (err: Error) => {
       if (this.outage) return;

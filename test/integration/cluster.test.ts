@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
 import mqtt, { type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DeviceCommand } from "../../gateway/ingest/contract.ts";
@@ -115,6 +116,13 @@ describe("several instances over one Redis", () => {
     // Queued by A in the session B left in Redis; each publish resolves once it is stored there.
     for (const n of [1, 2, 3])
       expect(await a.broker.publishCommand(creds.id, JSON.stringify(command(`q${n}`)))).toBeUndefined();
+    // Kept in Redis no longer than the outbox keeps a command (DEVICE_COMMAND_TTL_HOURS, 24).
+    const db = new Redis(redis.url);
+    const queued = await db.lrange(`outgoing:${creds.id}`, 0, -1);
+    const ttls = await Promise.all(queued.map((key) => db.ttl(key)));
+    await db.quit();
+    expect(ttls).toHaveLength(3);
+    for (const ttl of ttls) expect(ttl > 24 * 3600 - 60 && ttl <= 24 * 3600).toBe(true);
     // The device comes back on C without subscribing again: its session is restored there.
     const second = await persistentDevice(c, creds, false);
     await waitFor(() => second.commands.length >= 3, 5000, "the three queued commands on C");
