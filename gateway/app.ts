@@ -228,9 +228,14 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     isListening: (id) => broker.isListening(id) || watches.isConnected(id),
     publishCommand: (id, payload) =>
       watches.isConnected(id) ? watches.publishCommand(id, payload) : broker.publishCommand(id, payload),
-    // Another instance may hold the device's MQTT connection (watches are not relayed).
+    // Another instance may hold the device's connection: MQTT, or a watch (see below).
     ...(redis && { relay: (id: string, payload: string) => broker.publishCommand(id, payload) }),
   };
+  // A command relayed from another instance for a watch connected here.
+  if (redis)
+    broker.onCommand((id, payload) => {
+      if (watches.isConnected(id)) void watches.publishCommand(id, payload);
+    });
   const commands = new DeviceOutbox(
     { store, bus, link, clock, metrics, log },
     { ttlMs: config.DEVICE_COMMAND_TTL_HOURS * 3600_000 },

@@ -215,6 +215,22 @@ export class Broker {
     return true;
   }
 
+  /**
+   * Several instances: every command published on the shared emitter, by any instance, is also
+   * handed to `deliver` here, for devices this instance holds outside MQTT (watches).
+   */
+  onCommand(deliver: (deviceId: string, payload: string) => void): void {
+    this.aedes.subscribe(
+      commandTopic("+"),
+      (packet, done) => {
+        const deviceId = packet.topic.split("/")[1];
+        if (deviceId) deliver(deviceId, String(packet.payload));
+        done();
+      },
+      () => undefined,
+    );
+  }
+
   /** Serves MQTT over WebSocket at `/mqtt` on the given HTTP server. */
   attachWebSocket(http: HttpServer): void {
     // ws reads a whole frame before passing it on: a frame may carry a few packets, never megabytes.

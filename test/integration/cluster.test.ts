@@ -13,6 +13,7 @@ import {
 } from "../support/gateway.ts";
 import { startRedis } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
+import { connectWatch, freePort } from "../support/watch-client.ts";
 
 /**
  * Three real gateways whose brokers share one real Redis. Each still has its own SQLite store
@@ -30,7 +31,8 @@ describe("several instances over one Redis", () => {
   beforeAll(async () => {
     redis = await startRedis();
     const env = { REDIS_URL: redis.url, DEVICE_SECRET_KEY: randomBytes(32).toString("base64") };
-    [a, b, c] = await Promise.all([startGateway({ env }), startGateway({ env }), startGateway({ env })]);
+    const start = async () => startGateway({ env: { ...env, WATCH_PORT: String(await freePort()) } });
+    [a, b, c] = [await start(), await start(), await start()];
     // Webhooks of the seeded people go nowhere: these tests are about devices.
     for (const gw of [a, b, c]) await seedCommunity(gw, (path) => `http://127.0.0.1:9${path}`);
   }, 30_000);
@@ -89,6 +91,29 @@ describe("several instances over one Redis", () => {
     a.bus.emit("device.command", { deviceId: creds.id, command: command("second-on-a") });
     await waitFor(() => device.commands.length > 1, 5000, "the second command");
     expect(device.commands).toEqual([command("alert-on-a"), command("second-on-a")]);
+  });
+
+  it("a command given on one instance reaches a watch connected to another", async () => {
+    const id = "8800000099";
+    for (const gw of [a, b, c]) {
+      const res = await call(gw, "POST", "/api/devices", {
+        id,
+        kind: "locator-tag",
+        ownerId: "dondrub",
+        protocol: "watch",
+      });
+      expect(res.status).toBe(201);
+    }
+    const watch = await connectWatch(b.ports.watch, id);
+    watch.send("LK,1200,0,80");
+    await watch.waitFor((content) => content === "LK", "the answer to LK");
+    a.bus.emit("device.command", { deviceId: id, command: command("alert-on-a") });
+    const shown = await watch.waitFor((content) => content.startsWith("MESSAGE,"), "the phrase from A");
+    // UTF-16BE hex of the phrase, as the watch shows it.
+    expect(Buffer.from(shown.slice("MESSAGE,".length), "hex").swap16().toString("utf16le")).toBe(
+      "次仁医生已接单",
+    );
+    watch.close();
   });
 
   it("a press is handled by the instance holding the connection only", async () => {
