@@ -83,7 +83,7 @@ describe("HAProxy in front (deploy/haproxy.cfg)", () => {
         10_000,
         "the gateways' /readyz through HAProxy",
       );
-    }, 40_000);
+    }, 120_000);
 
     afterAll(async () => {
       await Promise.all(devices.map((d) => d.endAsync(true)));
@@ -163,6 +163,6 @@ describe("HAProxy in front (deploy/haproxy.cfg)", () => {
         const res = await fetch(`http://127.0.0.1:${front.http}/readyz`);
         expect(res.status).toBe(200);
       }
-    }, 30_000);
+    }, 60_000);
   });
 });
