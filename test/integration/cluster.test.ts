@@ -221,9 +221,14 @@ describe("several instances over one Redis", () => {
     await d.stop();
     await cutOff;
     expect(device.commands).toEqual([]);
+    // A fifth instance starting now waits for Redis before it listens, then starts by itself.
+    const late = startGateway({ env: { REDIS_URL: redis.url } });
     await redis.start();
     for (const gw of [a, b, c])
       await waitFor(async () => (await readiness(gw)).status === 200, 10_000, "the gateway ready again");
+    const e = await late;
+    expect((await readiness(e)).status).toBe(200);
+    await e.stop();
     await press;
     await waitFor(() => device.commands.length > 0, 5000, "received, once Redis is back");
     expect(device.commands).toEqual([expect.objectContaining({ type: "received", alertId: opened.id })]);
