@@ -6,6 +6,7 @@ import { openBasemap } from "./api/basemap.ts";
 import { buildApi } from "./api/index.ts";
 import { Auth } from "./auth/index.ts";
 import { Broker } from "./broker/index.ts";
+import { BrokerRedis } from "./broker/redis.ts";
 import { DeviceSecrets, loadDeviceSecretKey } from "./broker/secrets.ts";
 import { EventBus } from "./bus/index.ts";
 import { type Clock, systemClock } from "./clock/index.ts";
@@ -97,8 +98,11 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     { store, bus, clock, metrics, log },
     { maxPayloadBytes: config.MAX_PAYLOAD_BYTES, maxClockSkewMs: config.MAX_CLOCK_SKEW_MS },
   );
+  const redis = config.REDIS_URL
+    ? new BrokerRedis(config.REDIS_URL, { queuedTtlSec: config.DEVICE_COMMAND_TTL_HOURS * 3600 }, log)
+    : undefined;
   const broker = new Broker(
-    { store, deviceSecrets, bus, ingest, metrics, log },
+    { store, deviceSecrets, bus, ingest, metrics, log, redis },
     {
       maxPacketBytes: config.MQTT_MAX_PACKET_BYTES,
       publishRate: { perSecond: config.DEVICE_PUBLISH_RATE, burst: config.DEVICE_PUBLISH_BURST },
@@ -228,7 +232,14 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     isListening: (id) => broker.isListening(id) || watches.isConnected(id),
     publishCommand: (id, payload) =>
       watches.isConnected(id) ? watches.publishCommand(id, payload) : broker.publishCommand(id, payload),
+    // Another instance may hold the device's connection: MQTT, or a watch (see below).
+    ...(redis && { relay: (id: string, payload: string) => broker.publishCommand(id, payload) }),
   };
+  // A command relayed from another instance for a watch connected here.
+  if (redis)
+    broker.onCommand((id, payload) => {
+      if (watches.isConnected(id)) void watches.publishCommand(id, payload);
+    });
   const commands = new DeviceOutbox(
     { store, bus, link, clock, metrics, log },
     { ttlMs: config.DEVICE_COMMAND_TTL_HOURS * 3600_000 },
@@ -293,7 +304,11 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     configuredChannels: channels.map((c) => c.kind),
     vapidPublicKey: vapidKeys.publicKey,
     isConnected,
-    isReady: () => ready,
+    unready: () => {
+      if (!ready) return "starting or stopping";
+      if (redis && !redis.isUp()) return "Redis unreachable";
+      return undefined;
+    },
     metricsToken: config.METRICS_TOKEN,
   });
 

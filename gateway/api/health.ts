@@ -6,11 +6,12 @@ import type { ApiDeps } from "./index.ts";
 
 /**
  * Liveness, readiness and Prometheus metrics. Ready: the database answers and takes writes (after
- * a write failed for want of storage, until a probe write succeeds), and the gateway is started.
+ * a write failed for want of storage, until a probe write succeeds), the gateway is started, and
+ * Redis answers when instances share it.
  */
 export const healthRoutes: FastifyPluginAsync<ApiDeps> = async (
   app,
-  { store, metrics, isReady, metricsToken },
+  { store, metrics, unready, metricsToken },
 ) => {
   app.get("/healthz", { schema: { tags: ["operations"] } }, async () => ({ status: "ok" }));
   app.get("/readyz", { schema: { tags: ["operations"] } }, async (_req, reply) => {
@@ -19,7 +20,8 @@ export const healthRoutes: FastifyPluginAsync<ApiDeps> = async (
     } catch (err) {
       return reply.code(503).send({ status: "unready", reason: `database: ${(err as Error).message}` });
     }
-    if (!isReady()) return reply.code(503).send({ status: "unready", reason: "starting or stopping" });
+    const reason = unready();
+    if (reason) return reply.code(503).send({ status: "unready", reason });
     return { status: "ready" };
   });
   app.get(

@@ -67,7 +67,8 @@ export interface ApiDeps {
   isConnected: (deviceId: string) => boolean;
   /** Ends a device's MQTT connection now (secret rotated, device revoked). */
   disconnectDevice: (deviceId: string, reason: string) => void;
-  isReady: () => boolean;
+  /** Why the gateway cannot take work now (starting or stopping, Redis unreachable); undefined when ready. */
+  unready: () => string | undefined;
   /** Bearer token for /metrics; without one, only requests from this machine may read them. */
   metricsToken: string | undefined;
 }

@@ -1,3 +1,4 @@
+import type { EventEmitter } from "node:events";
 import type { Server as HttpServer, IncomingMessage } from "node:http";
 import { createServer, type Server, Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -11,6 +12,7 @@ import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
 import { ConnectionRateLimit, PublishAllowance, type Rate } from "./limits.ts";
 import { guardPacketSize } from "./packet-size.ts";
+import type { BrokerRedis } from "./redis.ts";
 import type { DeviceSecrets } from "./secrets.ts";
 
 /** Where a refused publish is re-routed: no device may subscribe to it, so it reaches nobody. */
@@ -71,12 +73,15 @@ export class Broker {
       ingest: Ingest;
       metrics: Metrics;
       log: Logger;
+      /** Several instances as one broker; without it, sessions and queues live in this process. */
+      redis?: BrokerRedis | undefined;
     },
     private readonly settings: BrokerSettings,
   ) {
     const { metrics, log } = deps;
     this.connectLimit = new ConnectionRateLimit(settings.connectRatePerIp);
     this.aedes = new Aedes({
+      ...(deps.redis && { mq: deps.redis.mq, persistence: deps.redis.persistence }),
       authenticate: (client, username, password, done) => {
         this.authenticate(client, username, password).then(
           () => done(null, true),
@@ -151,6 +156,10 @@ export class Broker {
     this.aedes.on("clientError", (client, err) =>
       log.debug({ deviceId: client.id, err: err.message }, "client error"),
     );
+    // A failed persistence call (Redis): aedes gives up that publish; a command stays in the outbox.
+    (this.aedes as unknown as EventEmitter).on("error", (err: Error) =>
+      log.error({ err }, "broker persistence failed"),
+    );
   }
 
   async start(listen: { host: string; port: number; tlsPort: number }): Promise<void> {
@@ -206,6 +215,22 @@ export class Broker {
     return true;
   }
 
+  /**
+   * Several instances: every command published on the shared emitter, by any instance, is also
+   * handed to `deliver` here, for devices this instance holds outside MQTT (watches).
+   */
+  onCommand(deliver: (deviceId: string, payload: string) => void): void {
+    this.aedes.subscribe(
+      commandTopic("+"),
+      (packet, done) => {
+        const deviceId = packet.topic.split("/")[1];
+        if (deviceId) deliver(deviceId, String(packet.payload));
+        done();
+      },
+      () => undefined,
+    );
+  }
+
   /** Serves MQTT over WebSocket at `/mqtt` on the given HTTP server. */
   attachWebSocket(http: HttpServer): void {
     // ws reads a whole frame before passing it on: a frame may carry a few packets, never megabytes.
@@ -221,8 +246,10 @@ export class Broker {
     });
   }
 
-  /** Publishes a command to a device at QoS 1; resolves to an error message, or undefined. */
-  /** Publishes a command (its JSON) at QoS 1; resolves with an error message if aedes refused it. */
+  /**
+   * Publishes a command (its JSON) at QoS 1; resolves with an error message if aedes refused it.
+   * With Redis, it reaches the device on whichever instance holds its connection.
+   */
   publishCommand(deviceId: string, payload: string): Promise<string | undefined> {
     return new Promise((resolve) => {
       this.aedes.publish(
@@ -247,7 +274,18 @@ export class Broker {
     const closed = [this.tcp, this.tls].map(
       (server) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve())),
     );
-    await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    const aedesClosed = new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    const { redis } = this.deps;
+    if (redis) {
+      // Closing sessions writes to Redis: while it is down that would wait for ever, so the
+      // connections are cut instead (the devices reconnect to another instance).
+      await Promise.race([aedesClosed, redis.unreachable()]);
+      const clients = (this.aedes as unknown as { clients: Record<string, Client> }).clients;
+      for (const client of Object.values(clients)) client.conn.destroy();
+      await redis.close();
+    } else {
+      await aedesClosed;
+    }
     await Promise.all(closed);
   }
 

@@ -262,6 +262,15 @@ export const configSchema = z
     /** Caps the database file, so that it fails clearly before it fills the disk; no cap by default. */
     DB_MAX_SIZE_MB: z.coerce.number().positive().optional(),
 
+    /** Several instances: their brokers share sessions, queues and every publish through Redis. */
+    REDIS_URL: z
+      .url({
+        protocol: /^rediss?$/,
+        hostname: /./,
+        error: "must be a redis:// (or rediss://) URL, e.g. redis://redis:6379",
+      })
+      .optional(),
+
     INFLUX_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
     INFLUX_DB: z.string().min(1).default("gateway"),
     INFLUX_TOKEN: z.string().optional(),

@@ -11,6 +11,11 @@ export interface DeviceLink {
   isListening(deviceId: string): boolean;
   /** Resolves with an error message when the command could not be sent. */
   publishCommand(deviceId: string, payload: string): Promise<string | undefined>;
+  /**
+   * Several instances: hands a command for a device not listening here to the instance holding
+   * its connection, if any. The outbox keeps it until the device acknowledges it, wherever.
+   */
+  relay?(deviceId: string, payload: string): Promise<string | undefined>;
 }
 
 /**
@@ -98,6 +103,7 @@ export class DeviceOutbox {
         return undefined;
       });
     if (link.isListening(deviceId)) await this.send(deviceId, id, payload, command.type, pressReceivedHr);
+    else await link.relay?.(deviceId, payload);
   }
 
   /** Sends, in order, what waits for the device and was not sent on this connection yet. */

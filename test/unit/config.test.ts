@@ -176,4 +176,16 @@ describe("configuration", () => {
       loadVapidKeys({ configured: { ...made, privateKey: other.privateKey }, dataDir, log }),
     ).toThrow(/^VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY: the public key is not the private key's$/);
   });
+
+  it("takes a redis:// REDIS_URL for several instances, and refuses anything else", () => {
+    expect(loadConfig(base).REDIS_URL).toBeUndefined();
+    expect(loadConfig({ ...base, REDIS_URL: "redis://:pw@redis:6379/2" }).REDIS_URL).toBe(
+      "redis://:pw@redis:6379/2",
+    );
+    for (const url of ["http://redis:6379", "redis:6379", "localhost"]) {
+      expect(() => loadConfig({ ...base, REDIS_URL: url })).toThrow(
+        /^REDIS_URL: must be a redis:\/\/ \(or rediss:\/\/\) URL, e\.g\. redis:\/\/redis:6379$/,
+      );
+    }
+  });
 });
