@@ -51,6 +51,7 @@ export const secretSettings = [
   "ALIYUN_ACCESS_KEY_SECRET",
   "VAPID_PRIVATE_KEY",
   "DATABASE_URL",
+  "REDIS_URL",
 ] as const;
 
 /** Every setting, its environment variable and its default, in one place. */
