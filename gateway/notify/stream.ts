@@ -4,12 +4,15 @@ import type { Alert, AlertEvent } from "../alerts/model.ts";
 import type { AccessChange, EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import { type Metrics, observePressLatency } from "../metrics.ts";
-import type { Store } from "../store/types.ts";
+import type { AlertFeed, Store } from "../store/types.ts";
 
 /** Longest replay a reconnecting page gets; older gaps should reload the alert list instead. */
 const MAX_REPLAY = 10_000;
 const KEEPALIVE_MS = 15_000;
 const KEEPALIVE = Buffer.from(": keepalive\n\n");
+/** Events read from the shared trail at once, and how often it is looked at without a wake-up. */
+const FOLLOW_BATCH = 1000;
+const FOLLOW_LOOK_MS = 2000;
 
 export interface StreamOptions {
   /** Bytes a client may fall behind (unsent, plus live frames held during its replay) before it is dropped. */
@@ -65,21 +68,13 @@ export class AlertStream {
 
   start(): void {
     this.running = true;
-    const offAlerts = this.deps.bus.on("alert.changed", ({ alert, events, pressReceivedHr }) => {
-      if (this.clients.size === 0) return;
-      // Encoded once, written to every client.
-      const frames = events.map((e) => ({ id: e.id, chunk: Buffer.from(frame(alert, e)) }));
-      const chunk = Buffer.concat(frames.map((f) => f.chunk));
-      for (const client of this.clients) {
-        if (!client.viewer.sees(alert)) continue;
-        if (client.held) {
-          client.held.push(...frames);
-          client.heldBytes += chunk.length;
-        } else client.res.write(chunk);
-        this.checkSoon(client);
-      }
-      if (events[0]?.type === "opened") observePressLatency(this.deps.metrics, "stream", pressReceivedHr);
-    });
+    const { bus, store } = this.deps;
+    const offAlerts = store.alertFeed
+      ? this.follow(store.alertFeed)
+      : bus.on("alert.changed", ({ alert, events, pressReceivedHr }) => {
+          this.deliver(alert, events);
+          if (events[0]?.type === "opened") observePressLatency(this.deps.metrics, "stream", pressReceivedHr);
+        });
     // Who may see what changed (or a session ended): the readers it touches reconnect, losslessly,
     // and are checked and scoped afresh; one signed out, disabled or demoted is refused then.
     const offAccess = this.deps.bus.on("access.changed", (change) =>
@@ -95,6 +90,105 @@ export class AlertStream {
       }
     }, KEEPALIVE_MS);
     this.keepalive.unref();
+  }
+
+  /** Writes an alert's new events to every reader who may see it. */
+  private deliver(alert: Alert, events: AlertEvent[]): void {
+    if (this.clients.size === 0) return;
+    // Encoded once, written to every client.
+    const frames = events.map((e) => ({ id: e.id, chunk: Buffer.from(frame(alert, e)) }));
+    const chunk = Buffer.concat(frames.map((f) => f.chunk));
+    for (const client of this.clients) {
+      if (!client.viewer.sees(alert)) continue;
+      if (client.held) {
+        client.held.push(...frames);
+        client.heldBytes += chunk.length;
+      } else client.res.write(chunk);
+      this.checkSoon(client);
+    }
+  }
+
+  /**
+   * Several gateways on one store: streams the trail as it grows, in the order of its keys,
+   * whichever gateway wrote it. Each commit here wakes every gateway's reader (this one's too);
+   * a look every few seconds makes up for a wake-up lost with a connection.
+   */
+  private follow(feed: AlertFeed): () => void {
+    const { bus, store, metrics, log } = this.deps;
+    // When a press that opened an alert here was received, by the event that opened it.
+    const pressTimes = new Map<number, number>();
+    // The trail's last key now: what came before is for a page's replay, not the live stream.
+    let last: number | undefined;
+    const position = store.alerts.streamPosition(0).then(
+      (key) => {
+        last ??= key;
+      },
+      () => undefined,
+    );
+    const read = async () => {
+      await position;
+      last ??= await store.alerts.streamPosition(0);
+      for (;;) {
+        const after: number = last;
+        const events = await store.alerts.eventsAfter(after, FOLLOW_BATCH);
+        if (events.length === 0) return;
+        for (let i = 0, j = 0; i < events.length; i = j) {
+          const alertId = events[i]?.alertId;
+          while (j < events.length && events[j]?.alertId === alertId) j++;
+          const alert = alertId === undefined ? undefined : await store.alerts.get(alertId);
+          if (alert) this.deliver(alert, events.slice(i, j));
+        }
+        last = events.at(-1)?.id ?? after;
+        for (const e of events) {
+          const pressed = pressTimes.get(e.id);
+          if (pressed === undefined) continue;
+          pressTimes.delete(e.id);
+          observePressLatency(metrics, "stream", pressed);
+        }
+      }
+    };
+    let reading: Promise<void> | undefined;
+    let again = false;
+    const wake = () => {
+      if (reading) {
+        again = true;
+        return;
+      }
+      reading = read()
+        .catch((err) =>
+          log.warn({ err: (err as Error).message }, "could not read the alert trail for the stream"),
+        )
+        .finally(() => {
+          reading = undefined;
+          if (again) {
+            again = false;
+            wake();
+          }
+        });
+    };
+    const offChanged = bus.on("alert.changed", ({ events, pressReceivedHr }) => {
+      const opened = events[0];
+      if (opened?.type === "opened" && pressReceivedHr !== undefined) {
+        // Bounded: an entry whose event is never read back (a failed read) must not stay forever.
+        if (pressTimes.size > 10_000) pressTimes.clear();
+        pressTimes.set(opened.id, pressReceivedHr);
+      }
+      void feed.announce().catch(() => wake());
+    });
+    const listening = feed.listen(wake).catch((err) => {
+      log.warn(
+        { err: (err as Error).message },
+        "could not listen for other gateways' alerts; looking every few seconds",
+      );
+      return async () => undefined;
+    });
+    const look = setInterval(wake, FOLLOW_LOOK_MS);
+    look.unref();
+    return () => {
+      offChanged();
+      clearInterval(look);
+      void listening.then((stop) => stop());
+    };
   }
 
   /** Ends the matching connections; a page reconnects from its last event id, or signs in again. */

@@ -22,6 +22,7 @@ import {
   rows,
   transaction,
 } from "./postgres-db.ts";
+import { postgresAlertFeed } from "./postgres-feed.ts";
 import { postgresMigrations } from "./postgres-migrations.ts";
 import {
   postgresGeofences,
@@ -85,6 +86,7 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     telemetry: postgresTelemetry(pool),
     spool: postgresSpool(pool),
     deadlineClaims: postgresDeadlineClaims(pool),
+    alertFeed: postgresAlertFeed(url, pool, options.log),
     // The server flushes at each commit; there is no group commit of ours to count.
     flushCounts: () => ({ flushes: 0, writes: 0 }),
     ping: async () => {

@@ -215,11 +215,23 @@ export interface Store {
   readonly spool: TelemetrySpool;
   readonly watchReadings: WatchReadingRepository;
   readonly pushSubscriptions: PushSubscriptionRepository;
+  /**
+   * When several gateways share the store: tells each when any has committed alert events, so
+   * that every dashboard's stream, on whichever gateway, follows the one trail.
+   */
+  readonly alertFeed?: AlertFeed;
   /** Flushes to disk so far, and the writes they covered (group commit). */
   flushCounts(): { flushes: number; writes: number };
   /** Cheap query proving the database answers; throws otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface AlertFeed {
+  /** Wakes every listener, on every gateway: alert events were committed. */
+  announce(): Promise<void>;
+  /** Calls `onWake` after each announcement (and once listening); resolves with a way to stop. */
+  listen(onWake: () => void): Promise<() => Promise<void>>;
 }
 
 export interface RegistryRepository {
