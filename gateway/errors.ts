@@ -20,6 +20,8 @@ export const Errors = {
   inUse: (what: string, id: string, by: string) =>
     new GatewayError("in_use", 409, `${what} '${id}' is still referenced by ${by}`),
   invalid: (message: string) => new GatewayError("invalid_request", 400, message),
+  /** A safe zone refused for a reason the page names (`zone_self_intersecting`, ...). */
+  badZone: (reason: string, message: string) => new GatewayError(reason, 400, message),
   alertClosed: (id: string, state: string) =>
     new GatewayError("alert_closed", 409, `alert '${id}' is already ${state}`),
   alreadyAccepted: (id: string, by: string) =>
