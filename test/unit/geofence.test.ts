@@ -113,7 +113,10 @@ describe("geofence input", () => {
     expect(reason({ type: "Polygon", coordinates: [line] })).toBe("zone_no_area");
     const far = [at(500, 500), at(520, 500), at(520, 520), at(500, 500)];
     expect(
-      reason({ type: "Polygon", coordinates: [...(square(100) as { coordinates: [] }).coordinates, far] }),
+      reason({
+        type: "Polygon",
+        coordinates: [...(square(100) as { coordinates: [number, number][][] }).coordinates, far],
+      }),
     ).toBe("zone_hole_outside");
     // A mistyped coordinate is no drawing mistake: the schema's own refusal says what it is.
     expect(reason({ type: "Circle", center: [191, 29], radiusM: 100 })).toBeUndefined();
