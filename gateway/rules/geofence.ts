@@ -1,11 +1,16 @@
 import { z } from "zod";
+import type { ZoneRefusal } from "../errors.ts";
 import {
   findSelfIntersection,
   type LonLat,
   ringAreaM2,
-  signedDistanceToCircleM,
+  signedDistanceM,
   signedDistanceToPolygonM,
 } from "./geometry.ts";
+import { isInForce } from "./schedule.ts";
+
+// Pure and free of zod, so the page measures a tag against its zone the same way.
+export { isInForce, signedDistanceM };
 
 const lon = z
   .number()
@@ -118,20 +123,6 @@ export const scheduleSchema = z.strictObject({
 });
 export type Schedule = z.infer<typeof scheduleSchema>;
 
-/**
- * Why a safe zone was refused, as an error code the page translates: the drawing went wrong in
- * a way a person can fix (a crossed outline, a hole outside, school hours with no days).
- */
-export type ZoneRefusal =
-  | "zone_too_few_corners"
-  | "zone_self_intersecting"
-  | "zone_hole_outside"
-  | "zone_no_area"
-  | "zone_too_many_positions"
-  | "zone_schedule_empty"
-  | "zone_window_backwards"
-  | "zone_no_tags";
-
 type Issue = { code: string; path: PropertyKey[]; message: string; params?: Record<string, unknown> };
 
 /** The first refusal of a zone's input that has its own error code, with the issue it stems from. */
@@ -163,35 +154,6 @@ export interface Geofence {
   schedule: Schedule | null;
   /** The tags this zone is for (one tag, or a group). */
   deviceIds: string[];
-}
-
-export function signedDistanceM(shape: GeofenceShape, point: LonLat): number {
-  return shape.type === "Circle"
-    ? signedDistanceToCircleM(point, shape.center, shape.radiusM)
-    : signedDistanceToPolygonM(point, shape.coordinates as LonLat[][]);
-}
-
-const weekdayNumber: Record<string, number> = { Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6, Sun: 7 };
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-/** Whether the schedule is in force at `ts`, in the schedule's own time zone. */
-export function isInForce(schedule: Schedule | null, ts: number): boolean {
-  if (!schedule) return true;
-  let format = formatters.get(schedule.timeZone);
-  if (!format) {
-    format = new Intl.DateTimeFormat("en-GB", {
-      timeZone: schedule.timeZone,
-      weekday: "short",
-      hour: "2-digit",
-      minute: "2-digit",
-      hourCycle: "h23",
-    });
-    formatters.set(schedule.timeZone, format);
-  }
-  const parts = Object.fromEntries(format.formatToParts(ts).map((p) => [p.type, p.value]));
-  const day = weekdayNumber[parts.weekday ?? ""] ?? 0;
-  const time = `${parts.hour}:${parts.minute}`;
-  return schedule.windows.some((w) => w.days.includes(day) && w.from <= time && time < w.to);
 }
 
 export interface ZoneRules {

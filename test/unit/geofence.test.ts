@@ -1,4 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { en } from "../../dashboard/src/messages/en.ts";
+import { zhCN } from "../../dashboard/src/messages/zh-CN.ts";
+import { Errors, zoneRefusals } from "../../gateway/errors.ts";
 import { type AlertSummary, compose } from "../../gateway/notify/messages.ts";
 import {
   type Fix,
@@ -121,6 +124,13 @@ describe("geofence input", () => {
     // A mistyped coordinate is no drawing mistake: the schema's own refusal says what it is.
     expect(reason({ type: "Circle", center: [191, 29], radiusM: 100 })).toBeUndefined();
     expect(reason(ell)).toBeUndefined();
+  });
+  it("has each refusal's code said on the page in Chinese and English", () => {
+    for (const reason of zoneRefusals) {
+      const key = `error.${Errors.badZone(reason, "").code}` as keyof typeof en;
+      expect(en[key], reason).toBeTruthy();
+      expect(zhCN[key], reason).toBeTruthy();
+    }
   });
   it("accepts a concave polygon and a circle", () => {
     expect(issues(ell)).toEqual([]);
