@@ -173,15 +173,11 @@ export const api = {
     request<void>("POST", "/api/push/subscriptions", subscription),
   pushUnsubscribe: (endpoint: string) => request<void>("DELETE", "/api/push/subscriptions", { endpoint }),
   geofences: async () => (await request<Geofence[]>("GET", "/api/geofences")).data,
-  saveGeofence: async (zone: Geofence, isNew: boolean) =>
-    isNew
+  /** Creates a zone (no id: the gateway names it) or replaces the one with the id. */
+  saveGeofence: async ({ id, ...zone }: Omit<Geofence, "id"> & { id?: string }) =>
+    id === undefined
       ? (await request<Geofence>("POST", "/api/geofences", zone)).data
-      : (
-          await request<Geofence>("PUT", `/api/geofences/${encodeURIComponent(zone.id)}`, {
-            ...zone,
-            id: undefined,
-          })
-        ).data,
+      : (await request<Geofence>("PUT", `/api/geofences/${encodeURIComponent(id)}`, zone)).data,
   removeGeofence: (id: string) => request<void>("DELETE", `/api/geofences/${encodeURIComponent(id)}`),
   track: async (deviceId: string, from: number, to: number) =>
     (

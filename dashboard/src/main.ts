@@ -172,7 +172,7 @@ async function boot(session: SessionInfo): Promise<void> {
         .filter((a) => a.state === "open" || a.state === "accepted")
         .map((a) => a.deviceId),
     );
-  const tagMap = new TagMap(people, alerting);
+  const tagMap = new TagMap(people, alerting, manages);
   const devices = new DeviceList(people, manages);
   const contacts = new ContactsView(session, people);
 
