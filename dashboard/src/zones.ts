@@ -105,7 +105,9 @@ export class ZoneEditor {
     if (this.draft && this.draft !== layer) this.draft.remove();
     this.draft = layer;
     layer.setStyle(DRAFT_STYLE);
+    // Corners dragged one by one, and the whole zone dragged by its body.
     layer.pm.enable({ allowSelfIntersection: false, draggable: true });
+    layer.pm.enableLayerDrag();
     this.element.classList.add("has-shape");
   }
 

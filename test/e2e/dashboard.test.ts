@@ -325,8 +325,11 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
     await page.goto(`${gw.http}/#map`);
     await page.locator(".tag-marker").waitFor();
     await page.locator(".tag-marker").hover({ force: true });
-    await page.locator(".leaflet-tooltip").waitFor();
-    await expect(page.locator(".leaflet-tooltip").textContent()).resolves.toContain("<script>");
+    // The tag's tooltip on hover, and the zone's label always shown: both as text.
+    const tagTip = page.locator(".leaflet-tooltip:not(.zone-label)");
+    await tagTip.waitFor();
+    await expect(tagTip.textContent()).resolves.toContain("<script>");
+    await expect(page.locator(".leaflet-tooltip.zone-label").textContent()).resolves.toContain("<img");
     await page.mouse.move(0, 0);
     await page
       .locator("path.leaflet-interactive")

@@ -209,6 +209,40 @@ describe("the map in Chromium", { timeout: 120_000 }, () => {
     await page.locator("path.track-point.rejected").hover({ force: true });
     await page.locator(".leaflet-tooltip", { hasText: "rejected: too inaccurate" }).waitFor();
     await page.screenshot({ path: `${ARTIFACTS}/map-replay.png` });
+  });
+
+  it("moves a zone by dragging it in the editor, and deletes it", async () => {
+    const [before] = (await call(gw, "GET", "/api/geofences")).body;
+    await page.click(".zone-list button[data-zone-id]");
+    await page.locator(".zone-editor.has-shape").waitFor();
+    const box = await page.locator("#tag-map").boundingBox();
+    if (!box) throw new Error("no map");
+    // Grab the zone by its body (between outline and hole, top left of the view) and drag it.
+    const [x, y] = [box.x + 150, box.y + 150];
+    await page.mouse.move(x, y);
+    await page.mouse.down();
+    await page.mouse.move(x + 40, y + 30, { steps: 8 });
+    await page.mouse.up();
+    await page.click('.zone-editor button[type="submit"]');
+    await page.locator("#new-zone").waitFor();
+    const [after] = (await call(gw, "GET", "/api/geofences")).body;
+    const shift = (ring: number) => {
+      const [[a0, a1], [b0, b1]] = [before.shape.coordinates[ring][0], after.shape.coordinates[ring][0]];
+      return [b0 - a0, b1 - a1];
+    };
+    const [east, north] = shift(0);
+    expect(east).toBeGreaterThan(0); // dragged right
+    expect(north).toBeLessThan(0); // and down
+    // The whole zone moved, hole and all.
+    expect(shift(1)[0]).toBeCloseTo(east as number, 6);
+    expect(shift(1)[1]).toBeCloseTo(north as number, 6);
+    expect(after).toMatchObject({ id: before.id, name: before.name, schedule: before.schedule });
+
+    await page.click(".zone-list button[data-zone-id]");
+    await page.locator(".zone-editor.has-shape").waitFor();
+    await page.getByRole("button", { name: "Delete zone" }).click();
+    await page.locator("#new-zone").waitFor();
+    expect((await call(gw, "GET", "/api/geofences")).body).toEqual([]);
     expect(errors).toEqual([]);
   });
 });
