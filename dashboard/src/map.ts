@@ -1,10 +1,10 @@
 import L from "leaflet";
 import "leaflet/dist/leaflet.css";
 import type {} from "leaflet.markercluster";
-import { api, type DeviceView, type Geofence, type Person, type UiConfig } from "./api.ts";
+import { api, type DeviceView, type Geofence, gatewayNow, type Person, type UiConfig } from "./api.ts";
 import { childView } from "./child.ts";
 import { h, present } from "./dom.ts";
-import { formatAgo, type MessageKey, t } from "./i18n.ts";
+import { currentLocale, formatAgo, type MessageKey, t } from "./i18n.ts";
 import { TrackReplay } from "./replay.ts";
 import type { ZoneEditor } from "./zones.ts";
 
@@ -72,13 +72,38 @@ function drawZone(zone: Geofence, own: boolean): L.Path {
   );
 }
 
+/**
+ * A zone's name just above its top edge, centred: inside, it would cover the tags it guards (the
+ * centre of a zone with a hole is in the hole). Text, never parsed as HTML.
+ */
+function zoneLabel(zone: Geofence, own: boolean): L.Marker {
+  const shape = zone.shape;
+  const top: [number, number] =
+    shape.type === "Circle"
+      ? [shape.center[1] + shape.radiusM / 111_195, shape.center[0]]
+      : (() => {
+          const outer = shape.coordinates[0] ?? [];
+          const lons = outer.map((p) => p[0]);
+          return [Math.max(...outer.map((p) => p[1])), (Math.min(...lons) + Math.max(...lons)) / 2];
+        })();
+  return L.marker(top, {
+    icon: L.divIcon({
+      className: `zone-label${own ? " own" : ""}`,
+      html: h("span", { dataset: { zoneId: zone.id } }, zone.name),
+      iconSize: [0, 0],
+    }),
+    interactive: false,
+    keyboard: false,
+  });
+}
+
 type TagStatus = "alert" | "online" | "offline";
 /** Shape and glyph as well as colour: red and green alone fail one reader in twelve. */
 const GLYPH: Record<TagStatus, string> = { alert: "!", online: "●", offline: "■" };
 
 function tagIcon(tag: DeviceView, status: TagStatus, selected: boolean): L.DivIcon {
   return L.divIcon({
-    className: `tag-marker ${status}${selected ? " selected" : ""}`,
+    className: `tag-marker is-${status}${selected ? " selected" : ""}`,
     html: h("span", { dataset: { deviceId: tag.id } }, GLYPH[status]),
     iconSize: [28, 28],
   });
@@ -92,9 +117,9 @@ function clusterGroup(): L.MarkerClusterGroup {
     iconCreateFunction: (cluster) => {
       const alerting = cluster
         .getAllChildMarkers()
-        .some((m) => m.options.icon?.options.className?.includes("alert"));
+        .some((m) => m.options.icon?.options.className?.includes("is-alert"));
       return L.divIcon({
-        className: `tag-cluster${alerting ? " alert" : ""}`,
+        className: `tag-cluster${alerting ? " is-alert" : ""}`,
         html: h("span", {}, `${alerting ? "! " : ""}${cluster.getChildCount()}`),
         iconSize: [36, 36],
       });
@@ -112,7 +137,10 @@ export class TagMap {
     "aria-label": t("nav.map"),
   });
   private readonly side = h("aside", { class: "map-side" });
+  private readonly legendBox = h("div", { class: "legend-box" });
   private readonly list = h("div", { class: "tag-list-box" });
+  /** The language the fixed parts (legend, replay controls) were last written in. */
+  private writtenIn: string | null = null;
   private readonly child = h("div", { class: "child-box" });
   private readonly zoneBox = h("div", { class: "zone-box" });
   private map: L.Map | undefined;
@@ -138,7 +166,7 @@ export class TagMap {
     this.side.append(
       ...present(
         h("div", { class: "map-hint" }),
-        this.legend(),
+        this.legendBox,
         this.list,
         this.child,
         this.replay.element,
@@ -191,13 +219,8 @@ export class TagMap {
     for (const z of zones) {
       if (z.id === this.editingZone) continue; // the editor draws it
       const own = this.selected !== null && z.deviceIds.includes(this.selected);
-      const layer = drawZone(z, own)
-        .bindTooltip(h("span", { dataset: { zoneId: z.id } }, z.name), {
-          permanent: true,
-          direction: "center",
-          className: `zone-label${own ? " own" : ""}`,
-        })
-        .addTo(this.zones);
+      const layer = drawZone(z, own).addTo(this.zones);
+      zoneLabel(z, own).addTo(this.zones);
       if (this.manages) layer.on("click", () => void this.editZone(z));
     }
     this.tags?.clearLayers();
@@ -231,6 +254,11 @@ export class TagMap {
           interactive: false,
         }).addTo(this.accuracy);
     }
+    if (this.writtenIn !== currentLocale()) {
+      this.writtenIn = currentLocale();
+      this.legendBox.replaceChildren(this.legend());
+      this.replay.relabel();
+    }
     const hint = this.side.querySelector(".map-hint");
     hint?.replaceChildren(...present(!config.tileUrl && h("p", { class: "hint" }, t("map.noTiles"))));
     this.list.replaceChildren(
@@ -250,12 +278,12 @@ export class TagMap {
                 dataset: { deviceId: tag.id },
                 onclick: () => this.select(tag.id),
               },
-              h("span", { class: `glyph ${statusOf(tag)}`, "aria-hidden": "true" }, GLYPH[statusOf(tag)]),
+              h("span", { class: `glyph is-${statusOf(tag)}`, "aria-hidden": "true" }, GLYPH[statusOf(tag)]),
               ` ${tag.id} · ${this.people.get(tag.ownerId)?.name ?? tag.ownerId}`,
               h(
                 "small",
                 {},
-                ` ${tag.state?.battery ?? "?"}% · ${tag.state?.lastSeenAt ? formatAgo(tag.state.lastSeenAt) : t("device.never")}`,
+                ` ${tag.state?.battery ?? "?"}% · ${tag.state?.lastSeenAt ? formatAgo(tag.state.lastSeenAt, gatewayNow()) : t("device.never")}`,
               ),
             ),
           ),
@@ -276,7 +304,7 @@ export class TagMap {
         h(
           "span",
           { class: "legend-item" },
-          h("span", { class: `glyph ${s}`, "aria-hidden": "true" }, GLYPH[s]),
+          h("span", { class: `glyph is-${s}`, "aria-hidden": "true" }, GLYPH[s]),
           ` ${t(`map.status.${s}` as MessageKey)} `,
         ),
       ),

@@ -45,12 +45,32 @@ export class TrackReplay {
   private readonly to = h("input", { type: "datetime-local", id: "track-to" });
   private deviceId: string | null = null;
   private fixes: Located[] = [];
+  /** Whether a track has been loaded for the tag. */
+  private loaded = false;
+
+  private rejected = 0;
 
   constructor(private readonly fit: (bounds: L.LatLngBounds) => void) {
     this.slider.addEventListener("input", () => this.moveTo(Number(this.slider.value)));
+    this.relabel();
+    this.showFor(null);
+  }
+
+  /** Writes the controls' words in the page's language; what was chosen and loaded stays. */
+  relabel(): void {
     const last = (hours: number, key: MessageKey) =>
-      h("button", { type: "button", dataset: { hours }, onclick: () => void this.showLast(hours) }, t(key));
-    this.element.append(
+      h(
+        "button",
+        {
+          type: "button",
+          dataset: { hours },
+          disabled: !this.deviceId,
+          onclick: () => void this.showLast(hours),
+        },
+        t(key),
+      );
+    this.slider.setAttribute("aria-label", t("replay.slider"));
+    this.element.replaceChildren(
       h("h2", {}, t("replay.title")),
       h(
         "div",
@@ -72,6 +92,7 @@ export class TrackReplay {
           {
             type: "button",
             class: "primary",
+            disabled: !this.deviceId,
             onclick: () =>
               void this.load(new Date(this.from.value).getTime(), new Date(this.to.value).getTime()),
           },
@@ -83,7 +104,21 @@ export class TrackReplay {
       this.at,
       this.summary,
     );
-    this.showFor(null);
+    this.describe();
+    this.moveTo(Number(this.slider.value));
+  }
+
+  private describe(): void {
+    this.summary.textContent = !this.deviceId
+      ? t("map.pickTag")
+      : !this.loaded
+        ? ""
+        : [
+            this.fixes.length > 0 ? t("map.trackPoints", { count: this.fixes.length }) : t("replay.none"),
+            this.rejected > 0 && t("replay.rejected", { count: this.rejected }),
+          ]
+            .filter(Boolean)
+            .join(" · ");
   }
 
   /** The tag whose track the buttons load; the old track goes. */
@@ -92,13 +127,14 @@ export class TrackReplay {
     this.deviceId = deviceId;
     this.layer.clearLayers();
     this.fixes = [];
+    this.rejected = 0;
+    this.loaded = false;
     this.slider.disabled = true;
-    this.at.textContent = "";
-    this.summary.textContent = deviceId ? "" : t("map.pickTag");
-    for (const b of this.element.querySelectorAll("button")) b.disabled = !deviceId;
+    this.slider.value = "0";
     const now = gatewayNow();
     this.from.value = localInput(now - 6 * HOUR);
     this.to.value = localInput(now + 60_000);
+    this.relabel();
   }
 
   private showLast(hours: number): Promise<void> {
@@ -136,12 +172,9 @@ export class TrackReplay {
         "track-point rejected",
         `${formatTime(p.ts)} · ${t(`replay.fix.${p.fix}` as MessageKey)}`,
       );
-    this.summary.textContent = [
-      this.fixes.length > 0 ? t("map.trackPoints", { count: this.fixes.length }) : t("replay.none"),
-      rejected.length > 0 && t("replay.rejected", { count: rejected.length }),
-    ]
-      .filter(Boolean)
-      .join(" · ");
+    this.rejected = rejected.length;
+    this.loaded = true;
+    this.describe();
     this.slider.max = String(Math.max(0, this.fixes.length - 1));
     this.slider.disabled = this.fixes.length === 0;
     if (line.length > 0) {

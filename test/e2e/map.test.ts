@@ -1,7 +1,7 @@
 import { mkdirSync } from "node:fs";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchChromium } from "../support/browser.ts";
+import { englishOn, launchChromium } from "../support/browser.ts";
 import { FakeClock } from "../support/fake-clock.ts";
 import {
   call,
@@ -125,7 +125,7 @@ describe("the map in Chromium", { timeout: 120_000 }, () => {
     expect((await call(gw, "GET", "/api/geofences")).body).toEqual([]);
     await page.click(".zone-editor .school-hours");
     await page.click('.zone-editor button[type="submit"]');
-    await page.locator(".zone-label", { hasText: "Special school" }).waitFor();
+    await page.locator(".zone-label span", { hasText: "Special school" }).waitFor();
     const [zone] = (await call(gw, "GET", "/api/geofences")).body;
     expect(zone).toMatchObject({
       name: "Special school 特教学校",
@@ -168,7 +168,7 @@ describe("the map in Chromium", { timeout: 120_000 }, () => {
 
   it("shows where the child is now: fix time and age, source with its accuracy, zone, battery, calls", async () => {
     await page.goto(`${gw.http}/#map`);
-    await page.locator(".tag-marker.alert").waitFor();
+    await page.locator(".tag-marker.is-alert").waitFor();
     await page.click('.tag-list button[data-device-id="tag-child"]');
     const view = page.locator(".child-view");
     await view.waitFor();
@@ -209,6 +209,23 @@ describe("the map in Chromium", { timeout: 120_000 }, () => {
     await page.locator("path.track-point.rejected").hover({ force: true });
     await page.locator(".leaflet-tooltip", { hasText: "rejected: too inaccurate" }).waitFor();
     await page.screenshot({ path: `${ARTIFACTS}/map-replay.png` });
+
+    // In Chinese (chosen, remembered, the page opened again): no English left on the map, the
+    // child's view or the replay.
+    await page.selectOption("#language", "zh-CN");
+    await page.reload();
+    await page.locator(".status.live").waitFor();
+    await page.click('.tag-list button[data-device-id="tag-child"]');
+    await page.getByRole("button", { name: "最近1小时" }).click();
+    await page.locator("#track-summary", { hasText: "个点" }).waitFor();
+    await expect(summary.textContent()).resolves.toBe("4 个点 · 1 个无效定位，以灰色显示");
+    await expect(page.locator(".child-view .source").textContent()).resolves.toBe("卫星定位，误差约 8 米");
+    const people = (await call(gw, "GET", "/api/people")).body as { id: string; name: string }[];
+    const data = [...people.flatMap((p) => [p.name, p.id]), "tag-child", "Special school 特教学校"];
+    expect(await englishOn(page, data)).toEqual([]);
+    await page.screenshot({ path: `${ARTIFACTS}/map-replay-zh.png` });
+    await page.selectOption("#language", "en");
+    await page.locator(".replay h2", { hasText: "Track replay" }).waitFor();
   });
 
   it("moves a zone by dragging it in the editor, and deletes it", async () => {

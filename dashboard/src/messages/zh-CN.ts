@@ -254,7 +254,7 @@ export const zhCN: Record<MessageKey, string> = {
   "replay.custom": "自定义时段",
   "replay.slider": "回放位置",
   "replay.at": "{time} · 第{index}个点，共{count}个",
-  "replay.rejected": "{count}个无效定位，以灰色显示",
+  "replay.rejected": "{count} 个无效定位，以灰色显示",
   "replay.none": "该时段没有定位",
   "replay.fix.null-island": "无效：未搜到卫星（零点坐标）",
   "replay.fix.out-of-range": "无效：坐标超出范围",
