@@ -12,6 +12,19 @@ export class GatewayError extends Error {
   }
 }
 
+/** Ways a drawn safe zone can be wrong, each its own error code (`error.<code>` on the page). */
+export const zoneRefusals = [
+  "zone_too_few_corners",
+  "zone_self_intersecting",
+  "zone_hole_outside",
+  "zone_no_area",
+  "zone_too_many_positions",
+  "zone_schedule_empty",
+  "zone_window_backwards",
+  "zone_no_tags",
+] as const;
+export type ZoneRefusal = (typeof zoneRefusals)[number];
+
 export const Errors = {
   notFound: (what: string, id: string) =>
     new GatewayError("not_found", 404, `${what} '${id}' does not exist`),
@@ -20,6 +33,9 @@ export const Errors = {
   inUse: (what: string, id: string, by: string) =>
     new GatewayError("in_use", 409, `${what} '${id}' is still referenced by ${by}`),
   invalid: (message: string) => new GatewayError("invalid_request", 400, message),
+  /** A safe zone drawn wrong in a way a person can fix: the code says which, for the page to say so. */
+  badZone: (reason: ZoneRefusal, message: string) =>
+    new GatewayError(zoneRefusals.includes(reason) ? reason : "invalid_request", 400, message),
   alertClosed: (id: string, state: string) =>
     new GatewayError("alert_closed", 409, `alert '${id}' is already ${state}`),
   alreadyAccepted: (id: string, by: string) =>

@@ -77,6 +77,8 @@ export interface UiConfig {
   /** The deepest zoom the tiles have; the map zooms further by enlarging them. */
   tileMaxZoom: number;
   center: [number, number];
+  /** The gateway's wall clock (REPORT_TIME_ZONE): a safe zone's hours are set in it. */
+  timeZone: string;
 }
 
 export class ApiError extends Error {
@@ -194,6 +196,12 @@ export const api = {
     request<void>("POST", "/api/push/subscriptions", subscription),
   pushUnsubscribe: (endpoint: string) => request<void>("DELETE", "/api/push/subscriptions", { endpoint }),
   geofences: async () => (await request<Geofence[]>("GET", "/api/geofences")).data,
+  /** Creates a zone (no id: the gateway names it) or replaces the one with the id. */
+  saveGeofence: async ({ id, ...zone }: Omit<Geofence, "id"> & { id?: string }) =>
+    id === undefined
+      ? (await request<Geofence>("POST", "/api/geofences", zone)).data
+      : (await request<Geofence>("PUT", `/api/geofences/${encodeURIComponent(id)}`, zone)).data,
+  removeGeofence: (id: string) => request<void>("DELETE", `/api/geofences/${encodeURIComponent(id)}`),
   track: async (deviceId: string, from: number, to: number) =>
     (
       await request<TrackPoint[]>(

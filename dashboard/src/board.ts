@@ -12,7 +12,7 @@ import {
   gatewayNow,
   type Person,
 } from "./api.ts";
-import { h, present } from "./dom.ts";
+import { h, present, telHref } from "./dom.ts";
 import { errorText, formatAgo, formatList, formatTime, isMessageKey, type MessageKey, t } from "./i18n.ts";
 import { drawMiniMap } from "./map.ts";
 import { careList } from "./people.ts";
@@ -50,7 +50,6 @@ const colour = (a: Alert): string =>
           : "red";
 
 /** `tel:` wants digits and a leading plus only. */
-const telHref = (phone: string) => `tel:${phone.replace(/[^\d+]/g, "")}`;
 /** A map app's search for the address (AMap, which opens the app on a phone that has it). */
 const mapHref = (address: string) => `https://uri.amap.com/search?keyword=${encodeURIComponent(address)}`;
 const roleName = (role: string) => t(`role.${role}` as MessageKey);
@@ -586,6 +585,17 @@ export class AlertBoard {
           h("p", { class: "countdown", dataset: { countdown: "", alertId: id } }),
         this.actions(alert, false),
         opened.late === true && h("p", { class: "warning" }, t("alert.late")),
+        detail.kind === "geofence-exit" &&
+          typeof opened.distanceM === "number" &&
+          h(
+            "p",
+            { class: "zone-exit" },
+            t("alert.zoneExit", {
+              zone: String(opened.geofence ?? opened.geofenceId ?? ""),
+              distance: opened.distanceM,
+              age: typeof opened.fixAt === "number" ? formatAgo(opened.fixAt, gatewayNow()) : "?",
+            }),
+          ),
         subject?.address &&
           h(
             "p",

@@ -30,3 +30,6 @@ export function present(...children: Child[]): (Node | string)[] {
     c === null || c === undefined || c === false ? [] : [c instanceof Node ? c : String(c)],
   );
 }
+
+/** A phone number as a `tel:` link: spaces and dashes dropped. */
+export const telHref = (phone: string) => `tel:${phone.replace(/[^\d+]/g, "")}`;

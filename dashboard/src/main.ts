@@ -187,7 +187,7 @@ async function boot(session: SessionInfo): Promise<void> {
         .filter((a) => a.state === "open" || a.state === "accepted")
         .map((a) => a.deviceId),
     );
-  const tagMap = new TagMap(people, alerting);
+  const tagMap = new TagMap(people, alerting, manages);
   const devices = new DeviceList(people, manages);
   const contacts = new ContactsView(session, people);
   const peopleView = new PeopleView(session, people);

@@ -13,11 +13,13 @@ export const dashboardDist = fileURLToPath(new URL("../../dashboard/dist", impor
  * Serves the built dashboard at `/`, and the settings it reads at start. Compression is
  * registered here, inside this plugin, so it covers the page's files and never the live stream.
  */
-export const dashboardRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ui }) => {
+export const dashboardRoutes: FastifyPluginAsync<ApiDeps> = async (app, { ui, reportTimeZone }) => {
   await app.register(fastifyCompress, { encodings: ["br", "gzip"] });
   app.get("/api/ui-config", { config: { roles: everyone }, schema: { tags: ["operations"] } }, async () => ({
     ...ui,
     center: [29.6525, 91.1321],
+    // The wall clock a safe zone's hours are drawn in (school hours are local time).
+    timeZone: reportTimeZone,
   }));
   if (existsSync(`${dashboardDist}/index.html`)) {
     await app.register(fastifyStatic, {

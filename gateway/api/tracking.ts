@@ -1,10 +1,10 @@
-import type { FastifyPluginAsync } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { mustSee, newRecordId, sees, type Viewer } from "../auth/index.ts";
 import { Errors } from "../errors.ts";
 import type { Geofence } from "../rules/geofence.ts";
-import { geofenceShapeSchema, scheduleSchema } from "../rules/geofence.ts";
+import { geofenceShapeSchema, scheduleSchema, zoneRefusalOf } from "../rules/geofence.ts";
 import { everyone, managers, viewerOf } from "./access.ts";
 import type { ApiDeps } from "./index.ts";
 import * as s from "./schemas.ts";
@@ -17,6 +17,21 @@ const geofenceInput = z.object({
   deviceIds: z.array(s.id).min(1, "a safe zone must be for at least one tag").max(1000),
 });
 const geofence = geofenceInput.extend({ id: s.id }).required();
+
+/**
+ * Runs before the body's schema: a zone drawn wrong in a way a person can fix is refused with its
+ * own code (the page says "the outline crosses itself", not "invalid request"). Anything else is
+ * left to the schema's refusal.
+ */
+const refuseBadZone = (schema: z.ZodType) => async (req: FastifyRequest) => {
+  const parsed = schema.safeParse(req.body);
+  if (parsed.success) return;
+  const refusal = zoneRefusalOf(parsed.error.issues);
+  if (refusal) {
+    const { reason, issue } = refusal;
+    throw Errors.badZone(reason, `body.${issue.path.join(".")}: ${issue.message}`);
+  }
+};
 
 const time = z.union([
   z.coerce.number().int(),
@@ -155,6 +170,7 @@ export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
     "/api/geofences",
     {
       config: { roles: managers },
+      preValidation: refuseBadZone(geofenceInput),
       schema: { tags: ["geofences"], body: geofenceInput, response: { 201: geofence } },
     },
     async (req, reply) => {
@@ -190,6 +206,7 @@ export const trackingRoutes: FastifyPluginAsync<ApiDeps> = async (
     "/api/geofences/:id",
     {
       config: { roles: managers },
+      preValidation: refuseBadZone(geofenceInput.omit({ id: true })),
       schema: {
         tags: ["geofences"],
         params: z.object({ id: s.id }),

@@ -32,7 +32,8 @@ export interface AlertSummary {
     online: boolean;
     position: { lat: number; lon: number; accuracyM: number; at: string; ageSec: number } | null | undefined;
   } | null;
-  zone: { id: unknown; name: unknown; distanceM: unknown } | null;
+  /** For a geofence exit: the zone, metres beyond its edge, and how old the fix that said so is. */
+  zone: { id: unknown; name: unknown; distanceM: unknown; fixAgeSec: number | null } | null;
   notified: Named[];
   acceptedBy: Named | null;
   link: string | null;
@@ -98,7 +99,15 @@ export async function summarize(
         : null,
       zone:
         alert.kind === "geofence-exit" && opened
-          ? { id: opened.data.geofenceId, name: opened.data.geofence, distanceM: opened.data.distanceM }
+          ? {
+              id: opened.data.geofenceId,
+              name: opened.data.geofence,
+              distanceM: opened.data.distanceM,
+              fixAgeSec:
+                typeof opened.data.fixAt === "number"
+                  ? Math.max(0, Math.round((clock.now() - opened.data.fixAt) / 1000))
+                  : null,
+            }
           : null,
       notified: await Promise.all(alert.notified.map(nameOf)),
       acceptedBy: alert.acceptedBy ? await nameOf(alert.acceptedBy) : null,
@@ -124,6 +133,8 @@ interface Wording {
   level: (n: number) => string;
   accept: string;
   paged: (name: string, kind: string, address: string, level: string) => string;
+  /** Which zone, how far out, how old the fix: "离开「学校」约 120 米，定位于 2 分钟前". */
+  zone: (name: string, distanceM: number, ageMin: number | null) => string;
   followUps: Record<FollowUpEvent, (name: string, kind: string, by: string) => string>;
 }
 
@@ -140,6 +151,8 @@ const wordings: Record<string, Wording> = {
     level: (n) => (n === 0 ? "兜底通知" : `第${n}级`),
     accept: "点此接单",
     paged: (name, kind, address, level) => `${name}${kind}（${level}）${address ? `，地址：${address}` : ""}`,
+    zone: (name, distanceM, ageMin) =>
+      `，离开「${name}」约 ${distanceM} 米${ageMin === null ? "" : `，定位于 ${ageMin} 分钟前`}`,
     followUps: {
       accepted: (name, kind, by) => `${name}的${kind}已由${by}接单`,
       resolved: (name, kind) => `${name}的${kind}已处理完毕`,
@@ -163,6 +176,8 @@ const wordings: Record<string, Wording> = {
     level: (n) => (n === 0 ? "catch-all" : `level ${n}`),
     accept: "Accept",
     paged: (name, kind, address, level) => `${name}: ${kind} (${level})${address ? `, ${address}` : ""}`,
+    zone: (name, distanceM, ageMin) =>
+      `, ${distanceM} m outside ${name}${ageMin === null ? "" : `, fix ${ageMin} min old`}`,
     followUps: {
       accepted: (name, kind, by) => `${name}'s ${kind} was accepted by ${by}`,
       resolved: (name, kind) => `${name}'s ${kind} is resolved`,
@@ -190,9 +205,14 @@ export function compose(about: AlertSummary, locale: string): Message {
   const kind = w.kinds[about.kind];
   const address = about.subject?.address ?? "";
   const level = w.level(about.level);
+  const zone = about.zone;
+  const where =
+    zone && typeof zone.name === "string" && typeof zone.distanceM === "number"
+      ? w.zone(zone.name, zone.distanceM, zone.fixAgeSec === null ? null : Math.round(zone.fixAgeSec / 60))
+      : "";
   const status =
     about.event === "paged"
-      ? w.paged(name, kind, address, level)
+      ? w.paged(name, kind, address, level) + where
       : w.followUps[about.event](name, kind, about.acceptedBy?.name ?? "");
   return {
     title: `${kind} · ${name}`,

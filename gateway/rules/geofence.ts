@@ -1,11 +1,16 @@
 import { z } from "zod";
+import type { ZoneRefusal } from "../errors.ts";
 import {
   findSelfIntersection,
   type LonLat,
   ringAreaM2,
-  signedDistanceToCircleM,
+  signedDistanceM,
   signedDistanceToPolygonM,
 } from "./geometry.ts";
+import { isInForce } from "./schedule.ts";
+
+// Pure and free of zod, so the page measures a tag against its zone the same way.
+export { isInForce, signedDistanceM };
 
 const lon = z
   .number()
@@ -41,6 +46,7 @@ const rings = z
     if (positions > MAX_POLYGON_POSITIONS) {
       ctx.addIssue({
         code: "custom",
+        params: { reason: "zone_too_many_positions" },
         message: `a polygon may have at most ${MAX_POLYGON_POSITIONS} positions (it has ${positions})`,
       });
       return;
@@ -51,17 +57,22 @@ const rings = z
       // A hole outside the zone would carve nothing out, and says the zone is not what was meant.
       // It may touch the outer ring (GeoJSON allows it): within a metre counts as on it.
       if (k > 0 && r.some((p) => signedDistanceToPolygonM(p as LonLat, [outer]) > HOLE_TOUCH_M)) {
-        ctx.addIssue({ code: "custom", path: [k], message: "a hole must lie inside the outer ring" });
+        ctx.addIssue({
+          code: "custom",
+          path: [k],
+          params: { reason: "zone_hole_outside" },
+          message: "a hole must lie inside the outer ring",
+        });
         return;
       }
       const crossing = findSelfIntersection(r as LonLat[]);
       if (crossing) {
         const message = `the ring crosses itself (edges ${crossing[0]} and ${crossing[1]})`;
-        ctx.addIssue({ code: "custom", path: [k], message });
+        ctx.addIssue({ code: "custom", path: [k], params: { reason: "zone_self_intersecting" }, message });
       } else if (!(ringAreaM2(r as LonLat[]) >= 1)) {
         // Positions on one line (or all the same) enclose nothing: every fix would be outside.
         const message = "the ring encloses no area (its positions are on one line)";
-        ctx.addIssue({ code: "custom", path: [k], message });
+        ctx.addIssue({ code: "custom", path: [k], params: { reason: "zone_no_area" }, message });
       }
     });
   });
@@ -102,12 +113,38 @@ export const scheduleSchema = z.strictObject({
           from: clock,
           to: endClock,
         })
-        .refine((w) => w.from < w.to, "a window must end after it starts"),
+        .refine((w) => w.from < w.to, {
+          message: "a window must end after it starts",
+          params: { reason: "zone_window_backwards" },
+        }),
     )
     .min(1)
     .max(28, "at most 28 windows (four a day)"),
 });
 export type Schedule = z.infer<typeof scheduleSchema>;
+
+type Issue = { code: string; path: PropertyKey[]; message: string; params?: Record<string, unknown> };
+
+/** The first refusal of a zone's input that has its own error code, with the issue it stems from. */
+export function zoneRefusalOf(issues: readonly Issue[]): { reason: ZoneRefusal; issue: Issue } | undefined {
+  for (const issue of issues) {
+    const at = issue.path.map(String);
+    const reason =
+      typeof issue.params?.reason === "string"
+        ? (issue.params.reason as ZoneRefusal)
+        : issue.code !== "too_small"
+          ? undefined
+          : at.includes("coordinates")
+            ? "zone_too_few_corners"
+            : at[0] === "schedule"
+              ? "zone_schedule_empty"
+              : at[0] === "deviceIds"
+                ? "zone_no_tags"
+                : undefined;
+    if (reason) return { reason, issue };
+  }
+  return undefined;
+}
 
 export interface Geofence {
   id: string;
@@ -117,35 +154,6 @@ export interface Geofence {
   schedule: Schedule | null;
   /** The tags this zone is for (one tag, or a group). */
   deviceIds: string[];
-}
-
-export function signedDistanceM(shape: GeofenceShape, point: LonLat): number {
-  return shape.type === "Circle"
-    ? signedDistanceToCircleM(point, shape.center, shape.radiusM)
-    : signedDistanceToPolygonM(point, shape.coordinates as LonLat[][]);
-}
-
-const weekdayNumber: Record<string, number> = { Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6, Sun: 7 };
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-/** Whether the schedule is in force at `ts`, in the schedule's own time zone. */
-export function isInForce(schedule: Schedule | null, ts: number): boolean {
-  if (!schedule) return true;
-  let format = formatters.get(schedule.timeZone);
-  if (!format) {
-    format = new Intl.DateTimeFormat("en-GB", {
-      timeZone: schedule.timeZone,
-      weekday: "short",
-      hour: "2-digit",
-      minute: "2-digit",
-      hourCycle: "h23",
-    });
-    formatters.set(schedule.timeZone, format);
-  }
-  const parts = Object.fromEntries(format.formatToParts(ts).map((p) => [p.type, p.value]));
-  const day = weekdayNumber[parts.weekday ?? ""] ?? 0;
-  const time = `${parts.hour}:${parts.minute}`;
-  return schedule.windows.some((w) => w.days.includes(day) && w.from <= time && time < w.to);
 }
 
 export interface ZoneRules {

@@ -1,5 +1,7 @@
 /** Geodesy for safe zones: small areas (a school, a compound), so a local flat projection is exact enough. */
 
+import type { GeofenceShape } from "./geofence.ts";
+
 export type LonLat = [lon: number, lat: number];
 
 const EARTH_RADIUS_M = 6_371_008.8;
@@ -67,6 +69,13 @@ export function signedDistanceToPolygonM(point: LonLat, rings: LonLat[][]): numb
 
 export function signedDistanceToCircleM(point: LonLat, center: LonLat, radiusM: number): number {
   return haversineM(point, center) - radiusM;
+}
+
+/** Metres from a zone's edge: negative inside, positive outside (a point in a hole is outside). */
+export function signedDistanceM(shape: GeofenceShape, point: LonLat): number {
+  return shape.type === "Circle"
+    ? signedDistanceToCircleM(point, shape.center, shape.radiusM)
+    : signedDistanceToPolygonM(point, shape.coordinates as LonLat[][]);
 }
 
 type Point = [number, number];

@@ -227,7 +227,10 @@ export class Tracker {
         data: {
           geofenceId: fence.id,
           geofence: fence.name,
+          // Metres beyond the zone's edge, and the fix that said so: a responder judges an old one.
           distanceM: Math.round(judged.distanceM ?? 0),
+          fixAt: fix.ts,
+          accuracyM: fix.accuracy,
           recentFixes: [...recent], // a copy: the list moves on with the next fix
         },
       });

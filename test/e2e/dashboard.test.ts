@@ -199,7 +199,7 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
       log: () => {},
     });
     try {
-      await page.locator("path.tag-marker.alert").waitFor({ timeout: 10_000 });
+      await page.locator(".tag-marker.is-alert").waitFor({ timeout: 10_000 });
       await page.screenshot({ path: `${ARTIFACTS}/dashboard-map-geofence-exit.png` });
       await page.goto(`${gw.http}/#alerts`);
       await page.locator('li.alert.red[data-kind="geofence-exit"]', { hasText: "tag-child" }).waitFor();
@@ -327,10 +327,12 @@ describe("dashboard in Chromium", { timeout: 45_000 }, () => {
     await expect(page.locator("dialog.detail").textContent()).resolves.toContain("outcome");
     await page.locator("dialog.detail").getByRole("button", { name: "Close" }).click();
     await page.goto(`${gw.http}/#map`);
-    await page.locator("path.tag-marker").waitFor();
-    await page.locator("path.tag-marker").hover({ force: true });
+    await page.locator(".tag-marker").waitFor();
+    await page.locator(".tag-marker").hover({ force: true });
     await page.locator(".leaflet-tooltip").waitFor();
     await expect(page.locator(".leaflet-tooltip").textContent()).resolves.toContain("<script>");
+    // The zone's label, always shown, as text too.
+    await expect(page.locator(".zone-label").textContent()).resolves.toContain("<img");
     await page.mouse.move(0, 0);
     await page
       .locator("path.leaflet-interactive")

@@ -126,6 +126,152 @@ describe("locator tags", () => {
     });
   });
 
+  it("alarms for a tag out of its own zone though it stands in another tag's, naming zone, distance and fix", async () => {
+    await registerDevice(gw, "tag-sibling", "dondrub", "locator-tag");
+    const home = { ...zone, id: "home", name: "家 Home", deviceIds: ["tag-sibling"] };
+    home.shape = { ...zone.shape, center: [north(600).lon, north(600).lat] };
+    expect((await call(gw, "POST", "/api/geofences", zone)).status).toBe(201);
+    expect((await call(gw, "POST", "/api/geofences", home)).status).toBe(201);
+    await at(0);
+    for (let i = 0; i < 3; i++) {
+      await clock.advance(30_000);
+      await at(600); // the middle of the sibling's zone: 400 m beyond the edge of its own
+    }
+    const [exit] = await waitFor(async () => {
+      const a = await alerts();
+      return a.length > 0 && a;
+    });
+    const opened = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body.events[0].data;
+    expect(opened).toMatchObject({ geofenceId: "school", fixAt: clock.now(), accuracyM: 10 });
+    expect(opened.distanceM).toBeGreaterThan(395);
+    expect(opened.distanceM).toBeLessThan(405);
+    await clock.advance(90_000);
+    const paged = await waitFor(() => hooks.received.find((h) => h.path === "/pema"));
+    const { zone: said } = paged.json as { zone: { fixAgeSec: number } };
+    expect(said).toMatchObject({ id: "school", name: zone.name, distanceM: opened.distanceM });
+    expect(said.fixAgeSec).toBeGreaterThanOrEqual(0);
+  });
+
+  it("honours a school-hours schedule and a hole: outside the window or in the hole as the rules say", async () => {
+    // Monday 2026-11-30, 10:00 in Lhasa (Beijing time): school hours.
+    clock.jump(Date.parse("2026-11-30T02:00:00Z") - clock.now());
+    const ring = (m: number) => {
+      const [s, n] = [north(-m).lat, north(m).lat];
+      const dLon = m / (111_195 * Math.cos((SCHOOL.lat * Math.PI) / 180));
+      const [w, e] = [SCHOOL.lon - dLon, SCHOOL.lon + dLon];
+      return [
+        [w, s],
+        [e, s],
+        [e, n],
+        [w, n],
+        [w, s],
+      ];
+    };
+    const schoolHours = {
+      timeZone: "Asia/Shanghai",
+      windows: [{ days: [1, 2, 3, 4, 5], from: "08:00", to: "16:30" }],
+    };
+    // A 800 m square with a 200 m pond in the middle the children must not be near.
+    const shape = { type: "Polygon", coordinates: [ring(400), ring(100)] };
+    expect((await call(gw, "POST", "/api/geofences", { ...zone, shape, schedule: schoolHours })).status).toBe(
+      201,
+    );
+    await at(250);
+    for (let i = 0; i < 3; i++) {
+      await clock.advance(30_000);
+      await at(0); // in the pond
+    }
+    const [exit] = await waitFor(async () => {
+      const a = await alerts("?state=open");
+      return a.length > 0 && a;
+    });
+    const opened = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body.events[0].data;
+    expect(opened.distanceM).toBeCloseTo(100, -1);
+    for (let i = 0; i < 2; i++) {
+      await clock.advance(30_000);
+      await at(250);
+    }
+    await waitFor(async () => (await alerts("?state=resolved")).length === 1);
+    // 17:00, after school: the pond and the whole town are out of the zone's hours.
+    clock.jump(7 * 3600_000);
+    for (let i = 0; i < 4; i++) {
+      await clock.advance(30_000);
+      await at(2_000);
+    }
+    await clock.advance(5_000);
+    expect(await alerts("?state=open")).toEqual([]);
+  });
+
+  it.each([
+    [
+      "zone_self_intersecting",
+      {
+        type: "Polygon",
+        coordinates: [
+          [
+            [91, 29],
+            [91.01, 29.01],
+            [91.01, 29],
+            [91, 29.01],
+            [91, 29],
+          ],
+        ],
+      },
+      null,
+    ],
+    [
+      "zone_too_few_corners",
+      {
+        type: "Polygon",
+        coordinates: [
+          [
+            [91, 29],
+            [91.01, 29.01],
+            [91, 29],
+          ],
+        ],
+      },
+      null,
+    ],
+    [
+      "zone_hole_outside",
+      {
+        type: "Polygon",
+        coordinates: [
+          [
+            [91.13, 29.65],
+            [91.14, 29.65],
+            [91.14, 29.66],
+            [91.13, 29.65],
+          ],
+          [
+            [91.2, 29.7],
+            [91.21, 29.7],
+            [91.21, 29.71],
+            [91.2, 29.7],
+          ],
+        ],
+      },
+      null,
+    ],
+    ["zone_schedule_empty", zone.shape, { timeZone: "Asia/Shanghai", windows: [] }],
+    [
+      "zone_schedule_empty",
+      zone.shape,
+      { timeZone: "Asia/Shanghai", windows: [{ days: [], from: "08:00", to: "16:30" }] },
+    ],
+  ])("refuses a zone a person drew wrong with its own error code: %s", async (code, shape, schedule) => {
+    const res = await call(gw, "POST", "/api/geofences", { ...zone, shape, schedule });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe(code);
+    expect(res.body.error.message).toMatch(/^body\.(shape|schedule)/);
+    // An existing zone is not changed by a refused edit either.
+    expect((await call(gw, "POST", "/api/geofences", zone)).status).toBe(201);
+    const edit = await call(gw, "PUT", "/api/geofences/school", { ...zone, id: undefined, shape, schedule });
+    expect(edit.body.error.code).toBe(code);
+    expect((await call(gw, "GET", "/api/geofences")).body).toEqual([{ ...zone, schedule: null }]);
+  });
+
   it("opens an SOS with the last position, and one without a fix marks it unknown", async () => {
     await tag.event("sos");
     const [first] = await waitFor(async () => (await alerts()).length === 1 && alerts());

@@ -289,6 +289,43 @@ describe("convex polygons", () => {
   );
 });
 
+describe("polygons with a hole", () => {
+  it(
+    "count a point in the hole as outside, as far out as the hole's edge; the band around it inside",
+    () => {
+      const input = fc.record({
+        site,
+        angles: convexAngles(3, 24).filter(surroundsCentre),
+        scale: fc.double({ min: 0.3, max: 0.8, noNaN: true }),
+        pick: fc.nat(),
+      });
+      checkProperty("geofence/polygon-hole", input, ({ site: { center, radiusM }, angles, scale, pick }) => {
+        const outer = polygon(angles.map((a) => vertexAt(center, radiusM, a))) as { coordinates: LonLat[][] };
+        // The same outline shrunk around the centre, the other way round: a hole well inside.
+        const hole = angles.map((a) => vertexAt(center, radiusM * scale, a)).reverse();
+        const shape: GeofenceShape = {
+          type: "Polygon",
+          coordinates: [...outer.coordinates, [...hole, hole[0] as LonLat]],
+        };
+        expect(geofenceShapeSchema.safeParse(shape)).toMatchObject({ success: true });
+
+        const toOuterEdge = -signedDistanceM(outer as GeofenceShape, center);
+        expect(toOuterEdge).toBeGreaterThan(0);
+        const inHole = signedDistanceM(shape, center);
+        expect(inHole).toBeCloseTo(scale * toOuterEdge, 3);
+        expect(judgeFix(newZoneTrack(), { shape, schedule: null }, fixAt(center), eager(0)).change).toBe(
+          "exit",
+        );
+
+        // Halfway between the hole's corner and the outline's, on the ray from the centre: inside.
+        const a = angles[pick % angles.length] as number;
+        expect(signedDistanceM(shape, vertexAt(center, (radiusM * (1 + scale)) / 2, a))).toBeLessThan(0);
+      });
+    },
+    propertyTimeoutMs(),
+  );
+});
+
 describe("self-intersecting polygons", () => {
   it(
     "are refused, naming two edges that really cross",

@@ -1,4 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { en } from "../../dashboard/src/messages/en.ts";
+import { zhCN } from "../../dashboard/src/messages/zh-CN.ts";
+import { Errors, zoneRefusals } from "../../gateway/errors.ts";
+import { type AlertSummary, compose } from "../../gateway/notify/messages.ts";
 import {
   type Fix,
   type GeofenceShape,
@@ -9,6 +13,7 @@ import {
   signedDistanceM,
   type ZoneRules,
   type ZoneTrack,
+  zoneRefusalOf,
 } from "../../gateway/rules/geofence.ts";
 import { haversineM } from "../../gateway/rules/geometry.ts";
 
@@ -99,6 +104,34 @@ describe("geofence input", () => {
     ]);
     expect(issues({ type: "Hexagon" })).toHaveLength(1);
   });
+  it("names what a person drew wrong by a code the page translates", () => {
+    const reason = (shape: unknown) =>
+      zoneRefusalOf(geofenceShapeSchema.safeParse(shape).error?.issues ?? [])?.reason;
+    const bowtie = [at(-100, -100), at(100, 100), at(100, -100), at(-100, 100), at(-100, -100)];
+    expect(reason({ type: "Polygon", coordinates: [bowtie] })).toBe("zone_self_intersecting");
+    expect(reason({ type: "Polygon", coordinates: [[at(0, 0), at(10, 0), at(0, 0)]] })).toBe(
+      "zone_too_few_corners",
+    );
+    const line = [at(0, 0), at(10, 0), at(20, 0), at(0, 0)];
+    expect(reason({ type: "Polygon", coordinates: [line] })).toBe("zone_no_area");
+    const far = [at(500, 500), at(520, 500), at(520, 520), at(500, 500)];
+    expect(
+      reason({
+        type: "Polygon",
+        coordinates: [...(square(100) as { coordinates: [number, number][][] }).coordinates, far],
+      }),
+    ).toBe("zone_hole_outside");
+    // A mistyped coordinate is no drawing mistake: the schema's own refusal says what it is.
+    expect(reason({ type: "Circle", center: [191, 29], radiusM: 100 })).toBeUndefined();
+    expect(reason(ell)).toBeUndefined();
+  });
+  it("has each refusal's code said on the page in Chinese and English", () => {
+    for (const reason of zoneRefusals) {
+      const key = `error.${Errors.badZone(reason, "").code}` as keyof typeof en;
+      expect(en[key], reason).toBeTruthy();
+      expect(zhCN[key], reason).toBeTruthy();
+    }
+  });
   it("accepts a concave polygon and a circle", () => {
     expect(issues(ell)).toEqual([]);
     expect(issues({ type: "Circle", center: C, radiusM: 300 })).toEqual([]);
@@ -117,6 +150,48 @@ describe("school hours", () => {
     expect(isInForce(school, Date.UTC(2026, 10, 25, 9, 0))).toBe(false); // 17:00
     expect(isInForce(school, Date.UTC(2026, 10, 28, 2, 0))).toBe(false); // Saturday 10:00
     expect(isInForce(null, 0)).toBe(true);
+  });
+  it("ends school hours at 16:30 sharp, and a window may run to 24:00", () => {
+    const schoolDay = {
+      timeZone: "Asia/Shanghai",
+      windows: [{ days: [1, 2, 3, 4, 5], from: "08:00", to: "16:30" }],
+    };
+    expect(isInForce(schoolDay, Date.UTC(2026, 10, 25, 8, 29))).toBe(true); // 16:29
+    expect(isInForce(schoolDay, Date.UTC(2026, 10, 25, 8, 30))).toBe(false); // 16:30
+    const evenings = { timeZone: "Asia/Shanghai", windows: [{ days: [3], from: "20:00", to: "24:00" }] };
+    expect(isInForce(evenings, Date.UTC(2026, 10, 25, 15, 59))).toBe(true); // Wednesday 23:59
+    expect(isInForce(evenings, Date.UTC(2026, 10, 25, 16, 0))).toBe(false); // Thursday 00:00
+  });
+});
+
+describe("a geofence alert's words", () => {
+  const about = (fixAgeSec: number | null): AlertSummary => ({
+    event: "paged",
+    alertId: "a-1",
+    kind: "geofence-exit",
+    state: "open",
+    level: 1,
+    openedAt: new Date(0).toISOString(),
+    presses: 1,
+    deviceId: "tag-1",
+    unreached: false,
+    exhausted: false,
+    outcome: null,
+    subject: { id: "c-1", name: "卓玛", address: null, phone: null },
+    device: null,
+    zone: { id: "school", name: "特教学校", distanceM: 120, fixAgeSec },
+    notified: [],
+    acceptedBy: null,
+    link: null,
+  });
+  it("say which zone, how far outside and how old the fix is, in Chinese and English", () => {
+    expect(compose(about(130), "zh-CN").text).toBe(
+      "卓玛离开安全区（第1级），离开「特教学校」约 120 米，定位于 2 分钟前",
+    );
+    expect(compose(about(130), "en").text).toBe(
+      "卓玛: left safe zone (level 1), 120 m outside 特教学校, fix 2 min old",
+    );
+    expect(compose(about(null), "en").text).toBe("卓玛: left safe zone (level 1), 120 m outside 特教学校");
   });
 });
 
