@@ -1,8 +1,6 @@
-import { AccountsView } from "./accounts.ts";
 import { Alarm, notificationsButton, notifySystem, registerWorker, unlockAudio } from "./alarm.ts";
 import { ApiError, api, type Person, type SessionInfo, whenSignedOut } from "./api.ts";
 import { AlertBoard } from "./board.ts";
-import { ContactsView } from "./contacts.ts";
 import { DeviceList } from "./devices.ts";
 import { h, present } from "./dom.ts";
 import {
@@ -17,11 +15,37 @@ import {
 } from "./i18n.ts";
 import { configureMaps, TagMap } from "./map.ts";
 import { PeopleView } from "./people.ts";
-import { ReportsView } from "./reports.ts";
 import { AlertFeed, type StreamStatus } from "./stream.ts";
 import "./style.css";
 
 type View = "alerts" | "map" | "devices" | "contacts" | "people" | "accounts" | "reports";
+interface ViewPart {
+  readonly element: HTMLElement;
+  show(): Promise<void>;
+}
+
+/** A view whose code is fetched the first time it is shown; a failed fetch is tried again at the next. */
+function lazyView(load: () => Promise<ViewPart>): ViewPart {
+  const element = h("div", { class: "lazy-view" });
+  let view: Promise<ViewPart | undefined> | undefined;
+  return {
+    element,
+    async show() {
+      view ??= load().then(
+        (loaded) => {
+          element.replaceChildren(loaded.element);
+          return loaded;
+        },
+        () => {
+          view = undefined;
+          return undefined;
+        },
+      );
+      await (await view)?.show();
+    },
+  };
+}
+
 const root = document.getElementById("app") as HTMLElement;
 /** Redraws whatever is on screen in the language just chosen. */
 let redraw: () => void = () => undefined;
@@ -189,10 +213,11 @@ async function boot(session: SessionInfo): Promise<void> {
     );
   const tagMap = new TagMap(people, alerting, manages);
   const devices = new DeviceList(people, manages);
-  const contacts = new ContactsView(session, people);
+  // Views fewer people open load their code when first shown: the first load stays small.
+  const contacts = lazyView(async () => new (await import("./contacts.ts")).ContactsView(session, people));
   const peopleView = new PeopleView(session, people);
-  const accounts = new AccountsView(session, people);
-  const reports = new ReportsView();
+  const accounts = lazyView(async () => new (await import("./accounts.ts")).AccountsView(session, people));
+  const reports = lazyView(async () => new (await import("./reports.ts")).ReportsView());
 
   board.load(initial.alerts);
   // A notification's link (?alert=id) opens that alert.

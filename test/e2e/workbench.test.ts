@@ -458,6 +458,8 @@ describe("the responder's workbench in Chromium", { timeout: 90_000 }, () => {
     await page.locator("li.alert").waitFor();
     await expect(page.locator("li.alert button.primary").count()).resolves.toBe(0);
     await page.locator("#sign-out").click();
+    // Signed out for good before the next sign-in: a late answer would clear the new session's cookie.
+    await page.locator("form.signin").waitFor();
     // Family: accepts, but registers no devices.
     await open("pema", "/#devices");
     await page.locator("td", { hasText: "btn-roles" }).waitFor();
