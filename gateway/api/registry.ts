@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
+import { alertKinds } from "../alerts/model.ts";
 import { mustBeInArea, mustSee, newRecordId, sees, type Viewer } from "../auth/index.ts";
 import { newDeviceSecret } from "../broker/secrets.ts";
 import { Errors } from "../errors.ts";
@@ -461,7 +462,10 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
     async (req) => {
       const viewer = viewerOf(req);
       const device = await visibleDevice(viewer, req.params.id);
-      await visiblePerson(viewer, req.body.ownerId);
+      await personWithRole(viewer, req.body.ownerId, "resident");
+      // A press of the new owner would join the old owner's alert, and page the old owner's people.
+      const active = await store.alerts.findActive(device.id, alertKinds);
+      if (active) throw Errors.inUse("device", device.id, `the active alert '${active.id}': close it first`);
       await registry.setDeviceOwner(device.id, req.body.ownerId);
       await auth.audit(actor(viewer), "device.owner", device.id, {
         from: device.ownerId,

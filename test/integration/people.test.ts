@@ -2,6 +2,7 @@ import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   call,
+  connectDevice,
   PEOPLE_PASSWORD,
   registerDevice,
   type SessionCreds,
@@ -196,6 +197,7 @@ describe("people and care", () => {
     for (const [body, status] of [
       [{ ownerId: "norbu" }, 404],
       [{ ownerId: "nobody" }, 404],
+      [{ ownerId: "dr-tsering" }, 400],
       [{ ownerId: drolma.id, kind: "call-button" }, 400],
       [{}, 400],
     ] as const) {
@@ -217,6 +219,24 @@ describe("people and care", () => {
       target: "tag-handed",
       detail: { from: "dondrub" },
     });
+  });
+
+  it("keeps a device with its owner while an alert about it is active: the new owner's press must not join it", async () => {
+    const drolma = (await call(gw, "GET", "/api/people?role=resident", undefined, as.staff)).body.find(
+      (p: { category: string | null }) => p.category === "child",
+    );
+    const button = await connectDevice(gw, await registerDevice(gw, "btn-handed", "dondrub"));
+    await button.event("press");
+    const { alertId } = await button.waitForCommand("received");
+    const refused = await call(gw, "PATCH", "/api/devices/btn-handed", { ownerId: drolma.id }, as.staff);
+    expect(refused).toMatchObject({ status: 409, body: { error: { code: "in_use" } } });
+    expect(refused.body.error.message).toContain(alertId);
+    expect((await call(gw, "GET", "/api/devices/btn-handed")).body.ownerId).toBe("dondrub");
+
+    expect((await call(gw, "POST", `/api/alerts/${alertId}/cancel`, {}, as.staff)).status).toBe(200);
+    const moved = await call(gw, "PATCH", "/api/devices/btn-handed", { ownerId: drolma.id }, as.staff);
+    expect(moved.body).toMatchObject({ ownerId: drolma.id });
+    await button.close();
   });
 
   it("filters the access log by time, and refuses a time that is not one", async () => {
