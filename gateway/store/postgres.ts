@@ -90,7 +90,12 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     // The server flushes at each commit; there is no group commit of ours to count.
     flushCounts: () => ({ flushes: 0, writes: 0 }),
     ping: async () => {
-      await pool.query("SELECT 1");
+      // A standby after a failover, or a server set read-only, answers reads and refuses every write.
+      const { rows } = await pool.query(
+        "SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') = 'on' AS read_only",
+      );
+      if (rows[0]?.standby || rows[0]?.read_only)
+        throw Object.assign(new Error("PostgreSQL is read-only: writes would fail"), { code: "25006" });
     },
     close: () => {
       closed ??= closePool(pool);

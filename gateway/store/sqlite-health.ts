@@ -20,8 +20,11 @@ const STORAGE_FAILURE =
 /** The code of a storage failure, or undefined for any other error. */
 export function storageFailure(err: unknown): string | undefined {
   const code = (err as { code?: unknown }).code;
-  return typeof code === "string" && STORAGE_FAILURE.test(code) ? code : undefined;
+  if (typeof code === "string") return STORAGE_FAILURE.test(code) ? code : undefined;
+  // node-postgres names a connection it could not make or lost in words only.
+  return LOST_CONNECTION.test((err as { message?: unknown }).message as string) ? "08006" : undefined;
 }
+const LOST_CONNECTION = /^(timeout exceeded when trying to connect|Connection terminated)/;
 
 /** Caps the database (max_page_count, per connection): a write needing more room fails with SQLITE_FULL. */
 export function capSize(db: Database.Database, maxSizeMb: number, log: Logger | undefined): void {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../../gateway/config/index.ts";
 import {
@@ -115,6 +116,30 @@ describe("a gateway on PostgreSQL", () => {
     expect(alerts.headers.get("retry-after")).toBe("5");
     expect(((await alerts.json()) as { error: { code: string } }).error.code).toBe("not_ready");
     await postgres.start();
+    await waitFor(async () => (await readyz()) === 200, 15_000, "/readyz to answer 200 again");
+  });
+
+  it("is not ready while PostgreSQL answers but refuses writes (a standby after a failover), ready again when it takes them", async () => {
+    const url = await postgres.createDatabase();
+    const gw = await startGateway({ env: { DATABASE_URL: url } });
+    open.push(gw);
+    const readyz = async () => (await fetch(`${gw.http}/readyz`)).status;
+    expect(await readyz()).toBe(200);
+    const server = new pg.Client({ connectionString: url });
+    await server.connect();
+    // This session stays writable to undo it; every other one, the gateway's pool too, turns read-only.
+    await server.query("SET default_transaction_read_only = off");
+    const readOnly = async (on: boolean) => {
+      await server.query(`ALTER SYSTEM SET default_transaction_read_only = ${on ? "on" : "off"}`);
+      await server.query("SELECT pg_reload_conf()");
+    };
+    try {
+      await readOnly(true);
+      await waitFor(async () => (await readyz()) === 503, 15_000, "/readyz to answer 503");
+    } finally {
+      await readOnly(false);
+      await server.end();
+    }
     await waitFor(async () => (await readyz()) === 200, 15_000, "/readyz to answer 200 again");
   });
 });
