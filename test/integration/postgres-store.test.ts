@@ -85,7 +85,9 @@ describe("PostgreSQL with several gateways", () => {
         "PostgreSQL migration 99 (a broken one) failed",
       );
       expect(await query(url, "SELECT to_regclass('half_done') AS t")).toEqual([{ t: null }]);
-      expect((await query(url, "SELECT MAX(version) AS v FROM schema_migrations"))[0].v).toBe(9);
+      expect((await query(url, "SELECT MAX(version) AS v FROM schema_migrations"))[0].v).toBe(
+        postgresMigrations.at(-1)?.version,
+      );
     } finally {
       await pool.end();
     }
