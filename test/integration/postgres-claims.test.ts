@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CLAIM_LEASE_MS } from "../../gateway/alerts/scheduler.ts";
 import type { Clock, Timer } from "../../gateway/clock/index.ts";
+import { ConfigError, loadConfig } from "../../gateway/config/index.ts";
 import { openPostgresStore } from "../../gateway/store/postgres.ts";
 import { FakeClock, settle } from "../support/fake-clock.ts";
 import {
@@ -12,6 +13,7 @@ import {
   signIn,
   startGateway,
   type TestGateway,
+  WEBHOOK_SECRET,
 } from "../support/gateway.ts";
 import { startPostgres, type TestPostgres } from "../support/postgres.ts";
 import { waitFor } from "../support/wait.ts";
@@ -21,6 +23,24 @@ const MIN = 60_000;
 const SWEEP_MS = 1000;
 type Hooks = Awaited<ReturnType<typeof startWebhookServer>>;
 type TrailEvent = { id: number; type: string; data: { level?: number } };
+
+describe("DEADLINE_SWEEP_MS", () => {
+  it.each([
+    ["50", "DEADLINE_SWEEP_MS: must be at least 100: each sweep is a query to PostgreSQL"],
+    ["120000", "DEADLINE_SWEEP_MS: must be at most 60000: a dead gateway's deadlines wait this long"],
+    ["1.5", "DEADLINE_SWEEP_MS:"],
+    ["soon", "DEADLINE_SWEEP_MS:"],
+  ])("refuses %s with a clear message", (value, message) => {
+    const load = () => loadConfig({ WEBHOOK_SECRET, DEADLINE_SWEEP_MS: value });
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(message);
+  });
+
+  it("is a second by default", () => {
+    expect(loadConfig({ WEBHOOK_SECRET }).DEADLINE_SWEEP_MS).toBe(1000);
+    expect(loadConfig({ WEBHOOK_SECRET, DEADLINE_SWEEP_MS: "250" }).DEADLINE_SWEEP_MS).toBe(250);
+  });
+});
 
 /**
  * One time for several gateways, as on machines whose clocks agree: unlike FakeClock, which runs
