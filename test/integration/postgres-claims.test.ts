@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { CLAIM_LEASE_MS } from "../../gateway/alerts/scheduler.ts";
 import type { Clock, Timer } from "../../gateway/clock/index.ts";
@@ -223,5 +224,42 @@ describe("deadlines claimed, not owned, by gateways sharing PostgreSQL", () => {
     await waitFor(() => heard(hooks, "pema").length >= toFamily.length, 5000, "the family told");
     expect(heard(hooks, "pema")).toEqual(toFamily);
     expect(heard(hooks, "staff-yang")).toEqual([]);
+  });
+
+  it("decides an accept again when another gateway's step lands between its read and its commit", async () => {
+    const { hooks, env, b, alertId } = await twoGateways(ownClocks);
+    // Another gateway is committing a step on the alert: it holds the row until its commit.
+    const other = new pg.Client({ connectionString: env.DATABASE_URL });
+    await other.connect();
+    cleanups.push(() => other.end());
+    await other.query("BEGIN");
+    await other.query("SELECT id FROM alerts WHERE id = $1 FOR UPDATE", [alertId]);
+    const accepting = call(b, "POST", `/api/alerts/${alertId}/accept`, {}, await signIn(b, "dr-tsering"));
+    // B read the open alert, decided, and now waits for the row to commit its accept.
+    await waitFor(
+      async () =>
+        (
+          await other.query(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+          )
+        ).rowCount,
+      5000,
+      "B's commit to wait for the row",
+    );
+    // The other gateway's step: the family paged at level 2.
+    await other.query(
+      `UPDATE alerts SET level = 2, notified = notified || '["pema"]'::jsonb, deadline_at = deadline_at + 120000
+       WHERE id = $1`,
+      [alertId],
+    );
+    await other.query("COMMIT");
+
+    const accepted = await accepting;
+    expect(accepted.status).toBe(200);
+    // Decided again on the alert as it is now: accepted, the other step kept, the family told.
+    expect(accepted.body).toMatchObject({ state: "accepted", acceptedBy: "dr-tsering", level: 2 });
+    expect(accepted.body.notified).toEqual(["dr-tsering", "pema"]);
+    await waitFor(() => heard(hooks, "pema").includes("accepted@2"), 5000, "the family told of the accept");
+    expect((await trail(b, alertId)).filter((e) => e.type === "accepted")).toHaveLength(1);
   });
 });
