@@ -178,7 +178,11 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
         ...watches.reports.alarmContext(deviceId, message),
       }),
     },
-    { quietPeriodMs: config.ALERT_QUIET_PERIOD_MIN * 60_000, sweepMs: config.DEADLINE_SWEEP_SEC * 1000 },
+    {
+      quietPeriodMs: config.ALERT_QUIET_PERIOD_MIN * 60_000,
+      // PostgreSQL: deadlines are claimed by whichever gateway sweeps first (see ClaimedDeadlines).
+      sweepMs: config.DATABASE_URL ? config.DEADLINE_SWEEP_MS : config.DEADLINE_SWEEP_SEC * 1000,
+    },
   );
   const auth = new Auth(
     { store, clock, log },

@@ -1,5 +1,21 @@
 import type { Logger } from "pino";
 import type { Clock, Timer } from "../clock/index.ts";
+import type { DeadlineClaims } from "../store/types.ts";
+
+/**
+ * How the alert service learns that a deadline is due: one way per store. With SQLite the one
+ * gateway owns every deadline (`DeadlineScheduler`); with PostgreSQL gateways claim them
+ * (`ClaimedDeadlines`). Either calls back `fire(alertId, at)`, which fires it if the alert's
+ * deadline is still `at` when its turn comes.
+ */
+export interface Deadlines {
+  /** Fires what fell due while no gateway was watching, then keeps watching. */
+  start(): Promise<void>;
+  /** Stops watching; fires nothing more. */
+  stop(): void;
+  /** After a transition committed: the alert's deadline is now `at` (null: none). */
+  set(alertId: string, at: number | null): void;
+}
 
 interface Due {
   /** The deadline as stored (wall-clock ms). */
@@ -30,7 +46,7 @@ const MAX_BACKOFF_MS = 30_000;
  * fails (a locked database) stays due in the database and is tried again with backoff, so it is
  * neither lost nor fired twice: it fires when the transition that replaces it commits.
  */
-export class DeadlineScheduler {
+export class DeadlineScheduler implements Deadlines {
   private readonly due = new Map<string, Due>();
   private timer: Timer | undefined;
   private lastSweep = Number.NEGATIVE_INFINITY;
@@ -122,5 +138,115 @@ export class DeadlineScheduler {
       this.timer = undefined;
       void this.sweep();
     }, next - now);
+  }
+}
+
+export interface ClaimedDeadlinesDeps {
+  clock: Clock;
+  log: Logger;
+  claims: DeadlineClaims;
+  /** Handles one claimed deadline; throws if it could not (its claim runs out and it is claimed again). */
+  fire(alertId: string, at: number): Promise<void>;
+  onRetry(): void;
+}
+
+/**
+ * How long a claim keeps a deadline from other gateways: long enough to fire it, short enough that
+ * a gateway dying with a claim delays the deadline by a few seconds at most. Firing after the lease
+ * ran out cannot fire twice: the commit is a compare-and-set (see AlertChange.previous).
+ */
+export const CLAIM_LEASE_MS = 5_000;
+/** Deadlines claimed per query; a sweep claims again while it gets full batches. */
+const CLAIM_BATCH = 100;
+
+/**
+ * Deadlines shared by every gateway on one database: none owns them. Every `sweepMs` each gateway
+ * claims the deadlines due (`FOR UPDATE SKIP LOCKED`, with a lease) and fires those it got, so a
+ * deadline fires once whichever gateways run, and one whose gateway died fires within a sweep.
+ * A deadline this gateway set itself wakes it on time instead of at the next sweep; firing still
+ * goes through the claim.
+ */
+export class ClaimedDeadlines implements Deadlines {
+  /** Deadlines this gateway set, by when they are due on the monotonic clock. */
+  private readonly local = new Map<string, { at: number; dueMono: number }>();
+  private timer: Timer | undefined;
+  private lastSweep = Number.NEGATIVE_INFINITY;
+  private stopped = true;
+  private sweeping: Promise<void> | undefined;
+
+  constructor(
+    private readonly deps: ClaimedDeadlinesDeps,
+    private readonly sweepMs: number,
+  ) {}
+
+  start(): Promise<void> {
+    this.stopped = false;
+    return this.sweep();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) this.deps.clock.clearTimer(this.timer);
+    this.timer = undefined;
+    this.local.clear();
+  }
+
+  set(alertId: string, at: number | null): void {
+    if (this.stopped) return;
+    const { clock } = this.deps;
+    if (at === null) this.local.delete(alertId);
+    else if (this.local.get(alertId)?.at !== at)
+      this.local.set(alertId, { at, dueMono: clock.monotonic() + (at - clock.now()) });
+    if (!this.sweeping) this.arm();
+  }
+
+  /** One sweep at a time; a wake-up during one is served by it. */
+  private sweep(): Promise<void> {
+    this.sweeping ??= this.claimAndFire().finally(() => {
+      this.sweeping = undefined;
+      this.arm();
+    });
+    return this.sweeping;
+  }
+
+  private async claimAndFire(): Promise<void> {
+    const { clock, claims, log } = this.deps;
+    this.lastSweep = clock.monotonic();
+    for (const [id, d] of this.local) if (d.dueMono <= this.lastSweep) this.local.delete(id);
+    try {
+      for (let full = true; full && !this.stopped; ) {
+        const claimed = await claims.claimDue(clock.now(), CLAIM_LEASE_MS, CLAIM_BATCH);
+        full = claimed.length === CLAIM_BATCH;
+        // Stopped meanwhile: the claims run out and another gateway fires them.
+        if (this.stopped) return;
+        await Promise.all(claimed.map((a) => this.fire(a.id, a.deadlineAt as number)));
+      }
+    } catch (err) {
+      log.error({ err }, "could not claim due deadlines; trying again at the next sweep");
+    }
+  }
+
+  private async fire(alertId: string, at: number): Promise<void> {
+    try {
+      await this.deps.fire(alertId, at);
+    } catch (err) {
+      this.deps.onRetry();
+      this.deps.log.error(
+        { err, alertId },
+        "a claimed deadline could not be handled; it is claimed and tried again when its claim runs out",
+      );
+    }
+  }
+
+  private arm(): void {
+    if (this.stopped) return;
+    const { clock } = this.deps;
+    let next = this.lastSweep + this.sweepMs;
+    for (const d of this.local.values()) next = Math.min(next, d.dueMono);
+    if (this.timer) clock.clearTimer(this.timer);
+    this.timer = clock.setTimer(() => {
+      this.timer = undefined;
+      void this.sweep();
+    }, next - clock.monotonic());
   }
 }

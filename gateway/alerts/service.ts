@@ -6,12 +6,12 @@ import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { Metrics } from "../metrics.ts";
 import { DEFAULT_LOCALE, devicePhrase, type PhraseCatalogue } from "../notify/phrases.ts";
-import { type ChannelKind, isReached, type Person, type Store } from "../store/types.ts";
+import { AlertChanged, type ChannelKind, isReached, type Person, type Store } from "../store/types.ts";
 import { type Actor, type AlertInput, decide, type Effect, isStale } from "./decide.ts";
 import { type Alert, type AlertKind, emergencyKinds, isEmergency } from "./model.ts";
 import type { EscalationPolicies } from "./policy.ts";
 import { findAudience } from "./recipients.ts";
-import { DeadlineScheduler } from "./scheduler.ts";
+import { ClaimedDeadlines, DeadlineScheduler, type Deadlines } from "./scheduler.ts";
 
 const kindOfEvent: Record<Exclude<DeviceEvent["type"], "cancel">, AlertKind> = {
   press: "call",
@@ -38,7 +38,10 @@ export interface AlertServiceDeps {
 export interface AlertServiceOptions {
   /** A press this long after an active alert's last activity opens a new alert instead of joining it. */
   quietPeriodMs: number;
-  /** How often deadlines are re-read from the database and failed ones retried. */
+  /**
+   * How often deadlines are re-read from the database and failed ones retried; on a store shared
+   * by several gateways (PostgreSQL), how often this one claims the deadlines due.
+   */
   sweepMs: number;
 }
 
@@ -53,23 +56,22 @@ export const GATEWAY_ACTOR: Actor = { id: "gateway", name: "gateway", role: "gat
 export class AlertService {
   /** Each device's alert work, in order: the tail of its queue, while it has one. */
   private readonly lanes = new Map<string, Promise<unknown>>();
-  private readonly scheduler: DeadlineScheduler;
+  private readonly deadlines: Deadlines;
   private unsubscribe: (() => void)[] = [];
 
   constructor(
     private readonly deps: AlertServiceDeps,
     private readonly options: AlertServiceOptions,
   ) {
-    this.scheduler = new DeadlineScheduler(
-      {
-        clock: deps.clock,
-        log: deps.log,
-        load: () => deps.store.alerts.withDeadlines(),
-        fire: (alertId, at) => this.onDeadline(alertId, at),
-        onRetry: () => deps.metrics.deadlineRetries.inc(),
-      },
-      options.sweepMs,
-    );
+    const { clock, log, store, metrics } = deps;
+    const fire = (alertId: string, at: number) => this.onDeadline(alertId, at);
+    const onRetry = () => metrics.deadlineRetries.inc();
+    this.deadlines = store.deadlineClaims
+      ? new ClaimedDeadlines({ clock, log, claims: store.deadlineClaims, fire, onRetry }, options.sweepMs)
+      : new DeadlineScheduler(
+          { clock, log, load: () => store.alerts.withDeadlines(), fire, onRetry },
+          options.sweepMs,
+        );
   }
 
   async start(): Promise<void> {
@@ -87,7 +89,7 @@ export class AlertService {
       bus.on("alert.page-failed", (p) => void this.onPageFailed(p).catch(failed(p.deviceId))),
     ];
     // Deadlines that fell due while the gateway was down fire now.
-    await this.scheduler.start();
+    await this.deadlines.start();
     // Events stored (and acknowledged to the device) but not handled before the last stop.
     for (const e of await store.deviceEvents.unhandled()) {
       log.warn(
@@ -104,7 +106,7 @@ export class AlertService {
   /** Finishes the transitions already queued; deadlines not yet due wait in the database for the next start. */
   async stop(): Promise<void> {
     for (const off of this.unsubscribe.splice(0)) off();
-    this.scheduler.stop();
+    this.deadlines.stop();
     // A queued task may queue another (an API call arriving meanwhile): wait until none is left.
     while (this.lanes.size > 0) await Promise.all(this.lanes.values());
   }
@@ -232,13 +234,13 @@ export class AlertService {
     });
   }
 
-  /** A deadline the scheduler holds fell due: fire it if the database still says so. */
+  /** A deadline fell due (or was claimed): fire it if the database still says so. */
   private async onDeadline(alertId: string, at: number): Promise<void> {
     const known = await this.deps.store.alerts.get(alertId);
-    if (!known) return this.scheduler.set(alertId, null);
+    if (!known) return this.deadlines.set(alertId, null);
     await this.inDeviceOrder(known.deviceId, async () => {
       const alert = await this.deps.store.alerts.get(alertId);
-      if (!alert || alert.deadlineAt !== at) return this.scheduler.set(alertId, alert?.deadlineAt ?? null);
+      if (!alert || alert.deadlineAt !== at) return this.deadlines.set(alertId, alert?.deadlineAt ?? null);
       await this.apply(alert, { type: "deadline" });
     });
   }
@@ -276,8 +278,9 @@ export class AlertService {
       alert: next,
       events: decision.events,
       handledEventId: trace.handledEventId,
+      previous: alert,
     });
-    this.scheduler.set(next.id, next.deadlineAt);
+    this.deadlines.set(next.id, next.deadlineAt);
     const { pressReceivedHr } = trace;
     for (const e of events) {
       if (e.type !== "unreached" && e.type !== "escalation-exhausted") continue;
@@ -404,7 +407,7 @@ export class AlertService {
    * behind one another's.
    */
   private inDeviceOrder<T>(deviceId: string, task: () => Promise<T>): Promise<T> {
-    const result = (this.lanes.get(deviceId) ?? Promise.resolve()).then(task);
+    const result = (this.lanes.get(deviceId) ?? Promise.resolve()).then(() => afresh(task));
     const tail = result.catch(() => undefined);
     this.lanes.set(deviceId, tail);
     void tail.then(() => {
@@ -419,4 +422,22 @@ function pagedKind(alert: Alert | undefined, input: AlertInput): AlertKind {
   if (input.type !== "trigger") return alert?.kind ?? "call";
   if (!alert || !isEmergency(alert.kind) || !isEmergency(input.kind)) return alert?.kind ?? input.kind;
   return emergencyKinds.indexOf(input.kind) > emergencyKinds.indexOf(alert.kind) ? input.kind : alert.kind;
+}
+
+/** Times a task is decided again on a fresh read before giving up: each retry means another gateway made progress. */
+const MAX_DECISIONS = 5;
+
+/**
+ * Runs `task` again while its commit finds the alert changed since it read it: another gateway
+ * (sharing the database) stepped it first. Every task reads what it decides on, so the next try
+ * decides on the alert as it is now: an accept still lands, a deadline already fired is not fired again.
+ */
+async function afresh<T>(task: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await task();
+    } catch (err) {
+      if (!(err instanceof AlertChanged) || attempt >= MAX_DECISIONS) throw err;
+    }
+  }
 }

@@ -157,6 +157,11 @@ export const configSchema = z
     ALERT_QUIET_PERIOD_MIN: positiveInt.default(120),
     /** How often deadlines are re-read from the database, and failed ones retried. */
     DEADLINE_SWEEP_SEC: positiveInt.default(5),
+    /** With PostgreSQL: how often each gateway claims the deadlines due; a dead gateway's wait at most this. */
+    DEADLINE_SWEEP_MS: positiveInt
+      .min(100, "must be at least 100: each sweep is a query to PostgreSQL")
+      .max(60_000, "must be at most 60000: a dead gateway's deadlines wait this long")
+      .default(1000),
     /** A command a device never acknowledges is dropped from its outbox after this long. */
     DEVICE_COMMAND_TTL_HOURS: positiveInt.default(24),
     /** JSON file of device phrases by language, adding to or rewording the built-in zh-CN and en. */

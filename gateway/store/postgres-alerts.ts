@@ -1,16 +1,21 @@
+import { isDeepStrictEqual } from "node:util";
 import type pg from "pg";
 import type { Alert, AlertEvent, AlertState } from "../alerts/model.ts";
 import { alertStates } from "../alerts/model.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { ReportAlert } from "../reports/monthly.ts";
 import { changes, json, LOCKS, type Row, row, rows, transaction } from "./postgres-db.ts";
-import type {
-  AlertRepository,
-  AttemptRepository,
-  DeviceEventRepository,
-  NotificationAttempt,
-  StoredDeviceEvent,
+import {
+  AlertChanged,
+  type AlertRepository,
+  type AttemptRepository,
+  type DeadlineClaims,
+  type DeviceEventRepository,
+  type NotificationAttempt,
+  type StoredDeviceEvent,
 } from "./types.ts";
+
+export type { DeadlineClaims };
 
 /** An event's public id is its time in ms times this, plus one per event sharing the millisecond (as in SQLite). */
 const STREAM_KEYS_PER_MS = 1024;
@@ -198,9 +203,22 @@ export function postgresAlerts(pool: pg.Pool): AlertRepository {
     },
     commit: (change) =>
       transaction(pool, async (tx) => {
+        // Compare-and-set: the row stays locked from this check to the commit.
+        if (change.previous) {
+          const stored = await row(tx, "SELECT * FROM alerts WHERE id = $1 FOR UPDATE", [change.alert.id]);
+          if (!stored || !isDeepStrictEqual(toAlert(stored), change.previous))
+            throw new AlertChanged(change.alert.id);
+        }
         await tx.query(upsertAlert, alertParams(change.alert));
-        if (change.handledEventId !== undefined)
-          await tx.query("UPDATE device_events SET handled = true WHERE id = $1", [change.handledEventId]);
+        // A press is turned into an alert once: another gateway that got there first (the device
+        // re-sent it to that one) wins, and this one decides again on what it stored.
+        if (
+          change.handledEventId !== undefined &&
+          (await changes(tx, "UPDATE device_events SET handled = true WHERE id = $1 AND NOT handled", [
+            change.handledEventId,
+          ])) === 0
+        )
+          throw new AlertChanged(change.alert.id);
         // Stream keys increase in the order events are committed, across every gateway on this
         // database: commits that add events take the keys one at a time.
         if (change.events.length > 0) await tx.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.streamKeys]);
@@ -342,16 +360,6 @@ export function postgresAttempts(pool: pg.Pool): AttemptRepository {
         [`acknowledged at ${new Date(at).toISOString()}`, address, payload],
       ),
   };
-}
-
-/** Deadlines shared by several gateways on one database: each due one is handed to one of them at a time. */
-export interface DeadlineClaims {
-  /**
-   * Claims up to `limit` deadlines due at `now`, the earliest first, for `leaseMs`: no other claim
-   * gets one until its lease runs out (the gateway holding it died) or the alert's deadline changes
-   * (it fired).
-   */
-  claimDue(now: number, leaseMs: number, limit: number): Promise<Alert[]>;
 }
 
 export function postgresDeadlineClaims(pool: pg.Pool): DeadlineClaims {

@@ -1,5 +1,6 @@
 import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import Database from "better-sqlite3";
 import type { Alert, AlertEvent, AlertState } from "../alerts/model.ts";
 import { alertStates } from "../alerts/model.ts";
@@ -18,23 +19,24 @@ import {
   sqliteTelemetry,
   sqliteTracking,
 } from "./sqlite-tracking.ts";
-import type {
-  AlertRepository,
-  Assignment,
-  AttemptRepository,
-  Community,
-  Contact,
-  Device,
-  DeviceEventRepository,
-  Grid,
-  NotificationAttempt,
-  Person,
-  PushSubscription,
-  PushSubscriptionRepository,
-  RegistryRepository,
-  Role,
-  Store,
-  WatchReadingRepository,
+import {
+  AlertChanged,
+  type AlertRepository,
+  type Assignment,
+  type AttemptRepository,
+  type Community,
+  type Contact,
+  type Device,
+  type DeviceEventRepository,
+  type Grid,
+  type NotificationAttempt,
+  type Person,
+  type PushSubscription,
+  type PushSubscriptionRepository,
+  type RegistryRepository,
+  type Role,
+  type Store,
+  type WatchReadingRepository,
 } from "./types.ts";
 
 type Row = Record<string, unknown>;
@@ -573,7 +575,7 @@ function alerts(db: Database.Database): AlertRepository {
     "INSERT INTO alert_events (alert_id, at, type, actor, data, stream_key) VALUES (?, ?, ?, ?, ?, ?)",
   );
   const lastKey = db.prepare("SELECT MAX(stream_key) AS k FROM alert_events");
-  const markHandled = db.prepare("UPDATE device_events SET handled = 1 WHERE id = ?");
+  const markHandled = db.prepare("UPDATE device_events SET handled = 1 WHERE id = ? AND handled = 0");
   /** Retention: closed alerts with their trail and attempts, and handled device events, older than `before`. */
   const pruneAlerts = db.transaction((before: number): number => {
     const old = "SELECT id FROM alerts WHERE state IN ('resolved','cancelled') AND closed_at < ?";
@@ -584,9 +586,17 @@ function alerts(db: Database.Database): AlertRepository {
       .prepare("DELETE FROM alerts WHERE state IN ('resolved','cancelled') AND closed_at < ?")
       .run(before).changes;
   });
+  const stored = db.prepare("SELECT * FROM alerts WHERE id = ?");
   const commit = db.transaction((change: Parameters<AlertRepository["commit"]>[0]): AlertEvent[] => {
+    // Compare-and-set, as on PostgreSQL; one gateway's per-device queue means it never refuses here.
+    if (change.previous) {
+      const r = stored.get(change.alert.id) as Row | undefined;
+      if (!r || !isDeepStrictEqual(toAlert(r), change.previous)) throw new AlertChanged(change.alert.id);
+    }
     upsert.run(alertRow(change.alert));
-    if (change.handledEventId !== undefined) markHandled.run(change.handledEventId);
+    // A press becomes one alert: a second decision on it stores nothing, and is taken again.
+    if (change.handledEventId !== undefined && markHandled.run(change.handledEventId).changes === 0)
+      throw new AlertChanged(change.alert.id);
     let key = ((lastKey.get() as Row).k as number | null) ?? 0;
     return change.events.map((e) => {
       // Increasing in the order stored, even when the clock steps back; counting nothing.

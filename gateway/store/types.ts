@@ -192,6 +192,29 @@ export interface AlertChange {
   events: NewAlertEvent[];
   /** The device event this change consumed, marked handled in the same transaction. */
   handledEventId?: number;
+  /**
+   * The alert as read before deciding: the commit stores nothing and throws `AlertChanged` if the
+   * stored alert differs from it by then (another gateway's step came first). None for a new alert.
+   */
+  previous?: Alert;
+}
+
+/** A commit refused because the alert changed since it was read: decide again on what it is now. */
+export class AlertChanged extends Error {
+  constructor(readonly alertId: string) {
+    super(`alert ${alertId} changed since it was read`);
+    this.name = "AlertChanged";
+  }
+}
+
+/** Deadlines shared by several gateways on one database: each due one is handed to one of them at a time. */
+export interface DeadlineClaims {
+  /**
+   * Claims up to `limit` deadlines due at `now`, the earliest first, for `leaseMs`: no other claim
+   * gets one until its lease runs out (the gateway holding it died) or the alert's deadline changes
+   * (it fired).
+   */
+  claimDue(now: number, leaseMs: number, limit: number): Promise<Alert[]>;
 }
 
 /**
@@ -220,6 +243,8 @@ export interface Store {
    * that every dashboard's stream, on whichever gateway, follows the one trail.
    */
   readonly alertFeed?: AlertFeed;
+  /** Present when several gateways may share the store: each claims due deadlines instead of owning them all. */
+  readonly deadlineClaims?: DeadlineClaims;
   /** Flushes to disk so far, and the writes they covered (group commit). */
   flushCounts(): { flushes: number; writes: number };
   /** Cheap query proving the database answers; throws otherwise. */
@@ -297,7 +322,10 @@ export interface AlertRepository {
   /** Deletes closed alerts (their trail, attempts and device events) closed before `before`. */
   prune(before: number): Promise<number>;
   countByState(): Promise<Record<AlertState, number>>;
-  /** Saves the alert, appends its events and marks the consumed device event, in one transaction. */
+  /**
+   * Saves the alert, appends its events and marks the consumed device event, in one transaction;
+   * throws `AlertChanged`, storing nothing, when the alert is no longer `change.previous`.
+   */
   commit(change: AlertChange): Promise<AlertEvent[]>;
   events(alertId: string): Promise<AlertEvent[]>;
   eventsAfter(id: number, limit: number): Promise<AlertEvent[]>;

@@ -4,6 +4,7 @@ import type { Alert } from "../../gateway/alerts/model.ts";
 import { defaultPolicies } from "../../gateway/alerts/policy.ts";
 import { migratePostgres, openPostgresStore, type PostgresStore } from "../../gateway/store/postgres.ts";
 import { postgresMigrations } from "../../gateway/store/postgres-migrations.ts";
+import { AlertChanged } from "../../gateway/store/types.ts";
 import { startPostgres, type TestPostgres } from "../support/postgres.ts";
 
 /** What only PostgreSQL does: several gateways on one database (the shared suite is repository.test.ts). */
@@ -84,7 +85,9 @@ describe("PostgreSQL with several gateways", () => {
         "PostgreSQL migration 99 (a broken one) failed",
       );
       expect(await query(url, "SELECT to_regclass('half_done') AS t")).toEqual([{ t: null }]);
-      expect((await query(url, "SELECT MAX(version) AS v FROM schema_migrations"))[0].v).toBe(9);
+      expect((await query(url, "SELECT MAX(version) AS v FROM schema_migrations"))[0].v).toBe(
+        postgresMigrations.at(-1)?.version,
+      );
     } finally {
       await pool.end();
     }
@@ -142,5 +145,30 @@ describe("PostgreSQL with several gateways", () => {
     expect(retaken.map((x) => x.id).sort()).toEqual(
       Array.from({ length: 59 }, (_, i) => `due-${i + 1}`).sort(),
     );
+  });
+
+  it("lets a slow gateway whose claim ran out fire nothing: the commit of a fired step is a compare-and-set", async () => {
+    const url = await postgres.createDatabase();
+    const [a, b] = (await open(url, 2)) as [PostgresStore, PostgresStore];
+    await a.alerts.commit({ alert: alert("a1", T0), events: [] });
+    const [seenByA] = await a.deadlineClaims.claimDue(T0, 5_000, 10);
+    expect(seenByA?.id).toBe("a1");
+    // A stalls past its lease; B claims the deadline and fires it.
+    expect(await b.deadlineClaims.claimDue(T0 + 4_999, 5_000, 10)).toEqual([]);
+    const [seenByB] = await b.deadlineClaims.claimDue(T0 + 5_000, 5_000, 10);
+    expect(seenByB).toEqual(seenByA);
+    const level2 = { ...alert("a1", T0 + 125_000), level: 2 };
+    const paged = { at: T0 + 5_000, type: "notified" as const, actor: null, data: { level: 2 } };
+    await b.alerts.commit({ alert: level2, events: [paged], previous: seenByB });
+    // A wakes up and commits the same step: refused, nothing stored twice.
+    await expect(
+      a.alerts.commit({ alert: level2, events: [paged], previous: seenByA }),
+    ).rejects.toBeInstanceOf(AlertChanged);
+    expect(await query(url, "SELECT type FROM alert_events WHERE alert_id = 'a1'")).toEqual([
+      { type: "notified" },
+    ]);
+    expect(await a.alerts.get("a1")).toEqual(level2);
+    // The fired step released the claim: its next deadline goes to whoever sweeps when it is due.
+    expect((await a.deadlineClaims.claimDue(T0 + 125_000, 5_000, 10)).map((x) => x.id)).toEqual(["a1"]);
   });
 });

@@ -5,7 +5,7 @@ import { defaultPolicies } from "../../gateway/alerts/policy.ts";
 import { openPostgresStore } from "../../gateway/store/postgres.ts";
 import { openSqliteStore } from "../../gateway/store/sqlite.ts";
 import type { TelemetryPoint } from "../../gateway/store/telemetry.ts";
-import type { DeviceState, Person, Store } from "../../gateway/store/types.ts";
+import { AlertChanged, type DeviceState, type Person, type Store } from "../../gateway/store/types.ts";
 import { tempDataDir } from "../support/gateway.ts";
 import { startPostgres, type TestPostgres } from "../support/postgres.ts";
 
@@ -362,6 +362,54 @@ describe.each(engines)("$engine store", ({ open }) => {
       expect(await store.alerts.get("a1")).toBeUndefined();
       expect(await store.alerts.events("a1")).toEqual([]);
       expect((await store.deviceEvents.unhandled()).map((e) => e.id)).toEqual([press]);
+    });
+
+    it("commits a step only onto the alert it was decided on: a stale one stores nothing and says so", async () => {
+      const press = (await store.deviceEvents.record(
+        "btn-1",
+        { type: "press", ts: T0, seq: 2 },
+        T0,
+      )) as number;
+      const opened = alert("a1", { deadlineAt: T0 + 60_000 });
+      await store.alerts.commit({ alert: opened, events: [event(T0, "opened")] });
+      // Two gateways read the open alert: one escalates it at its deadline, the other accepts it.
+      const escalated = alert("a1", { level: 2, deadlineAt: T0 + 180_000 });
+      const accepted = alert("a1", { state: "accepted", acceptedBy: "doctor-1", acceptedAt: T0 + 60_000 });
+      await store.alerts.commit({
+        alert: escalated,
+        events: [event(T0 + 60_000, "notified", { level: 2 })],
+        previous: opened,
+      });
+      const stale = store.alerts.commit({
+        alert: accepted,
+        events: [event(T0 + 60_000, "accepted")],
+        handledEventId: press,
+        previous: opened,
+      });
+      await expect(stale).rejects.toBeInstanceOf(AlertChanged);
+      expect(await store.alerts.get("a1")).toEqual(escalated);
+      expect((await store.alerts.events("a1")).map((e) => e.type)).toEqual(["opened", "notified"]);
+      expect((await store.deviceEvents.unhandled()).map((e) => e.id)).toEqual([press]);
+      // Decided again on the alert as it is now, the accept lands.
+      const [stored] = await store.alerts.commit({
+        alert: { ...accepted, level: 2 },
+        events: [event(T0 + 60_000, "accepted")],
+        handledEventId: press,
+        previous: (await store.alerts.get("a1")) as Alert,
+      });
+      expect(stored?.type).toBe("accepted");
+      expect((await store.alerts.get("a1"))?.state).toBe("accepted");
+      expect(await store.deviceEvents.unhandled()).toEqual([]);
+      // Expecting an alert that was never stored is stale too.
+      await expect(
+        store.alerts.commit({ alert: alert("a2"), events: [], previous: alert("a2") }),
+      ).rejects.toBeInstanceOf(AlertChanged);
+      expect(await store.alerts.get("a2")).toBeUndefined();
+      // A press already turned into an alert (by another gateway) opens no second one.
+      await expect(
+        store.alerts.commit({ alert: alert("a3"), events: [event(T0, "opened")], handledEventId: press }),
+      ).rejects.toBeInstanceOf(AlertChanged);
+      expect(await store.alerts.get("a3")).toBeUndefined();
     });
 
     it("finds the active alert of a device, lists newest first by state and subject, counts, and orders deadlines", async () => {
