@@ -244,7 +244,37 @@ export class Tracker {
   }
 
   private wentSilent(deviceId: string): void {
-    const state = this.stateOf(deviceId);
+    const state = this.states.get(deviceId);
+    // Registered and never heard from: waiting for its first connection, not offline.
+    if (!state?.lastSeenAt) return;
+    // Gateways sharing a store hear each its own devices: one silent here may be talking to another.
+    if (this.deps.store.alertFeed) void this.unlessHeardElsewhere(deviceId, state);
+    else this.offline(deviceId, state);
+  }
+
+  /** What other gateways saved about their devices, read at most once a second however many went silent. */
+  private sharedStates: { at: number; states: Promise<Map<string, DeviceState>> } | undefined;
+
+  private async unlessHeardElsewhere(deviceId: string, state: DeviceState): Promise<void> {
+    const now = this.deps.clock.now();
+    if (!this.sharedStates || now - this.sharedStates.at > 1000) {
+      const states = this.deps.store.tracking
+        .loadStates()
+        .then((all) => new Map(all.map((s) => [s.deviceId, s])));
+      this.sharedStates = { at: now, states };
+    }
+    const shared = await this.sharedStates.states.catch(() => undefined);
+    const elsewhere = shared?.get(deviceId);
+    if (elsewhere && elsewhere.lastSeenAt > state.lastSeenAt) {
+      // Alive on another gateway: take what it knows, and watch from when it last heard the device.
+      this.states.set(deviceId, { ...elsewhere });
+      this.watch.heard(deviceId, this.allowance(this.kinds.get(deviceId)), elsewhere.lastSeenAt);
+      return;
+    }
+    this.offline(deviceId, state);
+  }
+
+  private offline(deviceId: string, state: DeviceState): void {
     state.online = false;
     this.dirtyStates.add(deviceId);
     this.deps.bus.emit("alert.raise", {

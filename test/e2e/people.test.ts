@@ -393,7 +393,7 @@ describe("people and devices in Chromium", { timeout: 120_000 }, () => {
     await expect(login(gw, "pema", PEOPLE_PASSWORD)).rejects.toThrow(/401/);
   });
 
-  it("keeps a device never heard from 'waiting for first connection' after supervision finds it silent", async () => {
+  it("keeps a device never heard from 'waiting for first connection', with no offline alarm, past its allowance", async () => {
     // Its own gateway, on a clock the test moves: past a tag's allowance of three missed heartbeats.
     const clock = new FakeClock(Date.now());
     const quiet = await startGateway({ clock });
@@ -410,9 +410,17 @@ describe("people and devices in Chromium", { timeout: 120_000 }, () => {
         id: string;
         state: { online: boolean };
       }[];
+      // The silent one is offline and alarmed; the one never heard from is neither.
       expect(states.map((d) => [d.id, d.state?.online])).toEqual([
         ["tag-heard", false],
-        ["tag-unboxed", false],
+        ["tag-unboxed", undefined],
+      ]);
+      const offline = (await call(quiet, "GET", "/api/alerts")).body as {
+        kind: string;
+        deviceId: string;
+      }[];
+      expect(offline.filter((a) => a.kind === "device-offline").map((a) => a.deviceId)).toEqual([
+        "tag-heard",
       ]);
       const context = await browser.newContext({ viewport: DESK, locale: "zh-CN" });
       page = await context.newPage();
