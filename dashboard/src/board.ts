@@ -541,19 +541,32 @@ export class AlertBoard {
     });
   }
 
+  /** Only those who see the resident may read them (anyone else gets none); a failed read says so. */
+  private careOf(residentId: string): Promise<CareNotes | null | "unavailable"> {
+    return api
+      .care(residentId)
+      .catch((err) =>
+        err instanceof ApiError && (err.status === 403 || err.status === 404) ? null : "unavailable",
+      );
+  }
+
   async openDetail(id: string): Promise<void> {
     let detail: AlertDetail;
-    let care: CareNotes | null;
+    let care: CareNotes | null | "unavailable";
     try {
       detail = await api.alert(id);
       // Only those who see the resident may read them; anyone else simply gets none. Each read is
       // in the access log, so a detail redrawn by the alert's updates does not read them again.
-      care = this.care?.alertId === id ? this.care.notes : await api.care(detail.subjectId).catch(() => null);
-      this.care = { alertId: id, notes: care };
+      care = this.care?.alertId === id ? this.care.notes : await this.careOf(detail.subjectId);
+      // A read that failed is tried again at the next redraw, not remembered as "none".
+      if (care !== "unavailable") this.care = { alertId: id, notes: care };
     } catch (err) {
       return this.ctx.showError(errorText(err));
     }
-    const careNotes = care && careList(care);
+    const careNotes =
+      care === "unavailable"
+        ? h("p", { class: "error", role: "alert" }, t("alert.careUnavailable"))
+        : care && careList(care);
     this.contacts.set(detail.subjectId, detail.contacts);
     const people = this.ctx.people;
     const name = (pid: string | null) => (pid ? (people.get(pid)?.name ?? pid) : "");

@@ -282,7 +282,19 @@ describe("people and devices in Chromium", { timeout: 120_000 }, () => {
     const { alertId } = await button.waitForCommand("received");
     await button.close();
 
-    await open(DESK, "en-US", "dr-tsering", `?alert=${alertId}#alerts`);
+    // A read that fails says so: an allergy or a door code must not silently go missing.
+    await open(DESK, "en-US", "dr-tsering", "#alerts");
+    await page.route("**/api/people/dondrub/care", (route) =>
+      route.fulfill({
+        status: 503,
+        contentType: "application/json",
+        body: '{"error":{"code":"not_ready","message":"x"}}',
+      }),
+    );
+    await page.goto(`${gw.http}/?alert=${alertId}#alerts`);
+    await page.locator("dialog .alert-care p.error", { hasText: "Care notes could not be loaded" }).waitFor();
+    await page.unroute("**/api/people/dondrub/care");
+    await page.reload();
     const notes = page.locator("dialog .alert-care");
     await notes.waitFor();
     expect(await notes.textContent()).toContain("Nifedipine 10 mg, kitchen drawer");

@@ -330,6 +330,8 @@ export const en = {
   "care.doorAccess": "Door access",
   "care.language": "Language spoken",
   "alert.care": "Care notes",
+  "alert.careUnavailable":
+    "Care notes could not be loaded: they may hold allergies or the door code. Open the alert again.",
   "device.search": "Search by device id or owner",
   "device.all": "All",
   "device.status": "Status",

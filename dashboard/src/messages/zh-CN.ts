@@ -329,6 +329,7 @@ export const zhCN: Record<MessageKey, string> = {
   "care.doorAccess": "进门方式",
   "care.language": "交流语言",
   "alert.care": "照护信息",
+  "alert.careUnavailable": "照护信息未能加载，其中可能有过敏或门禁信息。请重新打开此告警。",
   "device.search": "按设备编号或使用人查找",
   "device.all": "全部",
   "device.status": "状态",
