@@ -5,13 +5,13 @@ import { alertStates } from "../alerts/model.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { ReportAlert } from "../reports/monthly.ts";
 import { changes, json, LOCKS, type Row, row, rows, transaction } from "./postgres-db.ts";
+import { toAttempt } from "./rows.ts";
 import {
   AlertChanged,
   type AlertRepository,
   type AttemptRepository,
   type DeadlineClaims,
   type DeviceEventRepository,
-  type NotificationAttempt,
   type StoredDeviceEvent,
 } from "./types.ts";
 
@@ -298,21 +298,7 @@ export function postgresAttempts(pool: pg.Pool): AttemptRepository {
     forAlert: async (alertId) =>
       (
         await rows(pool, "SELECT * FROM notification_attempts WHERE alert_id = $1 ORDER BY id", [alertId])
-      ).map(
-        (r): NotificationAttempt => ({
-          id: r.id as number,
-          alertId: r.alert_id as string,
-          level: r.level as number,
-          personId: (r.person_id as string | null) ?? null,
-          channel: r.channel as NotificationAttempt["channel"],
-          event: r.event as string,
-          address: r.address as string,
-          attempt: r.attempt as number,
-          at: r.at as number,
-          status: r.status as NotificationAttempt["status"],
-          detail: (r.detail as string | null) ?? null,
-        }),
-      ),
+      ).map(toAttempt),
     failing: async (contacts) => {
       const failing = new Set<string>();
       for (const c of contacts) {

@@ -1,22 +1,14 @@
 import type pg from "pg";
 import { Errors } from "../errors.ts";
-import { changes, isUniqueViolation, json, type Row, row, rows } from "./postgres-db.ts";
+import { changes, isUniqueViolation, json, row, rows } from "./postgres-db.ts";
+import { toAccount } from "./rows.ts";
 import type {
-  Account,
   AccountRepository,
   AuditEntry,
   AuditRepository,
   SessionRepository,
   SignInThrottleRepository,
 } from "./types.ts";
-
-const toAccount = (r: Row): Account => ({
-  username: r.username as string,
-  role: r.role as Account["role"],
-  personId: (r.person_id as string | null) ?? null,
-  createdAt: r.created_at as number,
-  disabledAt: (r.disabled_at as number | null) ?? null,
-});
 
 export function postgresAccounts(pool: pg.Pool): AccountRepository {
   return {

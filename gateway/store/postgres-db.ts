@@ -1,6 +1,8 @@
 import pg from "pg";
 
-export type Row = Record<string, unknown>;
+import type { Row } from "./rows.ts";
+
+export type { Row };
 /** A pool (one statement, its own implicit transaction) or a client inside a transaction. */
 export type Queryable = Pick<pg.Pool | pg.PoolClient, "query">;
 

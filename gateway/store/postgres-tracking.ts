@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { Geofence, ZoneTrack } from "../rules/geofence.ts";
 import { changes, json, type Row, row, rows, transaction } from "./postgres-db.ts";
+import { toTelemetryPoint } from "./rows.ts";
 import type { TelemetryPoint, TelemetrySpool, TelemetryStore } from "./telemetry.ts";
 import type { DeviceState, GeofenceRepository, TrackingRepository } from "./types.ts";
 
@@ -42,19 +43,7 @@ export function postgresTelemetry(
           "SELECT * FROM telemetry WHERE device_id = $1 AND ts >= $2 AND ts <= $3 ORDER BY ts LIMIT $4",
           [deviceId, from, to, limit],
         )
-      ).map((r) => {
-        const point: TelemetryPoint = {
-          deviceId: r.device_id as string,
-          ts: r.ts as number,
-          receivedAt: r.received_at as number,
-          battery: r.battery as number,
-          fix: r.fix as TelemetryPoint["fix"],
-        };
-        if (r.lat !== null)
-          Object.assign(point, { lat: r.lat, lon: r.lon, accuracy: r.accuracy ?? undefined });
-        if (r.source !== null) point.source = r.source as string;
-        return point;
-      }),
+      ).map(toTelemetryPoint),
     prune: (before) => changes(pool, "DELETE FROM telemetry WHERE received_at < $1", [before]),
   };
 }

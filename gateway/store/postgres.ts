@@ -30,10 +30,9 @@ import {
   postgresTelemetry,
   postgresTracking,
 } from "./postgres-tracking.ts";
+import { toAssignment, toCareNotes, toDevice } from "./rows.ts";
 import type {
-  Assignment,
   Contact,
-  Device,
   Person,
   PushSubscription,
   PushSubscriptionRepository,
@@ -149,20 +148,6 @@ const toContact = (r: Row): Contact => ({
   alertKinds: (r.alert_kinds as Contact["alertKinds"]) ?? null,
   minLevel: r.min_level as number,
 });
-const toDevice = (r: Row): Device => ({
-  id: r.id as string,
-  kind: r.kind as Device["kind"],
-  ownerId: r.owner_id as string,
-  protocol: r.protocol as Device["protocol"],
-  createdAt: r.created_at as number,
-  revokedAt: (r.revoked_at as number | null) ?? null,
-});
-const toAssignment = (r: Row): Assignment => ({
-  id: r.id as number,
-  residentId: r.resident_id as string,
-  personId: r.person_id as string,
-  relation: r.relation as Assignment["relation"],
-});
 
 function registry(pool: pg.Pool): RegistryRepository {
   /** People with their contacts, in the order of `peopleRows`. */
@@ -277,17 +262,7 @@ function registry(pool: pg.Pool): RegistryRepository {
     },
     getCareNotes: async (personId) => {
       const r = await row(pool, "SELECT * FROM care_notes WHERE person_id = $1", [personId]);
-      return (
-        r && {
-          conditions: r.conditions as string | null,
-          medicines: r.medicines as string | null,
-          allergies: r.allergies as string | null,
-          doorAccess: r.door_access as string | null,
-          language: r.language as string | null,
-          updatedAt: r.updated_at as number,
-          updatedBy: r.updated_by as string,
-        }
-      );
+      return r && toCareNotes(r);
     },
     putCareNotes: async (personId, n) => {
       await pool.query(

@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 import { Errors } from "../errors.ts";
+import { type Row, toAccount } from "./rows.ts";
 import type {
-  Account,
   AccountRepository,
   AuditEntry,
   AuditRepository,
@@ -9,16 +9,6 @@ import type {
   SessionRepository,
   SignInThrottleRepository,
 } from "./types.ts";
-
-type Row = Record<string, unknown>;
-
-const toAccount = (r: Row): Account => ({
-  username: r.username as string,
-  role: r.role as Account["role"],
-  personId: (r.person_id as string | null) ?? null,
-  createdAt: r.created_at as number,
-  disabledAt: (r.disabled_at as number | null) ?? null,
-});
 
 export function sqliteAccounts(db: Database.Database): AccountRepository {
   return {

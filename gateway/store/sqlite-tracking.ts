@@ -1,9 +1,8 @@
 import type Database from "better-sqlite3";
 import type { Geofence, ZoneTrack } from "../rules/geofence.ts";
+import { type Row, toTelemetryPoint } from "./rows.ts";
 import type { TelemetryPoint, TelemetrySpool, TelemetryStore } from "./telemetry.ts";
 import type { DeviceState, GeofenceRepository, TrackingRepository } from "./types.ts";
-
-type Row = Record<string, unknown>;
 
 /**
  * The schema of `telemetry.db`, the embedded telemetry's own database: its batches never hold the
@@ -117,19 +116,7 @@ export function sqliteTelemetry(
         db
           .prepare("SELECT * FROM telemetry WHERE device_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?")
           .all(deviceId, from, to, limit) as Row[]
-      ).map((r) => {
-        const point: TelemetryPoint = {
-          deviceId: r.device_id as string,
-          ts: r.ts as number,
-          receivedAt: r.received_at as number,
-          battery: r.battery as number,
-          fix: r.fix as TelemetryPoint["fix"],
-        };
-        if (r.lat !== null)
-          Object.assign(point, { lat: r.lat, lon: r.lon, accuracy: r.accuracy ?? undefined });
-        if (r.source !== null) point.source = r.source as string;
-        return point;
-      }),
+      ).map(toTelemetryPoint),
     prune: async (before) => db.prepare("DELETE FROM telemetry WHERE received_at < ?").run(before).changes,
   };
 }

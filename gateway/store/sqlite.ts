@@ -9,6 +9,7 @@ import type { DeviceEvent } from "../ingest/contract.ts";
 import type { ReportAlert } from "../reports/monthly.ts";
 import { Checkpointer, WalFlusher } from "./durability.ts";
 import { migrations } from "./migrations.ts";
+import { type Row, toAssignment, toAttempt, toCareNotes, toDevice } from "./rows.ts";
 import { sqliteAccounts, sqliteAudit, sqliteSessions, sqliteThrottles } from "./sqlite-auth.ts";
 import { capSize, StorageHealth, type StorageHealthOptions } from "./sqlite-health.ts";
 import {
@@ -22,14 +23,11 @@ import {
 import {
   AlertChanged,
   type AlertRepository,
-  type Assignment,
   type AttemptRepository,
   type Community,
   type Contact,
-  type Device,
   type DeviceEventRepository,
   type Grid,
-  type NotificationAttempt,
   type Person,
   type PushSubscription,
   type PushSubscriptionRepository,
@@ -38,8 +36,6 @@ import {
   type Store,
   type WatchReadingRepository,
 } from "./types.ts";
-
-type Row = Record<string, unknown>;
 
 /** An event's public id is its time in ms times this, plus one per event sharing the millisecond. */
 const STREAM_KEYS_PER_MS = 1024;
@@ -203,20 +199,6 @@ function registry(db: Database.Database): RegistryRepository {
     contacts: (contactsOf.all(r.id) as Row[]).map(toContact),
     category: (r.category as Person["category"]) ?? null,
   });
-  const toDevice = (r: Row): Device => ({
-    id: r.id as string,
-    kind: r.kind as Device["kind"],
-    ownerId: r.owner_id as string,
-    protocol: (r.protocol as Device["protocol"] | undefined) ?? "mqtt",
-    createdAt: r.created_at as number,
-    revokedAt: (r.revoked_at as number | null) ?? null,
-  });
-  const toAssignment = (r: Row): Assignment => ({
-    id: r.id as number,
-    residentId: r.resident_id as string,
-    personId: r.person_id as string,
-    relation: r.relation as Assignment["relation"],
-  });
   const writeContacts = (p: Person) => {
     db.prepare("DELETE FROM person_contacts WHERE person_id = ?").run(p.id);
     const insert = db.prepare(
@@ -323,17 +305,7 @@ function registry(db: Database.Database): RegistryRepository {
     },
     getCareNotes: async (personId) => {
       const r = db.prepare("SELECT * FROM care_notes WHERE person_id = ?").get(personId) as Row | undefined;
-      return (
-        r && {
-          conditions: r.conditions as string | null,
-          medicines: r.medicines as string | null,
-          allergies: r.allergies as string | null,
-          doorAccess: r.door_access as string | null,
-          language: r.language as string | null,
-          updatedAt: r.updated_at as number,
-          updatedBy: r.updated_by as string,
-        }
-      );
+      return r && toCareNotes(r);
     },
     putCareNotes: async (personId, n) => {
       db.prepare(
@@ -737,21 +709,7 @@ function attempts(db: Database.Database): AttemptRepository {
     forAlert: async (alertId) =>
       (
         db.prepare("SELECT * FROM notification_attempts WHERE alert_id = ? ORDER BY id").all(alertId) as Row[]
-      ).map(
-        (r): NotificationAttempt => ({
-          id: r.id as number,
-          alertId: r.alert_id as string,
-          level: r.level as number,
-          personId: (r.person_id as string | null) ?? null,
-          channel: r.channel as NotificationAttempt["channel"],
-          event: r.event as string,
-          address: r.address as string,
-          attempt: r.attempt as number,
-          at: r.at as number,
-          status: r.status as NotificationAttempt["status"],
-          detail: (r.detail as string | null) ?? null,
-        }),
-      ),
+      ).map(toAttempt),
     failing: async (contacts) => {
       const last = db.prepare(
         // "channel <> 'device'" lets SQLite use the partial index notification_attempts_contact.
