@@ -143,6 +143,8 @@ export async function seedDemo(
       id: residentId,
       name: name(i, i * 7 + 3),
       role: "resident",
+      // Locator tags and the watches' child watches are worn by children; call buttons and pendants by elders.
+      category: isTag || (watch >= 0 && watch % 2 === 0) ? "child" : "elderly",
       communityId: grid.communityId,
       gridId: grid.id,
       // As a responder reads it on the card: district, community, building, unit, flat.

@@ -20,6 +20,15 @@ describe("device simulator on the seeded demo district", () => {
       ...["btn-0001", "btn-0002", "btn-0003", "btn-0004", "btn-0005", "btn-0006"],
       ...["tag-0001", "tag-0002"],
     ]);
+    // The tags' wearers are children, the buttons' elders.
+    const residents = (await call(gw, "GET", "/api/people?role=resident")).body as {
+      id: string;
+      category: string;
+    }[];
+    const owners = (await call(gw, "GET", "/api/devices")).body as { id: string; ownerId: string }[];
+    const wearer = (id: string) =>
+      residents.find((p) => p.id === owners.find((d) => d.id === id)?.ownerId)?.category;
+    expect([wearer("btn-0001"), wearer("tag-0001")]).toEqual(["elderly", "child"]);
     const communities = (await call(gw, "GET", "/api/communities")).body;
     expect(communities.map((c: { name: string }) => c.name)).toEqual(
       expect.arrayContaining([expect.stringContaining("冲赛康社区")]),
