@@ -436,7 +436,6 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
     const { connected, connectS, generatorCpu } = await connectAll(workers);
     await sleep(2000);
     const rssUncollected = rssBytes(pid);
-    const after = await gw.memoryCollected();
     const cpuIdle = await cpuShare(pid, IDLE_SECONDS);
     await heartbeatEvery5s(workers);
     await sleep(5000);
@@ -468,6 +467,8 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
     streamRequest.on("error", () => undefined);
     const pressed = await pressLatency(gw.mqttUrl, pid, arrivals, current);
     streamRequest.destroy();
+    // Collected last: a forced full collection re-sizes the heap, and the presses above would pay for it.
+    const after = await gw.memoryCollected();
     const inside = async (channel: string) => {
       const [sum = 0, count = 0] = await metrics(
         gw,
@@ -584,7 +585,7 @@ async function main() {
   log(`# ${header}\n`);
   log(`How the cores were shared: ${CORES.description}\n`);
   log(
-    "Press latency is p50 / p99 / p99.9 / max in ms, from the press publish to `received` back at the device (a stock MQTT.js client, Nagle on), to the alert on the dashboard's stream, and to the level-1 webhook received. Devices heartbeat every 5 s while it is measured. Connect is the time for every device to connect and authenticate, with the load generator's CPU over it as a share of its one core (near 100%, the generator, not the broker, set the pace). Gateway memory per device is what the connected devices added to the gateway's resident set and to its JavaScript heap, each measured after a full garbage collection (asked through the gateway's inspector) before and after they connected; in brackets, the resident set two seconds after the connections without a collection, which still holds the garbage of the burst. Gateway CPU is its share of one core with the devices connected and silent, heartbeating, and heartbeating while the probes press; CPU per press is the CPU time of a press and its cancel (with the alert, stream event and webhook they cause), the heartbeats' share taken out.\n",
+    "Press latency is p50 / p99 / p99.9 / max in ms, from the press publish to `received` back at the device (a stock MQTT.js client, Nagle on), to the alert on the dashboard's stream, and to the level-1 webhook received. Devices heartbeat every 5 s while it is measured. Connect is the time for every device to connect and authenticate, with the load generator's CPU over it as a share of its one core (near 100%, the generator, not the broker, set the pace). Gateway memory per device is what the connected devices added to the gateway's resident set and to its JavaScript heap, each measured after a full garbage collection (asked through the gateway's inspector) before they connected and, with them still connected, after the presses (so that the collection does not weigh on them); in brackets, the resident set two seconds after the connections without a collection, which still holds the garbage of the burst. Gateway CPU is its share of one core with the devices connected and silent, heartbeating, and heartbeating while the probes press; CPU per press is the CPU time of a press and its cancel (with the alert, stream event and webhook they cause), the heartbeats' share taken out.\n",
   );
   log(
     "| devices | connect (auth) | gateway memory per device | press -> received | press -> SSE | press -> webhook | gateway CPU: silent / heartbeating / pressing | gateway CPU per press |",
