@@ -4,7 +4,7 @@ import type { Alert, AlertEvent, AlertState } from "../alerts/model.ts";
 import { alertStates } from "../alerts/model.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { ReportAlert } from "../reports/monthly.ts";
-import { changes, json, LOCKS, type Row, row, rows, transaction } from "./postgres-db.ts";
+import { changes, isUniqueViolation, json, LOCKS, type Row, row, rows, transaction } from "./postgres-db.ts";
 import { toAttempt } from "./rows.ts";
 import {
   AlertChanged,
@@ -209,7 +209,11 @@ export function postgresAlerts(pool: pg.Pool): AlertRepository {
           if (!stored || !isDeepStrictEqual(toAlert(stored), change.previous))
             throw new AlertChanged(change.alert.id);
         }
-        await tx.query(upsertAlert, alertParams(change.alert));
+        await tx.query(upsertAlert, alertParams(change.alert)).catch((err) => {
+          // One active alert per device and kind: another gateway opened it first; this decision
+          // is taken again and joins that one.
+          throw !change.previous && isUniqueViolation(err) ? new AlertChanged(change.alert.id) : err;
+        });
         // A press is turned into an alert once: another gateway that got there first (the device
         // re-sent it to that one) wins, and this one decides again on what it stored.
         if (

@@ -565,7 +565,13 @@ function alerts(db: Database.Database): AlertRepository {
       const r = stored.get(change.alert.id) as Row | undefined;
       if (!r || !isDeepStrictEqual(toAlert(r), change.previous)) throw new AlertChanged(change.alert.id);
     }
-    upsert.run(alertRow(change.alert));
+    try {
+      upsert.run(alertRow(change.alert));
+    } catch (err) {
+      // One active alert per device and kind: another one is open already, this decision joins it.
+      if (!change.previous && isUniqueViolation(err)) throw new AlertChanged(change.alert.id);
+      throw err;
+    }
     // A press becomes one alert: a second decision on it stores nothing, and is taken again.
     if (change.handledEventId !== undefined && markHandled.run(change.handledEventId).changes === 0)
       throw new AlertChanged(change.alert.id);

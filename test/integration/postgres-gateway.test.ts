@@ -103,6 +103,34 @@ describe("a gateway on PostgreSQL", () => {
     await device.close();
   });
 
+  it("opens one alert when two gateways find the same condition for a device at the same moment", async () => {
+    const hooks = await startWebhookServer();
+    open.push({ stop: hooks.close });
+    const env = {
+      DATABASE_URL: await postgres.createDatabase(),
+      DEVICE_SECRET_KEY: randomBytes(32).toString("hex"),
+    };
+    const [a, b] = [await startGateway({ env }), await startGateway({ env })];
+    await seedCommunity(a, hooks.url);
+    const devices = ["btn-dondrub", "btn-2", "btn-3", "btn-4", "btn-5", "btn-6"];
+    for (const id of devices) await registerDevice(a, id);
+    // Both decide on an empty database: each reads no alert open, each would open one.
+    for (const deviceId of devices)
+      for (const gw of [a, b]) gw.bus.emit("alert.raise", { kind: "low-battery", deviceId, data: {} });
+    // Stopping finishes every decision under way.
+    await Promise.all([a.stop(), b.stop()]);
+    const db = new pg.Client({ connectionString: env.DATABASE_URL });
+    await db.connect();
+    try {
+      const { rows } = await db.query(
+        "SELECT device_id, COUNT(*)::int AS n FROM alerts WHERE kind = 'low-battery' GROUP BY device_id ORDER BY device_id",
+      );
+      expect(rows).toEqual([...devices].sort().map((device_id) => ({ device_id, n: 1 })));
+    } finally {
+      await db.end();
+    }
+  });
+
   it("is not ready while PostgreSQL is down, and ready again by itself when it is back", async () => {
     const gw = await startGateway({ env: { DATABASE_URL: await postgres.createDatabase() } });
     open.push(gw);

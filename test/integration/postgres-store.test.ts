@@ -93,6 +93,40 @@ describe("PostgreSQL with several gateways", () => {
     }
   });
 
+  it("closes the older of two active twins a race left behind (migration 11), in the trail, then refuses new twins", async () => {
+    const url = await postgres.createDatabase();
+    const pool = new pg.Pool({ connectionString: url });
+    try {
+      await migratePostgres(
+        pool,
+        postgresMigrations.filter((m) => m.version < 11),
+      );
+      const insert = (id: string, kind: string, deviceId: string, openedAt: number) =>
+        pool.query(
+          `INSERT INTO alerts (id, kind, device_id, subject_id, state, level, presses, opened_at, deadline_at)
+           VALUES ($1, $2, $3, 'resident-1', 'open', 1, 1, $4, $4)`,
+          [id, kind, deviceId, openedAt],
+        );
+      await insert("first", "call", "btn-1", T0);
+      await insert("twin", "fall", "btn-1", T0 + 5);
+      await insert("offline", "device-offline", "btn-1", T0);
+      await insert("elsewhere", "call", "btn-2", T0);
+    } finally {
+      await pool.end();
+    }
+    const [store] = (await open(url, 1)) as [PostgresStore];
+    const first = await store.alerts.get("first");
+    expect(first).toMatchObject({ state: "cancelled", closedAt: T0 + 5, deadlineAt: null });
+    expect((await store.alerts.events("first")).map((e) => [e.type, e.data])).toEqual([
+      ["cancelled", { reason: "superseded", by: "twin" }],
+    ]);
+    for (const id of ["twin", "offline", "elsewhere"])
+      expect((await store.alerts.get(id))?.state).toBe("open");
+    await expect(
+      store.alerts.commit({ alert: { ...alert("again", T0), deviceId: "btn-1" }, events: [] }),
+    ).rejects.toBeInstanceOf(AlertChanged);
+  });
+
   it("gives events committed by different gateways at the same millisecond distinct, increasing stream keys", async () => {
     const url = await postgres.createDatabase();
     const [a, b] = await open(url, 2);

@@ -412,6 +412,37 @@ describe.each(engines)("$engine store", ({ open }) => {
       expect(await store.alerts.get("a3")).toBeUndefined();
     });
 
+    it("keeps one active alert per device and kind, emergencies counting as one: a second opens nothing and says so", async () => {
+      const press = (await store.deviceEvents.record("btn-1", { type: "press", ts: T0, seq: 3 }, T0)) as number;
+      await store.alerts.commit({ alert: alert("call"), events: [event(T0, "opened")] });
+      // Two gateways decided at once: the second opens no twin, and its press stays to be decided again.
+      for (const kind of ["call", "fall", "sos"] as const)
+        await expect(
+          store.alerts.commit({
+            alert: alert(`twin-${kind}`, { kind }),
+            events: [event(T0, "opened")],
+            handledEventId: press,
+          }),
+        ).rejects.toBeInstanceOf(AlertChanged);
+      expect(await store.alerts.get("twin-fall")).toBeUndefined();
+      expect((await store.deviceEvents.unhandled()).map((e) => e.id)).toEqual([press]);
+      expect((await store.alerts.events("call")).map((e) => e.type)).toEqual(["opened"]);
+      // Another kind of alert for the same device, and the same kind for another device, open beside it.
+      await store.alerts.commit({ alert: alert("offline", { kind: "device-offline" }), events: [] });
+      await store.alerts.commit({ alert: alert("other", { deviceId: "btn-2" }), events: [] });
+      await expect(
+        store.alerts.commit({ alert: alert("offline-2", { kind: "device-offline" }), events: [] }),
+      ).rejects.toBeInstanceOf(AlertChanged);
+      // Once the first is closed, the next emergency opens.
+      await store.alerts.commit({
+        alert: alert("call", { state: "cancelled", closedAt: T0 + 10, deadlineAt: null }),
+        events: [event(T0 + 10, "cancelled")],
+        previous: alert("call"),
+      });
+      await store.alerts.commit({ alert: alert("next", { kind: "sos" }), events: [], handledEventId: press });
+      expect((await store.alerts.findActive("btn-1", ["call", "fall", "sos"]))?.id).toBe("next");
+    });
+
     it("finds the active alert of a device, lists newest first by state and subject, counts, and orders deadlines", async () => {
       await store.registry.createPerson(person("resident-2", "resident"));
       await store.alerts.commit({
