@@ -148,6 +148,8 @@ export interface ClaimedDeadlinesDeps {
   /** Handles one claimed deadline; throws if it could not (its claim runs out and it is claimed again). */
   fire(alertId: string, at: number): Promise<void>;
   onRetry(): void;
+  /** More of what the living do for the dead, at each sweep (pages taken over). */
+  onSweep(): Promise<void>;
 }
 
 /**
@@ -224,6 +226,7 @@ export class ClaimedDeadlines implements Deadlines {
     } catch (err) {
       log.error({ err }, "could not claim due deadlines; trying again at the next sweep");
     }
+    await this.deps.onSweep().catch((err) => log.error({ err }, "could not take over pages; trying again"));
   }
 
   private async fire(alertId: string, at: number): Promise<void> {

@@ -11,7 +11,7 @@ import { type Actor, type AlertInput, decide, type Effect, isStale } from "./dec
 import { type Alert, type AlertKind, emergencyKinds, isEmergency } from "./model.ts";
 import type { EscalationPolicies } from "./policy.ts";
 import { findAudience } from "./recipients.ts";
-import { ClaimedDeadlines, DeadlineScheduler, type Deadlines } from "./scheduler.ts";
+import { CLAIM_LEASE_MS, ClaimedDeadlines, DeadlineScheduler, type Deadlines } from "./scheduler.ts";
 
 const kindOfEvent: Record<Exclude<DeviceEvent["type"], "cancel">, AlertKind> = {
   press: "call",
@@ -67,7 +67,10 @@ export class AlertService {
     const fire = (alertId: string, at: number) => this.onDeadline(alertId, at);
     const onRetry = () => metrics.deadlineRetries.inc();
     this.deadlines = store.deadlineClaims
-      ? new ClaimedDeadlines({ clock, log, claims: store.deadlineClaims, fire, onRetry }, options.sweepMs)
+      ? new ClaimedDeadlines(
+          { clock, log, claims: store.deadlineClaims, fire, onRetry, onSweep: () => this.takeOverPages() },
+          options.sweepMs,
+        )
       : new DeadlineScheduler(
           { clock, log, load: () => store.alerts.withDeadlines(), fire, onRetry },
           options.sweepMs,
@@ -79,7 +82,8 @@ export class AlertService {
     const adopted = await store.alerts.adoptPolicies((kind) => policies[kind]);
     if (adopted > 0) log.info({ adopted }, "alerts from before policies travelled with them took today's");
     // First, before anything new is paged: otherwise its delivery, not yet recorded, would go twice.
-    await this.resumePages();
+    // Several gateways: only the pages of those that died, this one's last run among them.
+    await (store.pageClaims ? this.takeOverPages() : this.resumePages());
     const failed = (deviceId: string) => (err: unknown) => log.error({ err, deviceId }, "alert rule failed");
     this.unsubscribe = [
       bus.on("device.event", (e) => void this.onDeviceEvent(e).catch(failed(e.deviceId))),
@@ -335,16 +339,37 @@ export class AlertService {
   }
 
   /**
+   * On a store several gateways share: keeps this one alive (its pages stay its own) and sends
+   * again the pages of gateways that stopped renewing (they died), as after a restart.
+   */
+  private async takeOverPages(): Promise<void> {
+    const { store, clock, log } = this.deps;
+    if (!store.pageClaims) return;
+    const now = clock.now();
+    // A few sweeps long: one slow sweep does not make this gateway look dead.
+    await store.pageClaims.renew(now, now + Math.max(CLAIM_LEASE_MS, 3 * this.options.sweepMs));
+    const taken = await store.pageClaims.takeOrphans(now);
+    if (taken.length === 0) return;
+    log.warn({ pages: taken.length }, "took over the pages of a gateway that stopped");
+    await this.resumePages(taken);
+  }
+
+  /**
    * A crash (or a stop with deliveries still waiting) can leave a page unsent: the alert's level
    * is stored, its notification never went out. Everyone paged on an open alert whom no contact
    * reached is paged again on the contacts that did not fail: those never tried, or cut off
    * mid-attempt (still pending). At least once, then: a message sent just before a crash, without
-   * its result stored, goes out twice. Follow-ups are not resent.
+   * its result stored, goes out twice. Follow-ups are not resent. `only`: these pages (taken over
+   * from a gateway that died); without it, every page of every open alert.
    */
-  private async resumePages(): Promise<void> {
+  private async resumePages(only?: { alertId: string; eventId: number }[]): Promise<void> {
     const { store, bus, log } = this.deps;
-    for (const alert of await store.alerts.withDeadlines()) {
-      if (alert.state !== "open") continue;
+    const pageIds = only && new Set(only.map((p) => p.eventId));
+    const alerts = only
+      ? await Promise.all([...new Set(only.map((p) => p.alertId))].map((id) => store.alerts.get(id)))
+      : await store.alerts.withDeadlines();
+    for (const alert of alerts) {
+      if (alert?.state !== "open") continue;
       const reached = new Set<string>();
       // Failed for good is settled: not worth a page per restart.
       const failed = new Set<string>();
@@ -356,7 +381,9 @@ export class AlertService {
         if (a.status === "pending") failed.delete(contact);
         else failed.add(contact);
       }
-      const pages = (await store.alerts.events(alert.id)).filter((e) => e.type === "notified");
+      const pages = (await store.alerts.events(alert.id)).filter(
+        (e) => e.type === "notified" && (!pageIds || pageIds.has(e.id)),
+      );
       for (const page of pages) {
         const level = page.data.level as number;
         const recipients: Person[] = [];

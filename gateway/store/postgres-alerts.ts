@@ -12,10 +12,11 @@ import {
   type AttemptRepository,
   type DeadlineClaims,
   type DeviceEventRepository,
+  type PageClaims,
   type StoredDeviceEvent,
 } from "./types.ts";
 
-export type { DeadlineClaims };
+export type { DeadlineClaims, PageClaims };
 
 /** An event's public id is its time in ms times this, plus one per event sharing the millisecond (as in SQLite). */
 const STREAM_KEYS_PER_MS = 1024;
@@ -128,7 +129,8 @@ const alertParams = (a: Alert) => [
 
 const closedBefore = "SELECT id FROM alerts WHERE state IN ('resolved','cancelled') AND closed_at < $1";
 
-export function postgresAlerts(pool: pg.Pool): AlertRepository {
+/** `gatewayId`: this gateway, recorded as the sender of each page it commits (see PageClaims). */
+export function postgresAlerts(pool: pg.Pool, gatewayId: string): AlertRepository {
   const lastKey = async (db: pg.Pool | pg.PoolClient) =>
     ((await row(db, "SELECT MAX(stream_key) AS k FROM alert_events"))?.k as number | null) ?? 0;
   return {
@@ -189,6 +191,7 @@ export function postgresAlerts(pool: pg.Pool): AlertRepository {
     prune: (before) =>
       transaction(pool, async (tx) => {
         await tx.query(`DELETE FROM notification_attempts WHERE alert_id IN (${closedBefore})`, [before]);
+        await tx.query(`DELETE FROM page_senders WHERE alert_id IN (${closedBefore})`, [before]);
         await tx.query(`DELETE FROM alert_events WHERE alert_id IN (${closedBefore})`, [before]);
         await tx.query("DELETE FROM device_events WHERE handled AND received_at < $1", [before]);
         return changes(tx, "DELETE FROM alerts WHERE state IN ('resolved','cancelled') AND closed_at < $1", [
@@ -236,6 +239,12 @@ export function postgresAlerts(pool: pg.Pool): AlertRepository {
             [change.alert.id, e.at, e.type, e.actor, json(e.data), key],
           );
           stored.push({ ...e, id: key, alertId: change.alert.id });
+          if (e.type === "notified")
+            await tx.query("INSERT INTO page_senders (event_id, alert_id, gateway_id) VALUES ($1, $2, $3)", [
+              key,
+              change.alert.id,
+              gatewayId,
+            ]);
         }
         return stored;
       }),
@@ -369,5 +378,36 @@ export function postgresDeadlineClaims(pool: pg.Pool): DeadlineClaims {
       )
         .map(toAlert)
         .sort((a, b) => (a.deadlineAt as number) - (b.deadlineAt as number)),
+  };
+}
+
+/** How long a gateway that stopped renewing is remembered, for the logs of whoever took its pages. */
+const FORGET_GATEWAYS_MS = 24 * 3_600_000;
+
+export function postgresPageClaims(pool: pg.Pool, gatewayId: string): PageClaims {
+  return {
+    renew: async (now, until) => {
+      await pool.query(
+        `WITH forgotten AS (DELETE FROM gateways WHERE alive_until < $3 AND id <> $1)
+         INSERT INTO gateways (id, alive_until) VALUES ($1, $2)
+           ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until`,
+        [gatewayId, until, now - FORGET_GATEWAYS_MS],
+      );
+    },
+    // Two gateways taking at once: the second waits for the first's rows and, re-checking them,
+    // finds them owned by a gateway alive (the first renewed before taking), so leaves them. Only
+    // a gateway whose very first renewal committed after the second's query began looks dead to
+    // it: that race sends a page twice, never none.
+    takeOrphans: async (now) =>
+      (
+        await rows(
+          pool,
+          `UPDATE page_senders s SET gateway_id = $1 FROM alerts a
+             WHERE a.id = s.alert_id AND a.state = 'open' AND s.gateway_id <> $1
+               AND NOT EXISTS (SELECT 1 FROM gateways g WHERE g.id = s.gateway_id AND g.alive_until >= $2)
+           RETURNING s.alert_id, s.event_id`,
+          [gatewayId, now],
+        )
+      ).map((r) => ({ alertId: r.alert_id as string, eventId: Number(r.event_id) })),
   };
 }

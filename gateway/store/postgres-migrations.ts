@@ -271,4 +271,21 @@ DROP TABLE superseded;
 CREATE UNIQUE INDEX alerts_one_active ON alerts(device_id, (CASE WHEN kind IN ('call','fall','sos') THEN 'emergency' ELSE kind END)) WHERE state IN ('open','accepted');
 `,
   },
+  {
+    version: 12,
+    name: "which gateway sends each page, and which gateways are alive: a dead one's pages are taken over",
+    sql: `
+CREATE TABLE gateways (id TEXT PRIMARY KEY, alive_until BIGINT NOT NULL);
+CREATE TABLE page_senders (
+  event_id BIGINT PRIMARY KEY,
+  alert_id TEXT NOT NULL,
+  gateway_id TEXT NOT NULL
+);
+CREATE INDEX page_senders_alert ON page_senders(alert_id);
+-- The pages of open alerts from before: their gateway is unknown, the first to look takes them.
+INSERT INTO page_senders (event_id, alert_id, gateway_id)
+  SELECT e.stream_key, e.alert_id, 'before-version-12' FROM alert_events e JOIN alerts a ON a.id = e.alert_id
+  WHERE e.type = 'notified' AND a.state = 'open';
+`,
+  },
 ];

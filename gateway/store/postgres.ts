@@ -1,12 +1,15 @@
+import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import type { Logger } from "pino";
 import { Errors } from "../errors.ts";
 import {
   type DeadlineClaims,
+  type PageClaims,
   postgresAlerts,
   postgresAttempts,
   postgresDeadlineClaims,
   postgresDeviceEvents,
+  postgresPageClaims,
 } from "./postgres-alerts.ts";
 import { postgresAccounts, postgresAudit, postgresSessions, postgresThrottles } from "./postgres-auth.ts";
 import {
@@ -49,7 +52,10 @@ export interface PostgresOptions {
 }
 
 /** The store, and what only PostgreSQL offers: deadlines several gateways can share. */
-export type PostgresStore = Store & { readonly deadlineClaims: DeadlineClaims };
+export type PostgresStore = Store & {
+  readonly deadlineClaims: DeadlineClaims;
+  readonly pageClaims: PageClaims;
+};
 
 /**
  * Opens the store in the PostgreSQL database at `url` (postgres://user:password@host:port/db),
@@ -69,10 +75,12 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     throw err;
   }
   let closed: Promise<void> | undefined;
+  // This gateway, as the sender of the pages it commits (see PageClaims).
+  const gatewayId = randomUUID();
   return {
     registry: registry(pool),
     deviceEvents: postgresDeviceEvents(pool),
-    alerts: postgresAlerts(pool),
+    alerts: postgresAlerts(pool, gatewayId),
     attempts: postgresAttempts(pool),
     tracking: postgresTracking(pool),
     geofences: postgresGeofences(pool),
@@ -85,6 +93,7 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     telemetry: postgresTelemetry(pool),
     spool: postgresSpool(pool),
     deadlineClaims: postgresDeadlineClaims(pool),
+    pageClaims: postgresPageClaims(pool, gatewayId),
     alertFeed: postgresAlertFeed(url, pool, options.log),
     // The server flushes at each commit; there is no group commit of ours to count.
     flushCounts: () => ({ flushes: 0, writes: 0 }),

@@ -218,6 +218,18 @@ export interface DeadlineClaims {
 }
 
 /**
+ * Pages shared by several gateways on one database. Each page (a `notified` event) is sent by the
+ * gateway that committed it; one whose gateway stopped renewing its life is taken over by another,
+ * which sends again only what did not go out.
+ */
+export interface PageClaims {
+  /** This gateway is alive until `until`: its pages stay its own. */
+  renew(now: number, until: number): Promise<void>;
+  /** Takes over the pages of open alerts whose gateway is not alive at `now`. */
+  takeOrphans(now: number): Promise<{ alertId: string; eventId: number }[]>;
+}
+
+/**
  * The durable state of the gateway. Methods are async so that a PostgreSQL store can implement
  * the same interface; the SQLite store answers synchronously underneath.
  */
@@ -245,6 +257,8 @@ export interface Store {
   readonly alertFeed?: AlertFeed;
   /** Present when several gateways may share the store: each claims due deadlines instead of owning them all. */
   readonly deadlineClaims?: DeadlineClaims;
+  /** Present with `deadlineClaims`: the pages of a gateway that died are sent by another. */
+  readonly pageClaims?: PageClaims;
   /** Flushes to disk so far, and the writes they covered (group commit). */
   flushCounts(): { flushes: number; writes: number };
   /** Cheap query proving the database answers; throws otherwise. */

@@ -85,7 +85,7 @@ class SharedClock implements Clock {
  * to the same time. A gateway whose own clock no longer moves is one that died: it fires nothing
  * more, and the other must.
  */
-describe("deadlines claimed, not owned, by gateways sharing PostgreSQL", () => {
+describe("deadlines claimed, not owned, by gateways sharing PostgreSQL", { timeout: 40_000 }, () => {
   let postgres: TestPostgres;
   const cleanups: (() => Promise<unknown>)[] = [];
   beforeAll(async () => {
@@ -99,13 +99,17 @@ describe("deadlines claimed, not owned, by gateways sharing PostgreSQL", () => {
   });
 
   type TestClock = Clock & { advance(ms: number): Promise<void> };
-  async function twoGateways<C extends TestClock>(clocks: (start: number) => [C, C]) {
+  async function twoGateways<C extends TestClock>(
+    clocks: (start: number) => [C, C],
+    moreEnv: Record<string, string> = {},
+  ) {
     const hooks = await startWebhookServer();
     cleanups.push(() => hooks.close());
     const env = {
       DATABASE_URL: await postgres.createDatabase(),
       DEVICE_SECRET_KEY: randomBytes(32).toString("hex"),
       DEADLINE_SWEEP_MS: String(SWEEP_MS),
+      ...moreEnv,
     };
     const start = Date.now();
     const [clockA, clockB] = clocks(start);
@@ -261,5 +265,38 @@ describe("deadlines claimed, not owned, by gateways sharing PostgreSQL", () => {
     expect(accepted.body.notified).toEqual(["dr-tsering", "pema"]);
     await waitFor(() => heard(hooks, "pema").includes("accepted@2"), 5000, "the family told of the accept");
     expect((await trail(b, alertId)).filter((e) => e.type === "accepted")).toHaveLength(1);
+  });
+
+  it("sends a dead gateway's unsent page once, from another; a gateway starting while it lives sends nothing twice", async () => {
+    // A request the webhook holds stays pending: no timeout of the real clock settles it meanwhile.
+    const { hooks, env, clockA, clockB } = await twoGateways(ownClocks, { WEBHOOK_TIMEOUT_MS: "600000" });
+    // The doctor's page answered first: it reached them.
+    await waitFor(
+      () => heard(hooks, "dr-tsering").includes("paged@1") && hooks.load.open === 0,
+      5000,
+      "the doctor paged",
+    );
+    hooks.state.hang = true;
+    // Only A's time reaches the deadline: A pages the family, and the request hangs.
+    await clockA.advance(MIN);
+    await waitFor(() => heard(hooks, "pema").includes("paged@2"), 5000, "the family's page under way");
+
+    // A third gateway starts while A lives: the page is A's, not sent again.
+    const clockC = new FakeClock(clockA.now());
+    const c = await startGateway({ clock: clockC, env });
+    cleanups.push(() => c.stop());
+    await clockC.advance(2 * SWEEP_MS);
+    expect(heard(hooks, "pema")).toEqual(["paged@2"]);
+
+    // A dies with its request open (its clock stops); B and C live on past its lease.
+    hooks.state.hang = false;
+    const pastLease = CLAIM_LEASE_MS + 2 * SWEEP_MS;
+    await Promise.all([clockB.advance(MIN + pastLease), clockC.advance(pastLease)]);
+    await waitFor(() => heard(hooks, "pema").length === 2, 5000, "the family paged again");
+    await Promise.all([clockB.advance(5 * SWEEP_MS), clockC.advance(5 * SWEEP_MS)]);
+    expect(heard(hooks, "pema")).toEqual(["paged@2", "paged@2"]);
+    // The doctor's page had reached them: taken over with the rest of A's, not sent again.
+    expect(heard(hooks, "dr-tsering")).toEqual(["paged@1"]);
+    hooks.dropOpen(); // so that A can stop
   });
 });

@@ -413,7 +413,11 @@ describe.each(engines)("$engine store", ({ open }) => {
     });
 
     it("keeps one active alert per device and kind, emergencies counting as one: a second opens nothing and says so", async () => {
-      const press = (await store.deviceEvents.record("btn-1", { type: "press", ts: T0, seq: 3 }, T0)) as number;
+      const press = (await store.deviceEvents.record(
+        "btn-1",
+        { type: "press", ts: T0, seq: 3 },
+        T0,
+      )) as number;
       await store.alerts.commit({ alert: alert("call"), events: [event(T0, "opened")] });
       // Two gateways decided at once: the second opens no twin, and its press stays to be decided again.
       for (const kind of ["call", "fall", "sos"] as const)
