@@ -14,7 +14,7 @@ import type { Auth } from "../auth/index.ts";
 import type { DeviceSecrets } from "../broker/secrets.ts";
 import type { EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
-import { GatewayError } from "../errors.ts";
+import { Errors, GatewayError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
 import type { OutboundGuard } from "../notify/outbound.ts";
 import type { PhraseCatalogue } from "../notify/phrases.ts";
@@ -152,6 +152,18 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (req.url.startsWith("/api/")) reply.header("cache-control", "no-store");
     return payload;
   });
+  // PostgreSQL stores no NUL character in text: refused here for every engine, so that a request
+  // means the same wherever it is stored.
+  app.addHook("preValidation", async (req) => {
+    for (const [part, value] of [
+      ["body", req.body],
+      ["querystring", req.query],
+      ["params", req.params],
+    ] as const) {
+      const at = nulAt(value, part);
+      if (at) throw Errors.invalid(`${at}: text may not contain the NUL character (U+0000)`);
+    }
+  });
   installAccessControl(app, deps);
   await app.register(fastifySwagger, {
     openapi: {
@@ -176,4 +188,16 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(dashboardRoutes, deps);
   if (deps.basemap) await app.register(basemapRoutes, { basemap: deps.basemap });
   return app;
+}
+
+/** Where in a parsed request (`a.b.0`) a string or a key holds U+0000, if anywhere. */
+function nulAt(value: unknown, path: string): string | undefined {
+  if (typeof value === "string") return value.includes("\0") ? path : undefined;
+  if (typeof value !== "object" || value === null) return undefined;
+  for (const [key, inner] of Object.entries(value)) {
+    if (key.includes("\0")) return path;
+    const at = nulAt(inner, `${path}.${key}`);
+    if (at) return at;
+  }
+  return undefined;
 }

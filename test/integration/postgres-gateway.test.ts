@@ -131,6 +131,36 @@ describe("a gateway on PostgreSQL", () => {
     }
   });
 
+  it("refuses text holding the NUL character, which PostgreSQL cannot store, and stores nothing", async () => {
+    const hooks = await startWebhookServer();
+    open.push({ stop: hooks.close });
+    const gw = await startGateway({
+      env: {
+        DATABASE_URL: await postgres.createDatabase(),
+        DEVICE_SECRET_KEY: randomBytes(32).toString("hex"),
+      },
+    });
+    open.push(gw);
+    await seedCommunity(gw, hooks.url);
+    const before = (await call(gw, "GET", "/api/people")).body;
+    const refusals = [
+      await call(gw, "POST", "/api/people", {
+        id: "nul-person",
+        name: "Lhamo\u0000",
+        role: "resident",
+        communityId: "chongsaikang",
+      }),
+      await call(gw, "PATCH", "/api/people/dondrub", { address: { "\u0000": 1 } }),
+      await call(gw, "GET", "/api/audit?actor=a%00b"),
+    ];
+    expect(refusals.map((r) => [r.status, r.body.error.code, r.body.error.message])).toEqual([
+      [400, "invalid_request", "body.name: text may not contain the NUL character (U+0000)"],
+      [400, "invalid_request", "body.address: text may not contain the NUL character (U+0000)"],
+      [400, "invalid_request", "querystring.actor: text may not contain the NUL character (U+0000)"],
+    ]);
+    expect((await call(gw, "GET", "/api/people")).body).toEqual(before);
+  });
+
   it("is not ready while PostgreSQL is down, and ready again by itself when it is back", async () => {
     const gw = await startGateway({ env: { DATABASE_URL: await postgres.createDatabase() } });
     open.push(gw);

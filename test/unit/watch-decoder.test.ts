@@ -162,6 +162,12 @@ describe("watch messages", () => {
     });
   });
 
+  it("drops the NUL padding some watches leave in Wi-Fi names (PostgreSQL stores no NUL)", () => {
+    const m = parse(UD.replace(",home,", ",home\0\0,"));
+    if (m.kind !== "position") throw new Error("not a position");
+    expect(m.report.accessPoints?.[0]?.ssid).toBe("home");
+  });
+
   it("reads UD_LTE and UD_WCDMA as live, UD2 as late, south and west as negative", () => {
     const fields = UD.replace(",N,", ",S,").replace(",E,", ",W,").split(",").slice(1).join(",");
     for (const type of ["UD_LTE", "UD_WCDMA"])

@@ -62,8 +62,8 @@ const healthFields = new Map<string, string[]>([
 
 export function parseContent(content: Buffer): WatchMessage {
   // Text frames are ASCII or UTF-8 (SSIDs may hold Chinese); binary ones (voice, pictures) are
-  // only ever noted, never read.
-  const text = content.toString("utf8");
+  // only ever noted, never read. Some pad Wi-Fi names with NUL, which PostgreSQL cannot store.
+  const text = content.toString("utf8").replaceAll("\0", "");
   const fields = text.split(",");
   const type = fields[0] ?? "";
   const rest = fields.slice(1);
