@@ -77,9 +77,18 @@ export class AlertStream {
         });
     // Who may see what changed (or a session ended): the readers it touches reconnect, losslessly,
     // and are checked and scoped afresh; one signed out, disabled or demoted is refused then.
-    const offAccess = this.deps.bus.on("access.changed", (change) =>
-      this.end(({ viewer }) => affects(change, viewer)),
-    );
+    const offAccess = this.deps.bus.on("access.changed", (change) => {
+      this.end(({ viewer }) => affects(change, viewer));
+      // The other gateways' readers too. Lost (the database unreachable), theirs end with their session.
+      void store.alertFeed
+        ?.announceAccess(change)
+        .catch((err) =>
+          this.deps.log.warn(
+            { err: (err as Error).message },
+            "could not tell the other gateways of a change of access",
+          ),
+        );
+    });
     this.unsubscribe = [offAlerts, offAccess];
     this.keepalive = setInterval(() => {
       const now = this.deps.clock.now();
@@ -175,7 +184,9 @@ export class AlertStream {
       }
       void feed.announce().catch(() => wake());
     });
-    const listening = feed.listen(wake).catch((err) => {
+    const touched = (change: AccessChange | null) =>
+      this.end(({ viewer }) => change === null || affects(change, viewer));
+    const listening = feed.listen(wake, touched).catch((err) => {
       log.warn(
         { err: (err as Error).message },
         "could not listen for other gateways' alerts; looking every few seconds",

@@ -1,21 +1,34 @@
+import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "pino";
+import type { AccessChange } from "../bus/index.ts";
 import type { AlertFeed } from "./types.ts";
 
 const CHANNEL = "alert_events";
+const ACCESS_CHANNEL = "access_changes";
+/** NOTIFY's payload is under 8,000 bytes; a larger change is announced as "everything". */
+const MAX_PAYLOAD = 7000;
 const RELISTEN_MS = 1000;
 
 /**
  * Wakes every gateway on the database when any of them has committed alert events, through
  * PostgreSQL's LISTEN/NOTIFY. A wake-up carries nothing: each gateway reads the trail after the
  * last key it streamed, so events reach every page in the order of their keys, whoever made them.
+ * Changes of access travel the same way, on their own channel, with who was touched.
  */
 export function postgresAlertFeed(url: string, pool: pg.Pool, log: Logger | undefined): AlertFeed {
+  // Changes of access come back to the gateway that announced them: it knows them already.
+  const self = randomUUID();
   return {
     announce: async () => {
       await pool.query("SELECT pg_notify($1, '')", [CHANNEL]);
     },
-    listen: async (onWake) => {
+    announceAccess: async (change) => {
+      const told = JSON.stringify({ from: self, change });
+      const payload = told.length <= MAX_PAYLOAD ? told : JSON.stringify({ from: self, change: null });
+      await pool.query("SELECT pg_notify($1, $2)", [ACCESS_CHANNEL, payload]);
+    },
+    listen: async (onWake, onAccess) => {
       let client: pg.Client | undefined;
       let stopped = false;
       let retry: NodeJS.Timeout | undefined;
@@ -33,11 +46,19 @@ export function postgresAlertFeed(url: string, pool: pg.Pool, log: Logger | unde
           again();
         });
         next.on("end", again);
-        next.on("notification", () => onWake());
+        next.on("notification", (n) => {
+          if (n.channel !== ACCESS_CHANNEL) return onWake();
+          const { from, change } = JSON.parse(n.payload ?? "{}") as {
+            from?: string;
+            change?: AccessChange | null;
+          };
+          if (from !== self) onAccess(change ?? null);
+        });
         client = next;
         try {
           await next.connect();
           await next.query(`LISTEN ${CHANNEL}`);
+          await next.query(`LISTEN ${ACCESS_CHANNEL}`);
           // Whatever was committed while nobody listened.
           onWake();
         } catch {

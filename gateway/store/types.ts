@@ -1,4 +1,5 @@
 import type { Alert, AlertEvent, AlertKind, AlertState, NewAlertEvent } from "../alerts/model.ts";
+import type { AccessChange } from "../bus/index.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { ReportAlert } from "../reports/monthly.ts";
 import type { Geofence, ZoneTrack } from "../rules/geofence.ts";
@@ -269,8 +270,14 @@ export interface Store {
 export interface AlertFeed {
   /** Wakes every listener, on every gateway: alert events were committed. */
   announce(): Promise<void>;
-  /** Calls `onWake` after each announcement (and once listening); resolves with a way to stop. */
-  listen(onWake: () => void): Promise<() => Promise<void>>;
+  /** Tells the other gateways who may see what changed, for the live streams it touches. */
+  announceAccess(change: AccessChange): Promise<void>;
+  /**
+   * Calls `onWake` after each announcement (and once listening), `onAccess` for each change of
+   * access another gateway announced (null: too large to tell, every stream is touched); resolves
+   * with a way to stop.
+   */
+  listen(onWake: () => void, onAccess: (change: AccessChange | null) => void): Promise<() => Promise<void>>;
 }
 
 export interface RegistryRepository {

@@ -94,3 +94,16 @@ it("shows a press on A on a page reading B, and an accept on B on a page reading
   ).toEqual(trail.slice(1).map((e) => e.id));
   await resumed.close();
 });
+
+it("ends a page's stream on B when the reader's account is disabled on A, and lets it in no more", async () => {
+  const doctor = await signIn(b, "dr-tsering");
+  const stream = openSse(`${b.http}/api/stream`, { cookie: doctor.cookie });
+  const bystander = openSse(`${b.http}/api/stream`, { cookie: b.cookie });
+  cleanup.push(() => bystander.close());
+  await waitFor(() => stream.opened() && bystander.opened(), 5000, "both streams open on B");
+  expect((await call(a, "PATCH", "/api/users/dr-tsering", { disabled: true })).status).toBe(200);
+  await waitFor(() => stream.ended(), 10_000, "the disabled doctor's stream on B ended");
+  expect(bystander.ended()).toBe(false);
+  const again = await fetch(`${b.http}/api/stream`, { headers: { cookie: doctor.cookie } });
+  expect(again.status).toBe(401);
+});

@@ -8,12 +8,14 @@ export interface SseMessage {
 export function openSse(url: string, headers: Record<string, string> = {}) {
   const messages: SseMessage[] = [];
   const controller = new AbortController();
+  let opened = false;
   const done = (async () => {
     const res = await fetch(url, {
       headers: { accept: "text/event-stream", ...headers },
       signal: controller.signal,
     });
     if (!res.ok || !res.body) throw new Error(`stream answered ${res.status}`);
+    opened = true;
     const decoder = new TextDecoder();
     let buffer = "";
     for await (const chunk of res.body) {
@@ -37,8 +39,16 @@ export function openSse(url: string, headers: Record<string, string> = {}) {
   })().catch((err: Error) => {
     if (err.name !== "AbortError") throw err;
   });
+  let ended = false;
+  void done.then(() => {
+    ended = true;
+  });
   return {
     messages,
+    /** The gateway answered: the stream is open (it may have ended since). */
+    opened: () => opened,
+    /** The gateway ended the stream (or it was closed here). */
+    ended: () => ended,
     alertEvents: () => messages.map((m) => ({ id: Number(m.id), ...JSON.parse(m.data) })),
     close: () => {
       controller.abort();
