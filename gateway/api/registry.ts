@@ -372,10 +372,10 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
       return reply.code(201).send({ id: req.body.id, secret });
     },
   );
-  const withState = (d: Device) => ({
+  const withState = async (d: Device) => ({
     ...d,
     connected: isConnected(d.id),
-    state: tracker.state(d.id) ?? null,
+    state: (await tracker.current(d.id)) ?? null,
   });
   app.get(
     "/api/devices",
@@ -389,9 +389,11 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
     },
     async (req) => {
       const viewer = viewerOf(req);
-      return (await registry.listDevices())
-        .filter((d) => (!req.query.kind || d.kind === req.query.kind) && sees(viewer, d.ownerId))
-        .map(withState);
+      return Promise.all(
+        (await registry.listDevices())
+          .filter((d) => (!req.query.kind || d.kind === req.query.kind) && sees(viewer, d.ownerId))
+          .map(withState),
+      );
     },
   );
   app.get(

@@ -110,6 +110,17 @@ export class Tracker {
     return this.states.get(deviceId);
   }
 
+  /**
+   * What is known of the device now. On a store several gateways share, a device talking to
+   * another gateway is known here by what that one saved, when it heard the device last.
+   */
+  async current(deviceId: string): Promise<DeviceState | undefined> {
+    const mine = this.states.get(deviceId);
+    if (!this.deps.store.alertFeed) return mine;
+    const elsewhere = (await this.savedStates().catch(() => undefined))?.get(deviceId);
+    return elsewhere && elsewhere.lastSeenAt > (mine?.lastSeenAt ?? 0) ? elsewhere : mine;
+  }
+
   /** What an alarm's alert should record about where the device was. */
   alarmContext(deviceId: string, message: DeviceEvent): Record<string, unknown> {
     const state = this.states.get(deviceId);
@@ -252,10 +263,10 @@ export class Tracker {
     else this.offline(deviceId, state);
   }
 
-  /** What other gateways saved about their devices, read at most once a second however many went silent. */
+  /** What every gateway saved about the devices, read at most once a second however often asked. */
   private sharedStates: { at: number; states: Promise<Map<string, DeviceState>> } | undefined;
 
-  private async unlessHeardElsewhere(deviceId: string, state: DeviceState): Promise<void> {
+  private savedStates(): Promise<Map<string, DeviceState>> {
     const now = this.deps.clock.now();
     if (!this.sharedStates || now - this.sharedStates.at > 1000) {
       const states = this.deps.store.tracking
@@ -263,7 +274,11 @@ export class Tracker {
         .then((all) => new Map(all.map((s) => [s.deviceId, s])));
       this.sharedStates = { at: now, states };
     }
-    const shared = await this.sharedStates.states.catch(() => undefined);
+    return this.sharedStates.states;
+  }
+
+  private async unlessHeardElsewhere(deviceId: string, state: DeviceState): Promise<void> {
+    const shared = await this.savedStates().catch(() => undefined);
     const elsewhere = shared?.get(deviceId);
     if (elsewhere && elsewhere.lastSeenAt > state.lastSeenAt) {
       // Alive on another gateway: take what it knows, and watch from when it last heard the device.
