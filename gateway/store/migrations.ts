@@ -316,10 +316,11 @@ CREATE TABLE care_notes (
 `,
 });
 
-migrations.push({
-  version: 11,
-  name: "one active alert per device and kind (emergencies counting as one), whichever gateway opens it",
-  sql: `
+/**
+ * Migration 11 on either engine (`json` builds a JSON object: json_object, jsonb_build_object):
+ * one active alert per device and kind, the emergencies counting as one.
+ */
+export const oneActiveAlertPerDevice = (json: string) => `
 -- Gateways sharing a database could each open an alert for one device at the same moment. Before
 -- the rule is enforced, the older of two such twins is closed as superseded by the newer (as a
 -- new call after a quiet period closes the old one), with its entry in the trail.
@@ -330,7 +331,7 @@ CREATE TEMP TABLE superseded AS
   WINDOW twins AS (PARTITION BY device_id, CASE WHEN kind IN ('call','fall','sos') THEN 'emergency' ELSE kind END ORDER BY opened_at DESC, id DESC);
 DELETE FROM superseded WHERE n = 1;
 INSERT INTO alert_events (alert_id, at, type, actor, data, stream_key)
-  SELECT id, closed_at, 'cancelled', NULL, json_object('reason', 'superseded', 'by', kept),
+  SELECT id, closed_at, 'cancelled', NULL, ${json}('reason', 'superseded', 'by', kept),
     COALESCE((SELECT MAX(stream_key) FROM alert_events), 0) + ROW_NUMBER() OVER (ORDER BY id)
   FROM superseded;
 UPDATE alerts SET state = 'cancelled', closed_at = (SELECT closed_at FROM superseded s WHERE s.id = alerts.id),
@@ -338,5 +339,10 @@ UPDATE alerts SET state = 'cancelled', closed_at = (SELECT closed_at FROM supers
   WHERE id IN (SELECT id FROM superseded);
 DROP TABLE superseded;
 CREATE UNIQUE INDEX alerts_one_active ON alerts(device_id, (CASE WHEN kind IN ('call','fall','sos') THEN 'emergency' ELSE kind END)) WHERE state IN ('open','accepted');
-`,
+`;
+
+migrations.push({
+  version: 11,
+  name: "one active alert per device and kind (emergencies counting as one), whichever gateway opens it",
+  sql: oneActiveAlertPerDevice("json_object"),
 });

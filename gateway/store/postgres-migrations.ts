@@ -10,6 +10,8 @@
  * ids that lists are ordered by compare byte-wise (COLLATE "C"), as SQLite's do; the embedded
  * telemetry and its spool live in this database too (SQLite keeps them in telemetry.db).
  */
+import { oneActiveAlertPerDevice } from "./migrations.ts";
+
 export const postgresMigrations: { version: number; name: string; sql: string }[] = [
   {
     version: 9,
@@ -250,26 +252,7 @@ CREATE TABLE care_notes (
   {
     version: 11,
     name: "one active alert per device and kind (emergencies counting as one), whichever gateway opens it",
-    sql: `
--- Gateways sharing a database could each open an alert for one device at the same moment. Before
--- the rule is enforced, the older of two such twins is closed as superseded by the newer (as a
--- new call after a quiet period closes the old one), with its entry in the trail.
-CREATE TEMP TABLE superseded AS
-  SELECT id, FIRST_VALUE(id) OVER twins AS kept, FIRST_VALUE(opened_at) OVER twins AS closed_at,
-    ROW_NUMBER() OVER twins AS n
-  FROM alerts WHERE state IN ('open','accepted')
-  WINDOW twins AS (PARTITION BY device_id, CASE WHEN kind IN ('call','fall','sos') THEN 'emergency' ELSE kind END ORDER BY opened_at DESC, id DESC);
-DELETE FROM superseded WHERE n = 1;
-INSERT INTO alert_events (alert_id, at, type, actor, data, stream_key)
-  SELECT id, closed_at, 'cancelled', NULL, jsonb_build_object('reason', 'superseded', 'by', kept),
-    COALESCE((SELECT MAX(stream_key) FROM alert_events), 0) + ROW_NUMBER() OVER (ORDER BY id)
-  FROM superseded;
-UPDATE alerts SET state = 'cancelled', closed_at = (SELECT closed_at FROM superseded s WHERE s.id = alerts.id),
-    outcome = 'superseded by an alert another gateway opened at the same time', deadline_at = NULL
-  WHERE id IN (SELECT id FROM superseded);
-DROP TABLE superseded;
-CREATE UNIQUE INDEX alerts_one_active ON alerts(device_id, (CASE WHEN kind IN ('call','fall','sos') THEN 'emergency' ELSE kind END)) WHERE state IN ('open','accepted');
-`,
+    sql: oneActiveAlertPerDevice("jsonb_build_object"),
   },
   {
     version: 12,
