@@ -160,10 +160,12 @@ it("kill -9 an instance while 200 devices press: every acknowledged press is sto
     }
   };
   const pressing = Promise.all(devices.map(pressAll));
+  // Its failure is reported where it is awaited, below.
+  void pressing.catch(() => undefined);
 
   // Mid-burst, once it has acknowledged KILL_AFTER_ACKS presses.
+  await waitFor(() => inFlightAtKill >= 0, 120_000, `${KILL_AFTER_ACKS} PUBACKs from the instance to kill`);
   expect((await doomed.exited).signal).toBe("SIGKILL");
-  expect(acksFromDoomed).toBeGreaterThanOrEqual(KILL_AFTER_ACKS);
   // Presses were still on their way to it: the kill hit the burst, not its end.
   expect(inFlightAtKill).toBeGreaterThan(0);
 
