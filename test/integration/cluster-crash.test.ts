@@ -1,8 +1,8 @@
 import { cpSync } from "node:fs";
-import mqtt, { type MqttClient } from "mqtt";
 import { afterAll, expect, it } from "vitest";
 import type { DeviceCommand } from "../../gateway/ingest/contract.ts";
 import {
+  connectPersistent,
   registerDevice,
   seedCommunity,
   startGateway,
@@ -18,26 +18,6 @@ const cleanup: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
-
-/** A device with a persistent session, as the contract asks; it does not reconnect by itself. */
-async function connectPersistent(url: string, creds: { id: string; secret: string }) {
-  const client: MqttClient = mqtt.connect(url, {
-    clientId: creds.id,
-    username: creds.id,
-    password: creds.secret,
-    protocolVersion: 4,
-    clean: false,
-    reconnectPeriod: 0,
-  });
-  cleanup.push(() => client.endAsync(true));
-  const commands: DeviceCommand[] = [];
-  client.on("message", (_topic, payload) => commands.push(JSON.parse(payload.toString())));
-  await new Promise<void>((resolve, reject) => {
-    client.once("connect", () => resolve());
-    client.once("error", reject);
-  });
-  return { client, commands };
-}
 
 it("kill -9 the instance holding a device: its session lives on in Redis, and commands given meanwhile arrive in order at another instance", async () => {
   const redis = await startRedis();
@@ -59,7 +39,8 @@ it("kill -9 the instance holding a device: its session lives on in Redis, and co
   const b: TestGateway = await startGateway({ dataDir: dirB, env: { REDIS_URL: redis.url } });
   cleanup.push(() => b.stop());
 
-  const onA = await connectPersistent(a.mqttUrl, creds);
+  const onA = await connectPersistent(a.ports.mqtt, creds);
+  cleanup.push(() => onA.client.endAsync(true));
   await onA.client.subscribeAsync(`devices/${creds.id}/command`, { qos: 1 });
   const lost = new Promise<void>((resolve) => onA.client.once("close", () => resolve()));
   expect((await a.kill("SIGKILL")).signal).toBe("SIGKILL");
@@ -73,7 +54,8 @@ it("kill -9 the instance holding a device: its session lives on in Redis, and co
     expect(await b.broker.publishCommand(creds.id, JSON.stringify(command))).toBeUndefined();
 
   // It comes back on B without subscribing again: the session A never closed is there, with the three.
-  const onB = await connectPersistent(`mqtt://127.0.0.1:${b.ports.mqtt}`, creds);
+  const onB = await connectPersistent(b.ports.mqtt, creds);
+  cleanup.push(() => onB.client.endAsync(true));
   await waitFor(() => onB.commands.length >= 3, 5000, "the queued commands on B");
   expect(onB.commands).toEqual(sent);
   // And it keeps hearing B afterwards.

@@ -1,8 +1,14 @@
 import { randomBytes } from "node:crypto";
-import mqtt from "mqtt";
 import { afterAll, expect, it } from "vitest";
 import type { DeviceCommand } from "../../gateway/ingest/contract.ts";
-import { call, registerDevice, seedCommunity, signIn, startGateway } from "../support/gateway.ts";
+import {
+  call,
+  connectPersistent,
+  registerDevice,
+  seedCommunity,
+  signIn,
+  startGateway,
+} from "../support/gateway.ts";
 import { startPostgres } from "../support/postgres.ts";
 import { startRedis } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
@@ -30,17 +36,8 @@ it("a press on B is accepted on A, and the device on B hears it; every command i
   await seedCommunity(a, (path) => `http://127.0.0.1:9${path}`);
   const creds = await registerDevice(a, "btn-across");
 
-  const device = await mqtt.connectAsync(`mqtt://127.0.0.1:${b.ports.mqtt}`, {
-    clientId: creds.id,
-    username: creds.id,
-    password: creds.secret,
-    protocolVersion: 4,
-    clean: false,
-    reconnectPeriod: 0,
-  });
+  const { client: device, commands } = await connectPersistent(b.ports.mqtt, creds);
   cleanup.push(() => device.endAsync(true));
-  const commands: DeviceCommand[] = [];
-  device.on("message", (_topic, payload) => commands.push(JSON.parse(payload.toString())));
   await device.subscribeAsync(`devices/${creds.id}/command`, { qos: 1 });
   const heard = (type: DeviceCommand["type"]) =>
     waitFor(() => commands.find((c) => c.type === type), 5000, `'${type}' at the device`);

@@ -211,6 +211,33 @@ export async function connectDevice(gw: { ports: { mqtt: number } }, creds: { id
   return device;
 }
 
+/**
+ * A device with a persistent session (clean: false), as the contract asks, and the commands it
+ * hears; it does not subscribe. Given one MQTT port it does not reconnect by itself; given several,
+ * it connects to the first and, when its connection dies, to the next (MQTT.js takes them in turn),
+ * replaying every QoS 1 publish not yet acknowledged.
+ */
+export async function connectPersistent(mqttPorts: number | number[], creds: { id: string; secret: string }) {
+  const ports = [mqttPorts].flat();
+  const client = mqtt.connect({
+    servers: ports.map((port) => ({ host: "127.0.0.1", port })),
+    protocol: "mqtt",
+    clientId: creds.id,
+    username: creds.id,
+    password: creds.secret,
+    protocolVersion: 4,
+    clean: false,
+    reconnectPeriod: ports.length > 1 ? 100 : 0,
+  });
+  const commands: DeviceCommand[] = [];
+  client.on("message", (_topic, payload) => commands.push(JSON.parse(payload.toString())));
+  await new Promise<void>((resolve, reject) => {
+    client.once("connect", () => resolve());
+    client.once("error", reject);
+  });
+  return { client, commands };
+}
+
 /** Reads one sample from the Prometheus text, e.g. `gateway_messages_refused_total{reason="acl"}`. */
 export async function metric(gw: { http: string }, sample: string): Promise<number> {
   const text = await (await fetch(`${gw.http}/metrics`)).text();
