@@ -346,6 +346,8 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       schedulePrune();
       stream.start();
       notifier.start();
+      // Before anything sends a device a command: the commands of the last run's leftovers are queued.
+      await broker.prepare();
       await commands.start();
       await alerts.start();
       await broker.start({ host: config.HOST, port: config.MQTT_PORT, tlsPort: config.MQTTS_PORT });

@@ -68,7 +68,7 @@ export class AlertService {
     const onRetry = () => metrics.deadlineRetries.inc();
     this.deadlines = store.deadlineClaims
       ? new ClaimedDeadlines(
-          { clock, log, claims: store.deadlineClaims, fire, onRetry, onSweep: () => this.takeOverPages() },
+          { clock, log, claims: store.deadlineClaims, fire, onRetry, onSweep: () => this.takeOverFromTheDead() },
           options.sweepMs,
         )
       : new DeadlineScheduler(
@@ -83,7 +83,7 @@ export class AlertService {
     if (adopted > 0) log.info({ adopted }, "alerts from before policies travelled with them took today's");
     // First, before anything new is paged: otherwise its delivery, not yet recorded, would go twice.
     // Several gateways: only the pages of those that died, this one's last run among them.
-    await (store.pageClaims ? this.takeOverPages() : this.resumePages());
+    await (store.pageClaims ? this.takeOverFromTheDead() : this.resumePages());
     const failed = (deviceId: string) => (err: unknown) => log.error({ err, deviceId }, "alert rule failed");
     this.unsubscribe = [
       bus.on("device.event", (e) => void this.onDeviceEvent(e).catch(failed(e.deviceId))),
@@ -94,15 +94,20 @@ export class AlertService {
     ];
     // Deadlines that fell due while the gateway was down fire now.
     await this.deadlines.start();
-    // Events stored (and acknowledged to the device) but not handled before the last stop.
+    // Events stored (and acknowledged to the device) but not handled before the last stop. With
+    // several gateways, those of the living are theirs: each sweep takes the ones left too long.
+    if (!store.pageClaims) await this.handleLeftovers(Number.POSITIVE_INFINITY);
+  }
+
+  /** Handles the device events stored before `before` and not handled yet (a gateway stopped first). */
+  private async handleLeftovers(before: number): Promise<void> {
+    const { store, log } = this.deps;
     for (const e of await store.deviceEvents.unhandled()) {
-      log.warn(
-        { deviceId: e.deviceId, seq: e.message.seq },
-        "handling a device event left over from the last run",
-      );
-      // One event that cannot be handled must not keep the gateway from starting; it stays unhandled.
-      await this.onDeviceEvent({ ...e, eventId: e.id, receivedHr: performance.now() }).catch(
-        failed(e.deviceId),
+      if (e.receivedAt >= before) continue;
+      log.warn({ deviceId: e.deviceId, seq: e.message.seq }, "handling a device event a stopped gateway left");
+      // One event that cannot be handled must not keep the others (or the start) waiting; it stays unhandled.
+      await this.onDeviceEvent({ ...e, eventId: e.id, receivedHr: performance.now() }).catch((err) =>
+        log.error({ err, deviceId: e.deviceId }, "alert rule failed"),
       );
     }
   }
@@ -339,19 +344,24 @@ export class AlertService {
   }
 
   /**
-   * On a store several gateways share: keeps this one alive (its pages stay its own) and sends
-   * again the pages of gateways that stopped renewing (they died), as after a restart.
+   * On a store several gateways share, what a restart does on one's own: keeps this gateway alive
+   * (its pages stay its own), sends again the pages of gateways that stopped renewing (they died),
+   * and handles the device events one stored and left undecided. Deciding one another is still
+   * deciding cannot open a second alert: the press is marked handled in the alert's commit, once.
    */
-  private async takeOverPages(): Promise<void> {
+  private async takeOverFromTheDead(): Promise<void> {
     const { store, clock, log } = this.deps;
     if (!store.pageClaims) return;
     const now = clock.now();
     // A few sweeps long: one slow sweep does not make this gateway look dead.
-    await store.pageClaims.renew(now, now + Math.max(CLAIM_LEASE_MS, 3 * this.options.sweepMs));
+    const lifeMs = Math.max(CLAIM_LEASE_MS, 3 * this.options.sweepMs);
+    await store.pageClaims.renew(now, now + lifeMs);
     const taken = await store.pageClaims.takeOrphans(now);
-    if (taken.length === 0) return;
-    log.warn({ pages: taken.length }, "took over the pages of a gateway that stopped");
-    await this.resumePages(taken);
+    if (taken.length > 0) {
+      log.warn({ pages: taken.length }, "took over the pages of a gateway that stopped");
+      await this.resumePages(taken);
+    }
+    await this.handleLeftovers(now - lifeMs);
   }
 
   /**

@@ -162,8 +162,16 @@ export class Broker {
     );
   }
 
-  async start(listen: { host: string; port: number; tlsPort: number }): Promise<void> {
+  /**
+   * Sets up the broker's persistence (Redis, with several instances): commands can be published,
+   * queued for offline devices, before any device can connect.
+   */
+  async prepare(): Promise<void> {
     await this.aedes.listen();
+  }
+
+  /** Takes device connections. */
+  async start(listen: { host: string; port: number; tlsPort: number }): Promise<void> {
     this.tcp = createServer((socket) => {
       if (this.admit(socket.remoteAddress)) this.serve(socket);
       else socket.destroy();

@@ -1,18 +1,24 @@
+import { randomBytes } from "node:crypto";
 import { cpSync } from "node:fs";
 import { afterAll, expect, it } from "vitest";
 import type { DeviceCommand } from "../../gateway/ingest/contract.ts";
+import { FakeClock } from "../support/fake-clock.ts";
 import {
+  call,
   connectPersistent,
   registerDevice,
   seedCommunity,
+  signIn,
   startGateway,
   type TestGateway,
   tempDataDir,
   WEBHOOK_SECRET,
 } from "../support/gateway.ts";
+import { startPostgres } from "../support/postgres.ts";
 import { type GatewayProcess, spawnGateway } from "../support/process.ts";
 import { startRedis } from "../support/redis.ts";
 import { waitFor } from "../support/wait.ts";
+import { startWebhookServer } from "../support/webhook-server.ts";
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
@@ -63,4 +69,71 @@ it("kill -9 the instance holding a device: its session lives on in Redis, and co
   await b.broker.publishCommand(creds.id, JSON.stringify(later));
   await waitFor(() => onB.commands.length > 3, 5000, "a later command");
   expect(onB.commands.slice(3)).toEqual([later]);
+}, 120_000);
+
+it("kill -9 the instance holding a device mid-escalation, on a shared store: the next level is paged once, by another, and the device hears it out there", async () => {
+  const postgres = await startPostgres();
+  cleanup.push(() => postgres.destroy());
+  const redis = await startRedis();
+  cleanup.push(redis.stop);
+  const hooks = await startWebhookServer();
+  cleanup.push(hooks.close);
+  const env = {
+    WEBHOOK_SECRET,
+    DATABASE_URL: await postgres.createDatabase(),
+    REDIS_URL: redis.url,
+    DEVICE_SECRET_KEY: randomBytes(32).toString("hex"),
+  };
+  // B's time is a fake one, for the level-1 minute to pass at once; A lives on the real one.
+  const clockB = new FakeClock(Date.now());
+  const b: TestGateway = await startGateway({ clock: clockB, env });
+  cleanup.push(() => b.stop());
+  await seedCommunity(b, hooks.url);
+  const creds = await registerDevice(b, "btn-midway");
+  const a: GatewayProcess = await spawnGateway({
+    dataDir: tempDataDir(),
+    env: { ...env, LOG_LEVEL: "warn" },
+  });
+  cleanup.push(() => a.kill("SIGKILL"));
+
+  // The device talks to A, and moves to B when A is gone.
+  const device = await connectPersistent([a.ports.mqtt, b.ports.mqtt], creds);
+  cleanup.push(() => device.client.endAsync(true));
+  await device.client.subscribeAsync(`devices/${creds.id}/command`, { qos: 1 });
+  await device.client.publishAsync(
+    `devices/${creds.id}/event`,
+    JSON.stringify({ type: "press", ts: Date.now(), seq: 1 }),
+    { qos: 1 },
+  );
+  const { alertId } = await waitFor(
+    () => device.commands.find((c) => c.type === "received"),
+    10_000,
+    "received",
+  );
+  const heard = (who: string) =>
+    hooks.received.filter((h) => h.path === `/${who}`).map((h) => `${h.json.event}@${h.json.level}`);
+  await waitFor(
+    () => heard("dr-tsering").includes("paged@1") && hooks.load.open === 0,
+    10_000,
+    "level 1 paged",
+  );
+
+  expect((await a.kill("SIGKILL")).signal).toBe("SIGKILL");
+  await waitFor(() => device.client.connected, 10_000, "the device back, on B");
+  // The level-1 minute passes: B claims the deadline A held and pages the family, once.
+  const { deadlineAt } = (await call(b, "GET", `/api/alerts/${alertId}`)).body;
+  await clockB.advance(deadlineAt - clockB.now() + 10_000);
+  await waitFor(() => heard("pema").includes("paged@2"), 10_000, "level 2 paged by B");
+  await clockB.advance(30_000);
+  expect(heard("pema")).toEqual(["paged@2"]);
+  // A's page to the doctor had reached them: B took it over and sent nothing again.
+  expect(heard("dr-tsering")).toEqual(["paged@1"]);
+
+  const accepted = await call(b, "POST", `/api/alerts/${alertId}/accept`, {}, await signIn(b, "pema"));
+  expect(accepted.status).toBe(200);
+  await waitFor(() => device.commands.some((c) => c.type === "accepted"), 10_000, "accepted at the device");
+  expect(device.commands.map((c) => [c.type, c.alertId])).toEqual([
+    ["received", alertId],
+    ["accepted", alertId],
+  ]);
 }, 120_000);

@@ -63,3 +63,40 @@ it("a press on B is accepted on A, and the device on B hears it; every command i
     "no command left pending",
   );
 }, 120_000);
+
+it("queues the commands of a press left undecided by the last run in Redis at start, for the device to hear", async () => {
+  const postgres = await startPostgres();
+  cleanup.push(() => postgres.destroy());
+  const redis = await startRedis();
+  cleanup.push(redis.stop);
+  const env = {
+    DATABASE_URL: await postgres.createDatabase(),
+    REDIS_URL: redis.url,
+    DEVICE_SECRET_KEY: randomBytes(32).toString("hex"),
+  };
+  let gw = await startGateway({ env });
+  await seedCommunity(gw, (path) => `http://127.0.0.1:9${path}`);
+  const creds = await registerDevice(gw, "btn-leftover");
+  const first = await connectPersistent(gw.ports.mqtt, creds);
+  await first.client.subscribeAsync(`devices/${creds.id}/command`, { qos: 1 });
+  await first.client.endAsync();
+  // The last run stored (and acknowledged) a press a minute ago, and stopped before deciding it.
+  const ts = Date.now() - 60_000;
+  await gw.store.deviceEvents.record(creds.id, { type: "press", ts, seq: 1 }, ts);
+  await gw.stop();
+
+  const logs: string[] = [];
+  gw = await startGateway({
+    env: { ...env, LOG_LEVEL: "warn" },
+    logTo: { write: (line: string) => void logs.push(line) },
+  });
+  cleanup.push(() => gw.stop());
+  const { client, commands } = await connectPersistent(gw.ports.mqtt, creds);
+  cleanup.push(() => client.endAsync(true));
+  const received = await waitFor(() => commands.find((c) => c.type === "received"), 5000, "'received'");
+  expect((await call(gw, "GET", `/api/alerts/${received.alertId}`)).body).toMatchObject({ presses: 1 });
+  // Decided at start, before any device could connect: its `received` waited in Redis.
+  expect(logs.some((line) => line.includes("a stopped gateway left"))).toBe(true);
+  // Nothing failed on the way (nobody is reachable at port 9: that is logged, not failed).
+  expect(logs.filter((line) => JSON.parse(line).level >= 50 && JSON.parse(line).err)).toEqual([]);
+}, 120_000);

@@ -299,4 +299,26 @@ describe("deadlines claimed, not owned, by gateways sharing PostgreSQL", { timeo
     expect(heard(hooks, "dr-tsering")).toEqual(["paged@1"]);
     hooks.dropOpen(); // so that A can stop
   });
+
+  it("decides a press a dead gateway stored and acknowledged but never decided, once its owner is past its lease", async () => {
+    const { env, b, clockB, alertId } = await twoGateways(ownClocks);
+    // A stored the device's second press, acknowledged it, and died before deciding it.
+    const db = new pg.Client({ connectionString: env.DATABASE_URL });
+    await db.connect();
+    cleanups.push(() => db.end());
+    await db.query(
+      "INSERT INTO device_events (device_id, seq, ts, type, received_at) VALUES ('btn-dondrub', 2, $1, 'press', $1)",
+      [clockB.now()],
+    );
+    const unhandled = async () =>
+      (await db.query("SELECT seq FROM device_events WHERE NOT handled")).rows.map((r) => Number(r.seq));
+    // Within a living gateway's lease it may still be deciding it: left alone.
+    await clockB.advance(2 * SWEEP_MS);
+    expect(await unhandled()).toEqual([2]);
+    await clockB.advance(CLAIM_LEASE_MS + SWEEP_MS);
+    await waitFor(async () => (await unhandled()).length === 0, 5000, "B deciding the press");
+    const alert = (await call(b, "GET", `/api/alerts/${alertId}`)).body;
+    expect(alert.presses).toBe(2);
+    expect(alert.events.filter((e: TrailEvent) => e.type === "joined")).toHaveLength(1);
+  });
 });
