@@ -231,7 +231,16 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       maxClockSkewMs: config.MAX_CLOCK_SKEW_MS,
     },
   );
-  const isConnected = (id: string) => broker.isConnected(id) || watches.isConnected(id);
+  const isHere = (id: string) => broker.isConnected(id) || watches.isConnected(id);
+  // With several instances, a device connected to another counts too.
+  const isConnected = async (id: string) =>
+    isHere(id) || ((await redis?.presence.elsewhere())?.has(id) ?? false);
+  if (redis) {
+    bus.on("device.connected", ({ deviceId }) => redis.presence.connected(deviceId));
+    bus.on("device.disconnected", ({ deviceId }) => {
+      if (!isHere(deviceId)) redis.presence.disconnected(deviceId);
+    });
+  }
   const link: DeviceLink = {
     isListening: (id) => broker.isListening(id) || watches.isConnected(id),
     publishCommand: (id, payload) =>

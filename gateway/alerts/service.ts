@@ -68,7 +68,14 @@ export class AlertService {
     const onRetry = () => metrics.deadlineRetries.inc();
     this.deadlines = store.deadlineClaims
       ? new ClaimedDeadlines(
-          { clock, log, claims: store.deadlineClaims, fire, onRetry, onSweep: () => this.takeOverFromTheDead() },
+          {
+            clock,
+            log,
+            claims: store.deadlineClaims,
+            fire,
+            onRetry,
+            onSweep: () => this.takeOverFromTheDead(),
+          },
           options.sweepMs,
         )
       : new DeadlineScheduler(
@@ -104,7 +111,10 @@ export class AlertService {
     const { store, log } = this.deps;
     for (const e of await store.deviceEvents.unhandled()) {
       if (e.receivedAt >= before) continue;
-      log.warn({ deviceId: e.deviceId, seq: e.message.seq }, "handling a device event a stopped gateway left");
+      log.warn(
+        { deviceId: e.deviceId, seq: e.message.seq },
+        "handling a device event a stopped gateway left",
+      );
       // One event that cannot be handled must not keep the others (or the start) waiting; it stays unhandled.
       await this.onDeviceEvent({ ...e, eventId: e.id, receivedHr: performance.now() }).catch((err) =>
         log.error({ err, deviceId: e.deviceId }, "alert rule failed"),

@@ -64,7 +64,8 @@ export interface ApiDeps {
   configuredChannels: readonly ChannelKind[];
   /** The VAPID public key browsers subscribe to Web Push with (the private key stays with the push channel). */
   vapidPublicKey: string;
-  isConnected: (deviceId: string) => boolean;
+  /** A connection to the device is open, here or (several instances) on another. */
+  isConnected: (deviceId: string) => Promise<boolean>;
   /** Ends a device's MQTT connection now (secret rotated, device revoked). */
   disconnectDevice: (deviceId: string, reason: string) => void;
   /** Why the gateway cannot take work now (starting or stopping, Redis unreachable); undefined when ready. */

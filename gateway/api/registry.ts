@@ -374,7 +374,7 @@ export const registryRoutes: FastifyPluginAsync<ApiDeps> = async (
   );
   const withState = async (d: Device) => ({
     ...d,
-    connected: isConnected(d.id),
+    connected: await isConnected(d.id),
     state: (await tracker.current(d.id)) ?? null,
   });
   app.get(

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { createRequire } from "node:module";
 import { Redis } from "ioredis";
@@ -27,6 +28,8 @@ export class BrokerRedis {
   /** Its `state` reports the connections' errors (untyped). */
   readonly mq: MQEmitterRedis.MQEmitterRedis & { state: EventEmitter };
   readonly persistence: ReturnType<typeof redisPersistence>;
+  /** Which devices each instance holds a connection to. */
+  readonly presence: DevicePresence;
   private readonly connections: Redis[];
   private outage = false;
 
@@ -44,6 +47,7 @@ export class BrokerRedis {
     this.mq = MQEmitterRedis({ pubConn: pub, subConn: sub, matchEmptyLevels: true }) as BrokerRedis["mq"];
     // Without a TTL a device away for a month would hear a month of old commands at its return.
     this.persistence = redisPersistence({ conn: db, packetTTL: () => options.queuedTtlSec });
+    this.presence = new DevicePresence(db);
     // Logged once per outage: ioredis reports every failed reconnect.
     const down = (err: Error) => {
       if (this.outage) return;
@@ -87,6 +91,78 @@ export class BrokerRedis {
    * emitter and wait for nothing.
    */
   async close(): Promise<void> {
+    await this.presence.stop();
     for (const connection of this.connections) connection.disconnect();
+  }
+}
+
+const INSTANCES = "gateway:instances";
+/** An instance that stopped renewing is taken for gone after this long (its set expires too). */
+const PRESENCE_TTL_MS = 30_000;
+const PRESENCE_RENEW_MS = 10_000;
+/** How long one read of the others' devices serves: a device list asks once per device. */
+const ELSEWHERE_FRESH_MS = 1000;
+
+/**
+ * Which devices each instance holds a connection to, in Redis: one set per instance, renewed
+ * while it lives, so that any instance can say whether a device is connected anywhere. An
+ * instance killed leaves its set for at most 30 s, and counts for nothing once it stopped renewing.
+ */
+export class DevicePresence {
+  private readonly id = randomUUID();
+  private readonly key = `gateway:devices:${this.id}`;
+  private readonly timer: NodeJS.Timeout;
+  private read: { at: number; devices: Promise<Set<string>> } | undefined;
+
+  constructor(private readonly redis: Redis) {
+    this.timer = setInterval(() => void this.renew(), PRESENCE_RENEW_MS);
+    this.timer.unref();
+    void this.renew();
+  }
+
+  connected(deviceId: string): void {
+    // The set expires with this instance, also when it is the set's first device.
+    void Promise.all([
+      this.redis.sadd(this.key, deviceId),
+      this.redis.pexpire(this.key, PRESENCE_TTL_MS),
+    ]).catch(() => undefined);
+  }
+
+  disconnected(deviceId: string): void {
+    void this.redis.srem(this.key, deviceId).catch(() => undefined);
+  }
+
+  /** Devices connected to the other living instances; none known while Redis is unreachable. */
+  elsewhere(): Promise<Set<string>> {
+    const now = Date.now();
+    if (this.read && now - this.read.at < ELSEWHERE_FRESH_MS) return this.read.devices;
+    const devices =
+      this.redis.status !== "ready"
+        ? Promise.resolve(new Set<string>())
+        : this.redis.zrangebyscore(INSTANCES, now, "+inf").then(async (ids) => {
+            const others = ids.filter((id) => id !== this.id).map((id) => `gateway:devices:${id}`);
+            return new Set(others.length > 0 ? await this.redis.sunion(...others) : []);
+          });
+    this.read = { at: now, devices: devices.catch(() => new Set<string>()) };
+    return this.read.devices;
+  }
+
+  /** Leaves at once when Redis answers (else this instance's entry expires by itself). */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    if (this.redis.status !== "ready") return;
+    const leave = Promise.all([this.redis.del(this.key), this.redis.zrem(INSTANCES, this.id)]);
+    await Promise.race([leave, new Promise((resolve) => setTimeout(resolve, 1000).unref())]).catch(
+      () => undefined,
+    );
+  }
+
+  private async renew(): Promise<void> {
+    const now = Date.now();
+    await Promise.all([
+      this.redis.zadd(INSTANCES, now + PRESENCE_TTL_MS, this.id),
+      this.redis.pexpire(this.key, PRESENCE_TTL_MS),
+      this.redis.zremrangebyscore(INSTANCES, "-inf", now - PRESENCE_TTL_MS),
+    ]).catch(() => undefined);
   }
 }

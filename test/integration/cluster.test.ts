@@ -177,6 +177,34 @@ describe("several instances over one Redis", () => {
     expect(old.commands).toEqual([]);
   });
 
+  it("says a device is connected on every instance's API, whichever holds it, and not once it left", async () => {
+    const creds = await registerEverywhere("btn-where");
+    const connectedOn = async (gw: TestGateway) =>
+      (await call(gw, "GET", `/api/devices/${creds.id}`)).body.connected as boolean;
+    const onC = await persistentDevice(c, creds);
+    await waitFor(
+      async () => (await connectedOn(a)) && (await connectedOn(b)),
+      5000,
+      "connected, on A and B",
+    );
+    expect(await connectedOn(c)).toBe(true);
+    // Moved to A: C let go of it, and it is still connected everywhere.
+    const onA = await persistentDevice(a, creds);
+    await waitFor(() => !c.broker.isConnected(creds.id), 5000, "C to drop the old connection");
+    expect(onC.client.connected).toBe(false);
+    await waitFor(
+      async () => (await connectedOn(c)) && (await connectedOn(b)),
+      5000,
+      "connected, on B and C",
+    );
+    await onA.client.endAsync();
+    await waitFor(
+      async () => !(await connectedOn(a)) && !(await connectedOn(b)) && !(await connectedOn(c)),
+      5000,
+      "not connected anywhere",
+    );
+  });
+
   it("Redis restarted: every instance is unready, a press still opens its alert, and all flows again by itself", async () => {
     const creds = await registerEverywhere("btn-outage");
     const device = await persistentDevice(b, creds);
