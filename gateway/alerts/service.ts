@@ -356,8 +356,9 @@ export class AlertService {
   /**
    * On a store several gateways share, what a restart does on one's own: keeps this gateway alive
    * (its pages stay its own), sends again the pages of gateways that stopped renewing (they died),
-   * and handles the device events one stored and left undecided. Deciding one another is still
-   * deciding cannot open a second alert: the press is marked handled in the alert's commit, once.
+   * and handles the device events one stored and left undecided. Taking up an event another
+   * gateway is in fact still deciding opens no second alert: the alert's commit marks the press
+   * handled, once.
    */
   private async takeOverFromTheDead(): Promise<void> {
     const { store, clock, log } = this.deps;
