@@ -5,7 +5,7 @@ import { alertStates } from "../alerts/model.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { ReportAlert } from "../reports/monthly.ts";
 import { changes, isUniqueViolation, json, LOCKS, type Row, row, rows, transaction } from "./postgres-db.ts";
-import { toAttempt } from "./rows.ts";
+import { toAlert, toAttempt, toEvent } from "./rows.ts";
 import {
   AlertChanged,
   type AlertRepository,
@@ -55,39 +55,6 @@ export function postgresDeviceEvents(pool: pg.Pool): DeviceEventRepository {
     },
   };
 }
-
-const toAlert = (r: Row): Alert => ({
-  id: r.id as string,
-  kind: r.kind as Alert["kind"],
-  deviceId: r.device_id as string,
-  subjectId: r.subject_id as string,
-  state: r.state as AlertState,
-  level: r.level as number,
-  presses: r.presses as number,
-  openedAt: r.opened_at as number,
-  acceptedBy: (r.accepted_by as string | null) ?? null,
-  acceptedAt: (r.accepted_at as number | null) ?? null,
-  closedBy: (r.closed_by as string | null) ?? null,
-  closedAt: (r.closed_at as number | null) ?? null,
-  outcome: (r.outcome as string | null) ?? null,
-  deadlineAt: (r.deadline_at as number | null) ?? null,
-  policy: r.policy as Alert["policy"],
-  repeats: r.repeats as number,
-  reminders: r.reminders as number,
-  notified: r.notified as Alert["notified"],
-  unreached: r.unreached as boolean,
-  exhausted: r.exhausted as boolean,
-  lastActivityAt: r.last_activity_at as number,
-});
-
-const toEvent = (r: Row): AlertEvent => ({
-  id: r.stream_key as number,
-  alertId: r.alert_id as string,
-  at: r.at as number,
-  type: r.type as AlertEvent["type"],
-  actor: (r.actor as string | null) ?? null,
-  data: r.data as AlertEvent["data"],
-});
 
 const upsertAlert = `
   INSERT INTO alerts (id, kind, device_id, subject_id, state, level, presses, opened_at, accepted_by, accepted_at,

@@ -1,3 +1,4 @@
+import type { Alert, AlertEvent } from "../alerts/model.ts";
 import type { TelemetryPoint } from "./telemetry.ts";
 import type { Account, Assignment, CareNotes, Device, NotificationAttempt } from "./types.ts";
 
@@ -6,6 +7,45 @@ import type { Account, Assignment, CareNotes, Device, NotificationAttempt } from
  * mapper each, so the two stores cannot drift apart on what a row means.
  */
 export type Row = Record<string, unknown>;
+
+/** A JSON column: text in SQLite, already parsed from PostgreSQL's JSONB. */
+const json = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : v);
+/** A boolean column: 0 or 1 in SQLite, a boolean from PostgreSQL. */
+const bool = (v: unknown) => v === true || v === 1;
+
+export const toAlert = (r: Row): Alert => ({
+  id: r.id as string,
+  kind: r.kind as Alert["kind"],
+  deviceId: r.device_id as string,
+  subjectId: r.subject_id as string,
+  state: r.state as Alert["state"],
+  level: r.level as number,
+  presses: r.presses as number,
+  openedAt: r.opened_at as number,
+  acceptedBy: (r.accepted_by as string | null) ?? null,
+  acceptedAt: (r.accepted_at as number | null) ?? null,
+  closedBy: (r.closed_by as string | null) ?? null,
+  closedAt: (r.closed_at as number | null) ?? null,
+  outcome: (r.outcome as string | null) ?? null,
+  deadlineAt: (r.deadline_at as number | null) ?? null,
+  policy: json(r.policy),
+  repeats: r.repeats as number,
+  reminders: r.reminders as number,
+  notified: json(r.notified),
+  unreached: bool(r.unreached),
+  exhausted: bool(r.exhausted),
+  lastActivityAt: r.last_activity_at as number,
+});
+
+/** An entry of the audit trail; its stream key is its public id. */
+export const toEvent = (r: Row): AlertEvent => ({
+  id: r.stream_key as number,
+  alertId: r.alert_id as string,
+  at: r.at as number,
+  type: r.type as AlertEvent["type"],
+  actor: (r.actor as string | null) ?? null,
+  data: json(r.data),
+});
 
 export const toDevice = (r: Row): Device => ({
   id: r.id as string,

@@ -9,7 +9,7 @@ import type { DeviceEvent } from "../ingest/contract.ts";
 import type { ReportAlert } from "../reports/monthly.ts";
 import { Checkpointer, WalFlusher } from "./durability.ts";
 import { migrations } from "./migrations.ts";
-import { type Row, toAssignment, toAttempt, toCareNotes, toDevice } from "./rows.ts";
+import { type Row, toAlert, toAssignment, toAttempt, toCareNotes, toDevice, toEvent } from "./rows.ts";
 import { sqliteAccounts, sqliteAudit, sqliteSessions, sqliteThrottles } from "./sqlite-auth.ts";
 import { capSize, StorageHealth, type StorageHealthOptions } from "./sqlite-health.ts";
 import {
@@ -488,45 +488,12 @@ function deviceEvents(db: Database.Database): DeviceEventRepository {
   };
 }
 
-const toAlert = (r: Row): Alert => ({
-  id: r.id as string,
-  kind: r.kind as Alert["kind"],
-  deviceId: r.device_id as string,
-  subjectId: r.subject_id as string,
-  state: r.state as AlertState,
-  level: r.level as number,
-  presses: r.presses as number,
-  openedAt: r.opened_at as number,
-  acceptedBy: (r.accepted_by as string | null) ?? null,
-  acceptedAt: (r.accepted_at as number | null) ?? null,
-  closedBy: (r.closed_by as string | null) ?? null,
-  closedAt: (r.closed_at as number | null) ?? null,
-  outcome: (r.outcome as string | null) ?? null,
-  deadlineAt: (r.deadline_at as number | null) ?? null,
-  policy: JSON.parse(r.policy as string),
-  repeats: r.repeats as number,
-  reminders: r.reminders as number,
-  notified: JSON.parse(r.notified as string),
-  unreached: r.unreached === 1,
-  exhausted: r.exhausted === 1,
-  lastActivityAt: r.last_activity_at as number,
-});
-
 const alertRow = (a: Alert) => ({
   ...a,
   policy: JSON.stringify(a.policy),
   notified: JSON.stringify(a.notified),
   unreached: a.unreached ? 1 : 0,
   exhausted: a.exhausted ? 1 : 0,
-});
-
-const toEvent = (r: Row): AlertEvent => ({
-  id: r.stream_key as number,
-  alertId: r.alert_id as string,
-  at: r.at as number,
-  type: r.type as AlertEvent["type"],
-  actor: (r.actor as string | null) ?? null,
-  data: JSON.parse(r.data as string),
 });
 
 function alerts(db: Database.Database): AlertRepository {
