@@ -26,6 +26,55 @@ interface Due {
   failures: number;
 }
 
+/**
+ * What both ways share: a copy of deadlines keyed by alert, each with when it is due on the
+ * monotonic clock, and one timer, set for the earliest of them or the next sweep, whichever
+ * comes first (so never further ahead than the sweep interval: no wait overflows `setTimeout`).
+ */
+abstract class Sweeper<Entry extends { dueMono: number }> implements Deadlines {
+  protected readonly due = new Map<string, Entry>();
+  protected lastSweep = Number.NEGATIVE_INFINITY;
+  protected stopped = true;
+  private timer: Timer | undefined;
+
+  constructor(
+    protected readonly clock: Clock,
+    protected readonly sweepMs: number,
+  ) {}
+
+  start(): Promise<void> {
+    this.stopped = false;
+    return this.sweep();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) this.clock.clearTimer(this.timer);
+    this.timer = undefined;
+    this.due.clear();
+  }
+
+  abstract set(alertId: string, at: number | null): void;
+
+  protected abstract sweep(): Promise<void>;
+
+  /** When `at` (wall clock) falls due on the monotonic clock. */
+  protected dueMono(at: number): number {
+    return this.clock.monotonic() + (at - this.clock.now());
+  }
+
+  protected arm(): void {
+    if (this.stopped) return;
+    let next = this.lastSweep + this.sweepMs;
+    for (const d of this.due.values()) next = Math.min(next, d.dueMono);
+    if (this.timer) this.clock.clearTimer(this.timer);
+    this.timer = this.clock.setTimer(() => {
+      this.timer = undefined;
+      void this.sweep();
+    }, next - this.clock.monotonic());
+  }
+}
+
 export interface DeadlineSchedulerDeps {
   clock: Clock;
   log: Logger;
@@ -46,29 +95,15 @@ const MAX_BACKOFF_MS = 30_000;
  * fails (a locked database) stays due in the database and is tried again with backoff, so it is
  * neither lost nor fired twice: it fires when the transition that replaces it commits.
  */
-export class DeadlineScheduler implements Deadlines {
-  private readonly due = new Map<string, Due>();
-  private timer: Timer | undefined;
-  private lastSweep = Number.NEGATIVE_INFINITY;
-  private stopped = true;
+export class DeadlineScheduler extends Sweeper<Due> {
   /** Sweeps run one at a time: the last one queued. */
   private sweeping: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: DeadlineSchedulerDeps,
-    private readonly sweepMs: number,
-  ) {}
-
-  start(): Promise<void> {
-    this.stopped = false;
-    return this.sweep();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    if (this.timer) this.deps.clock.clearTimer(this.timer);
-    this.timer = undefined;
-    this.due.clear();
+    sweepMs: number,
+  ) {
+    super(deps.clock, sweepMs);
   }
 
   /** After a transition committed: the alert's deadline is now `at` (null: none). */
@@ -80,14 +115,13 @@ export class DeadlineScheduler implements Deadlines {
     this.arm();
   }
 
-  private sweep(): Promise<void> {
+  protected sweep(): Promise<void> {
     this.sweeping = this.sweeping.catch(() => undefined).then(() => this.tick());
     return this.sweeping;
   }
 
   private entry(at: number): Due {
-    const { clock } = this.deps;
-    return { at, dueMono: clock.monotonic() + (at - clock.now()), failures: 0 };
+    return { at, dueMono: this.dueMono(at), failures: 0 };
   }
 
   private async tick(): Promise<void> {
@@ -126,19 +160,6 @@ export class DeadlineScheduler implements Deadlines {
     }
     this.arm();
   }
-
-  private arm(): void {
-    if (this.stopped) return;
-    const { clock } = this.deps;
-    const now = clock.monotonic();
-    let next = this.lastSweep + this.sweepMs;
-    for (const d of this.due.values()) next = Math.min(next, d.dueMono);
-    if (this.timer) clock.clearTimer(this.timer);
-    this.timer = clock.setTimer(() => {
-      this.timer = undefined;
-      void this.sweep();
-    }, next - now);
-  }
 }
 
 export interface ClaimedDeadlinesDeps {
@@ -148,7 +169,7 @@ export interface ClaimedDeadlinesDeps {
   /** Handles one claimed deadline; throws if it could not (its claim runs out and it is claimed again). */
   fire(alertId: string, at: number): Promise<void>;
   onRetry(): void;
-  /** More of what the living do for the dead, at each sweep (pages taken over). */
+  /** More of what the living do for the dead, at each sweep (their pages and presses taken over). */
   onSweep(): Promise<void>;
 }
 
@@ -168,42 +189,26 @@ const CLAIM_BATCH = 100;
  * A deadline this gateway set itself wakes it on time instead of at the next sweep; firing still
  * goes through the claim.
  */
-export class ClaimedDeadlines implements Deadlines {
-  /** Deadlines this gateway set, by when they are due on the monotonic clock. */
-  private readonly local = new Map<string, { at: number; dueMono: number }>();
-  private timer: Timer | undefined;
-  private lastSweep = Number.NEGATIVE_INFINITY;
-  private stopped = true;
+export class ClaimedDeadlines extends Sweeper<{ at: number; dueMono: number }> {
   private sweeping: Promise<void> | undefined;
 
   constructor(
     private readonly deps: ClaimedDeadlinesDeps,
-    private readonly sweepMs: number,
-  ) {}
-
-  start(): Promise<void> {
-    this.stopped = false;
-    return this.sweep();
+    sweepMs: number,
+  ) {
+    super(deps.clock, sweepMs);
   }
 
-  stop(): void {
-    this.stopped = true;
-    if (this.timer) this.deps.clock.clearTimer(this.timer);
-    this.timer = undefined;
-    this.local.clear();
-  }
-
+  /** A deadline this gateway set: it wakes for it on time, and fires it through a claim. */
   set(alertId: string, at: number | null): void {
     if (this.stopped) return;
-    const { clock } = this.deps;
-    if (at === null) this.local.delete(alertId);
-    else if (this.local.get(alertId)?.at !== at)
-      this.local.set(alertId, { at, dueMono: clock.monotonic() + (at - clock.now()) });
+    if (at === null) this.due.delete(alertId);
+    else if (this.due.get(alertId)?.at !== at) this.due.set(alertId, { at, dueMono: this.dueMono(at) });
     if (!this.sweeping) this.arm();
   }
 
   /** One sweep at a time; a wake-up during one is served by it. */
-  private sweep(): Promise<void> {
+  protected sweep(): Promise<void> {
     this.sweeping ??= this.claimAndFire().finally(() => {
       this.sweeping = undefined;
       this.arm();
@@ -214,7 +219,7 @@ export class ClaimedDeadlines implements Deadlines {
   private async claimAndFire(): Promise<void> {
     const { clock, claims, log } = this.deps;
     this.lastSweep = clock.monotonic();
-    for (const [id, d] of this.local) if (d.dueMono <= this.lastSweep) this.local.delete(id);
+    for (const [id, d] of this.due) if (d.dueMono <= this.lastSweep) this.due.delete(id);
     try {
       for (let full = true; full && !this.stopped; ) {
         const claimed = await claims.claimDue(clock.now(), CLAIM_LEASE_MS, CLAIM_BATCH);
@@ -226,7 +231,11 @@ export class ClaimedDeadlines implements Deadlines {
     } catch (err) {
       log.error({ err }, "could not claim due deadlines; trying again at the next sweep");
     }
-    await this.deps.onSweep().catch((err) => log.error({ err }, "could not take over pages; trying again"));
+    await this.deps
+      .onSweep()
+      .catch((err) =>
+        log.error({ err }, "could not take over a stopped gateway's pages and presses; trying again"),
+      );
   }
 
   private async fire(alertId: string, at: number): Promise<void> {
@@ -239,17 +248,5 @@ export class ClaimedDeadlines implements Deadlines {
         "a claimed deadline could not be handled; it is claimed and tried again when its claim runs out",
       );
     }
-  }
-
-  private arm(): void {
-    if (this.stopped) return;
-    const { clock } = this.deps;
-    let next = this.lastSweep + this.sweepMs;
-    for (const d of this.local.values()) next = Math.min(next, d.dueMono);
-    if (this.timer) clock.clearTimer(this.timer);
-    this.timer = clock.setTimer(() => {
-      this.timer = undefined;
-      void this.sweep();
-    }, next - clock.monotonic());
   }
 }
