@@ -361,6 +361,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       await alerts.start();
       await broker.start({ host: config.HOST, port: config.MQTT_PORT, tlsPort: config.MQTTS_PORT });
       if (config.WATCH_PORT > 0) await watches.start({ host: config.HOST, port: config.WATCH_PORT });
+      redis?.presence.start(() => [...broker.connectedDevices(), ...watches.connectedDevices()]);
       await api.listen({ port: config.PORT, host: config.HOST });
       broker.attachWebSocket(api.server);
       this.ports.http = (api.server.address() as AddressInfo).port;

@@ -231,11 +231,10 @@ export class ClaimedDeadlines extends Sweeper<{ at: number; dueMono: number }> {
     } catch (err) {
       log.error({ err }, "could not claim due deadlines; trying again at the next sweep");
     }
+    if (this.stopped) return;
     await this.deps
       .onSweep()
-      .catch((err) =>
-        log.error({ err }, "could not take over a stopped gateway's pages and presses; trying again"),
-      );
+      .catch((err) => log.error({ err }, "could not take over what a stopped gateway left; trying again"));
   }
 
   private async fire(alertId: string, at: number): Promise<void> {

@@ -6,12 +6,20 @@ import { Errors } from "../errors.ts";
 import type { DeviceEvent } from "../ingest/contract.ts";
 import type { Metrics } from "../metrics.ts";
 import { DEFAULT_LOCALE, devicePhrase, type PhraseCatalogue } from "../notify/phrases.ts";
-import { AlertChanged, type ChannelKind, isReached, type Person, type Store } from "../store/types.ts";
+import {
+  AlertChanged,
+  type ChannelKind,
+  isReached,
+  type Person,
+  type Store,
+  type StoredDeviceEvent,
+} from "../store/types.ts";
 import { type Actor, type AlertInput, decide, type Effect, isStale } from "./decide.ts";
 import { type Alert, type AlertKind, emergencyKinds, isEmergency } from "./model.ts";
 import type { EscalationPolicies } from "./policy.ts";
 import { findAudience } from "./recipients.ts";
 import { CLAIM_LEASE_MS, ClaimedDeadlines, DeadlineScheduler, type Deadlines } from "./scheduler.ts";
+import { type TakenPage, Takeover } from "./takeover.ts";
 
 const kindOfEvent: Record<Exclude<DeviceEvent["type"], "cancel">, AlertKind> = {
   press: "call",
@@ -57,6 +65,8 @@ export class AlertService {
   /** Each device's alert work, in order: the tail of its queue, while it has one. */
   private readonly lanes = new Map<string, Promise<unknown>>();
   private readonly deadlines: Deadlines;
+  /** With several gateways on one database: what dead ones left, taken up by this one. */
+  private readonly takeover: Takeover | undefined;
   private unsubscribe: (() => void)[] = [];
 
   constructor(
@@ -74,7 +84,7 @@ export class AlertService {
             claims: store.deadlineClaims,
             fire,
             onRetry,
-            onSweep: () => this.takeOverFromTheDead(),
+            onSweep: () => this.takeover?.sweep() ?? Promise.resolve(),
           },
           options.sweepMs,
         )
@@ -82,6 +92,22 @@ export class AlertService {
           { clock, log, load: () => store.alerts.withDeadlines(), fire, onRetry },
           options.sweepMs,
         );
+    if (store.orphanClaims) {
+      const decideLeftover = (e: StoredDeviceEvent) =>
+        this.onDeviceEvent({ ...e, eventId: e.id, receivedHr: performance.now() }).then(() => undefined);
+      this.takeover = new Takeover(
+        {
+          clock,
+          log,
+          claims: store.orphanClaims,
+          resumePages: (p) => this.resumePages(p),
+          decide: decideLeftover,
+        },
+        // A few sweeps long: one slow renewal does not make this gateway look dead.
+        Math.max(CLAIM_LEASE_MS, 3 * options.sweepMs),
+        options.sweepMs,
+      );
+    }
   }
 
   async start(): Promise<void> {
@@ -89,8 +115,10 @@ export class AlertService {
     const adopted = await store.alerts.adoptPolicies((kind) => policies[kind]);
     if (adopted > 0) log.info({ adopted }, "alerts from before policies travelled with them took today's");
     // First, before anything new is paged: otherwise its delivery, not yet recorded, would go twice.
-    // Several gateways: only the pages of those that died, this one's last run among them.
-    await (store.pageClaims ? this.takeOverFromTheDead() : this.resumePages());
+    // Several gateways: only what those that died left, this one's last run among them, taken
+    // over at the sweeps.
+    if (this.takeover) await this.takeover.start();
+    else await this.resumePages();
     const failed = (deviceId: string) => (err: unknown) => log.error({ err, deviceId }, "alert rule failed");
     this.unsubscribe = [
       bus.on("device.event", (e) => void this.onDeviceEvent(e).catch(failed(e.deviceId))),
@@ -101,23 +129,16 @@ export class AlertService {
     ];
     // Deadlines that fell due while the gateway was down fire now.
     await this.deadlines.start();
-    // Events stored (and acknowledged to the device) but not handled before the last stop. With
-    // several gateways, those of the living are theirs: each sweep takes the ones left too long.
-    if (!store.pageClaims) await this.handleLeftovers(Number.POSITIVE_INFINITY);
-  }
-
-  /** Handles the device events stored before `before` and not handled yet (a gateway stopped first). */
-  private async handleLeftovers(before: number): Promise<void> {
-    const { store, log } = this.deps;
+    if (this.takeover) return;
+    // Events stored (and acknowledged to the device) but not handled before the last stop.
     for (const e of await store.deviceEvents.unhandled()) {
-      if (e.receivedAt >= before) continue;
       log.warn(
         { deviceId: e.deviceId, seq: e.message.seq },
-        "handling a device event a stopped gateway left",
+        "handling a device event left over from the last run",
       );
-      // One event that cannot be handled must not keep the others (or the start) waiting; it stays unhandled.
-      await this.onDeviceEvent({ ...e, eventId: e.id, receivedHr: performance.now() }).catch((err) =>
-        log.error({ err, deviceId: e.deviceId }, "alert rule failed"),
+      // One event that cannot be handled must not keep the gateway from starting; it stays unhandled.
+      await this.onDeviceEvent({ ...e, eventId: e.id, receivedHr: performance.now() }).catch(
+        failed(e.deviceId),
       );
     }
   }
@@ -126,6 +147,7 @@ export class AlertService {
   async stop(): Promise<void> {
     for (const off of this.unsubscribe.splice(0)) off();
     this.deadlines.stop();
+    this.takeover?.stop();
     // A queued task may queue another (an API call arriving meanwhile): wait until none is left.
     while (this.lanes.size > 0) await Promise.all(this.lanes.values());
   }
@@ -354,43 +376,42 @@ export class AlertService {
   }
 
   /**
-   * On a store several gateways share, what a restart does on one's own: keeps this gateway alive
-   * (its pages stay its own), sends again the pages of gateways that stopped renewing (they died),
-   * and handles the device events one stored and left undecided. Taking up an event another
-   * gateway is in fact still deciding opens no second alert: the alert's commit marks the press
-   * handled, once.
-   */
-  private async takeOverFromTheDead(): Promise<void> {
-    const { store, clock, log } = this.deps;
-    if (!store.pageClaims) return;
-    const now = clock.now();
-    // A few sweeps long: one slow sweep does not make this gateway look dead.
-    const lifeMs = Math.max(CLAIM_LEASE_MS, 3 * this.options.sweepMs);
-    await store.pageClaims.renew(now, now + lifeMs);
-    const taken = await store.pageClaims.takeOrphans(now);
-    if (taken.length > 0) {
-      log.warn({ pages: taken.length }, "took over the pages of a gateway that stopped");
-      await this.resumePages(taken);
-    }
-    await this.handleLeftovers(now - lifeMs);
-  }
-
-  /**
    * A crash (or a stop with deliveries still waiting) can leave a page unsent: the alert's level
    * is stored, its notification never went out. Everyone paged on an open alert whom no contact
    * reached is paged again on the contacts that did not fail: those never tried, or cut off
    * mid-attempt (still pending). At least once, then: a message sent just before a crash, without
    * its result stored, goes out twice. Follow-ups are not resent. `only`: these pages (taken over
-   * from a gateway that died); without it, every page of every open alert.
+   * from a gateway that died), resolving with those done (one that failed is tried again later);
+   * without it, every page of every open alert.
    */
-  private async resumePages(only?: { alertId: string; eventId: number }[]): Promise<void> {
+  private async resumePages(only?: TakenPage[]): Promise<Set<number>> {
+    const { store, log } = this.deps;
+    const done = new Set<number>();
+    if (!only) {
+      for (const alert of await store.alerts.withDeadlines()) await this.resumeAlertPages(alert.id);
+      return done;
+    }
+    const byAlert = new Map<string, TakenPage[]>();
+    for (const p of only) byAlert.set(p.alertId, [...(byAlert.get(p.alertId) ?? []), p]);
+    for (const [alertId, pages] of byAlert) {
+      try {
+        await this.resumeAlertPages(alertId, new Set(pages.map((p) => p.eventId)));
+        for (const p of pages) done.add(p.eventId);
+      } catch (err) {
+        log.error({ err, alertId }, "could not page again for an alert taken over; trying again");
+      }
+    }
+    return done;
+  }
+
+  /** The pages of one alert (`pageIds`: these only), in its device's turn: not after an accept queued before. */
+  private async resumeAlertPages(alertId: string, pageIds?: Set<number>): Promise<void> {
     const { store, bus, log } = this.deps;
-    const pageIds = only && new Set(only.map((p) => p.eventId));
-    const alerts = only
-      ? await Promise.all([...new Set(only.map((p) => p.alertId))].map((id) => store.alerts.get(id)))
-      : await store.alerts.withDeadlines();
-    for (const alert of alerts) {
-      if (alert?.state !== "open") continue;
+    const known = await store.alerts.get(alertId);
+    if (!known) return;
+    await this.inDeviceOrder(known.deviceId, async () => {
+      const alert = await store.alerts.get(alertId);
+      if (alert?.state !== "open") return;
       const reached = new Set<string>();
       // Failed for good is settled: not worth a page per restart.
       const failed = new Set<string>();
@@ -425,7 +446,7 @@ export class AlertService {
         );
         bus.emit("alert.notify", { alert, level, event: "paged", recipients });
       }
-    }
+    });
   }
 
   private async get(alertId: string): Promise<Alert> {

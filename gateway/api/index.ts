@@ -191,14 +191,22 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   return app;
 }
 
-/** Where in a parsed request (`a.b.0`) a string or a key holds U+0000, if anywhere. */
+/**
+ * Where in a parsed request (`a.b.0`) a string or a key holds U+0000, if anywhere. Walked with a
+ * list, not by recursion: a body nested a hundred thousand deep is an answer, not a stack overflow.
+ */
 function nulAt(value: unknown, path: string): string | undefined {
-  if (typeof value === "string") return value.includes("\0") ? path : undefined;
-  if (typeof value !== "object" || value === null) return undefined;
-  for (const [key, inner] of Object.entries(value)) {
-    if (key.includes("\0")) return path;
-    const at = nulAt(inner, `${path}.${key}`);
-    if (at) return at;
+  const pending: [unknown, string][] = [[value, path]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [v, at] = next;
+    if (typeof v === "string") {
+      if (v.includes("\0")) return at;
+    } else if (typeof v === "object" && v !== null) {
+      for (const [key, inner] of Object.entries(v)) {
+        if (key.includes("\0")) return at;
+        pending.push([inner, `${at}.${key}`]);
+      }
+    }
   }
   return undefined;
 }

@@ -196,6 +196,10 @@ export class Broker {
     return this.connected.has(deviceId);
   }
 
+  connectedDevices(): Iterable<string> {
+    return this.connected.keys();
+  }
+
   /** Connected and subscribed to its command topic at QoS 1: a command sent now reaches it. */
   isListening(deviceId: string): boolean {
     // aedes keeps a client's subscriptions on it, untyped.

@@ -102,19 +102,27 @@ const PRESENCE_TTL_MS = 30_000;
 const PRESENCE_RENEW_MS = 10_000;
 /** How long one read of the others' devices serves: a device list asks once per device. */
 const ELSEWHERE_FRESH_MS = 1000;
+/** How long a request waits for Redis to say where devices are before answering without it. */
+const ELSEWHERE_WAIT_MS = 200;
 
 /**
- * Which devices each instance holds a connection to, in Redis: one set per instance, renewed
- * while it lives, so that any instance can say whether a device is connected anywhere. An
- * instance killed leaves its set for at most 30 s, and counts for nothing once it stopped renewing.
+ * Which devices each instance holds a connection to, in Redis: one set per instance, written
+ * afresh from the connections it holds at every renewal (so that a Redis restarted or flushed is
+ * right again within 10 s), so that any instance can say whether a device is connected anywhere.
+ * An instance killed counts for nothing once it stopped renewing, and its set expires.
  */
 export class DevicePresence {
   private readonly id = randomUUID();
   private readonly key = `gateway:devices:${this.id}`;
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
   private read: { at: number; devices: Promise<Set<string>> } | undefined;
+  private held: () => Iterable<string> = () => [];
 
-  constructor(private readonly redis: Redis) {
+  constructor(private readonly redis: Redis) {}
+
+  /** Starts renewing; `held`: the devices connected to this instance now. */
+  start(held: () => Iterable<string>): void {
+    this.held = held;
     this.timer = setInterval(() => void this.renew(), PRESENCE_RENEW_MS);
     this.timer.unref();
     void this.renew();
@@ -132,19 +140,27 @@ export class DevicePresence {
     void this.redis.srem(this.key, deviceId).catch(() => undefined);
   }
 
-  /** Devices connected to the other living instances; none known while Redis is unreachable. */
+  /**
+   * Devices connected to the other living instances; none known while Redis is unreachable or
+   * slow to answer (a request waits for Redis to come back: the API must not).
+   */
   elsewhere(): Promise<Set<string>> {
     const now = Date.now();
     if (this.read && now - this.read.at < ELSEWHERE_FRESH_MS) return this.read.devices;
-    const devices =
+    const none = new Set<string>();
+    const asked =
       this.redis.status !== "ready"
-        ? Promise.resolve(new Set<string>())
+        ? Promise.resolve(none)
         : this.redis.zrangebyscore(INSTANCES, now, "+inf").then(async (ids) => {
             const others = ids.filter((id) => id !== this.id).map((id) => `gateway:devices:${id}`);
             return new Set(others.length > 0 ? await this.redis.sunion(...others) : []);
           });
-    this.read = { at: now, devices: devices.catch(() => new Set<string>()) };
-    return this.read.devices;
+    const devices = Promise.race([
+      asked.catch(() => none),
+      new Promise<Set<string>>((resolve) => setTimeout(() => resolve(none), ELSEWHERE_WAIT_MS).unref()),
+    ]);
+    this.read = { at: now, devices };
+    return devices;
   }
 
   /** Leaves at once when Redis answers (else this instance's entry expires by itself). */
@@ -159,9 +175,12 @@ export class DevicePresence {
 
   private async renew(): Promise<void> {
     const now = Date.now();
+    const held = [...this.held()];
+    const write = this.redis.multi().del(this.key);
+    if (held.length > 0) write.sadd(this.key, ...held).pexpire(this.key, PRESENCE_TTL_MS);
     await Promise.all([
+      write.exec(),
       this.redis.zadd(INSTANCES, now + PRESENCE_TTL_MS, this.id),
-      this.redis.pexpire(this.key, PRESENCE_TTL_MS),
       this.redis.zremrangebyscore(INSTANCES, "-inf", now - PRESENCE_TTL_MS),
     ]).catch(() => undefined);
   }

@@ -322,14 +322,19 @@ CREATE TABLE care_notes (
  */
 export const oneActiveAlertPerDevice = (json: string) => `
 -- Gateways sharing a database could each open an alert for one device at the same moment. Before
--- the rule is enforced, the older of two such twins is closed as superseded by the newer (as a
--- new call after a quiet period closes the old one), with its entry in the trail.
+-- the rule is enforced, one twin is kept (one someone accepted, then the most severe, then the
+-- newest), counting the others' presses; they are closed as superseded by it (as a new call
+-- after a quiet period closes the old one), each with its entry in the trail.
 CREATE TEMP TABLE superseded AS
-  SELECT id, FIRST_VALUE(id) OVER twins AS kept, FIRST_VALUE(opened_at) OVER twins AS closed_at,
+  SELECT id, presses, FIRST_VALUE(id) OVER twins AS kept, MAX(opened_at) OVER whole AS closed_at,
     ROW_NUMBER() OVER twins AS n
   FROM alerts WHERE state IN ('open','accepted')
-  WINDOW twins AS (PARTITION BY device_id, CASE WHEN kind IN ('call','fall','sos') THEN 'emergency' ELSE kind END ORDER BY opened_at DESC, id DESC);
+  WINDOW whole AS (PARTITION BY device_id, CASE WHEN kind IN ('call','fall','sos') THEN 'emergency' ELSE kind END),
+    twins AS (whole ORDER BY state = 'accepted' DESC,
+      CASE kind WHEN 'sos' THEN 3 WHEN 'fall' THEN 2 WHEN 'call' THEN 1 ELSE 0 END DESC, opened_at DESC, id DESC);
 DELETE FROM superseded WHERE n = 1;
+UPDATE alerts SET presses = presses + (SELECT SUM(s.presses) FROM superseded s WHERE s.kept = alerts.id)
+  WHERE id IN (SELECT kept FROM superseded);
 INSERT INTO alert_events (alert_id, at, type, actor, data, stream_key)
   SELECT id, closed_at, 'cancelled', NULL, ${json}('reason', 'superseded', 'by', kept),
     COALESCE((SELECT MAX(stream_key) FROM alert_events), 0) + ROW_NUMBER() OVER (ORDER BY id)

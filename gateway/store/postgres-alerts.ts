@@ -12,11 +12,11 @@ import {
   type AttemptRepository,
   type DeadlineClaims,
   type DeviceEventRepository,
-  type PageClaims,
+  type OrphanClaims,
   type StoredDeviceEvent,
 } from "./types.ts";
 
-export type { DeadlineClaims, PageClaims };
+export type { DeadlineClaims, OrphanClaims };
 
 /** An event's public id is its time in ms times this, plus one per event sharing the millisecond (as in SQLite). */
 const STREAM_KEYS_PER_MS = 1024;
@@ -28,16 +28,17 @@ const toStored = (r: Row): StoredDeviceEvent => ({
   receivedAt: r.received_at as number,
 });
 
-export function postgresDeviceEvents(pool: pg.Pool): DeviceEventRepository {
+/** `gatewayId`: this gateway, recorded as the receiver of each event it stores (see OrphanClaims). */
+export function postgresDeviceEvents(pool: pg.Pool, gatewayId: string): DeviceEventRepository {
   return {
     // A re-delivery of the same (device, seq, ts) inserts nothing and returns no id.
     record: async (deviceId, m, receivedAt) =>
       (
         await row(
           pool,
-          `INSERT INTO device_events (device_id, seq, ts, type, received_at) VALUES ($1, $2, $3, $4, $5)
+          `INSERT INTO device_events (device_id, seq, ts, type, received_at, gateway_id) VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT DO NOTHING RETURNING id`,
-          [deviceId, m.seq, m.ts, m.type, receivedAt],
+          [deviceId, m.seq, m.ts, m.type, receivedAt, gatewayId],
         )
       )?.id as number | undefined,
     unhandled: async () =>
@@ -351,7 +352,9 @@ export function postgresDeadlineClaims(pool: pg.Pool): DeadlineClaims {
 /** How long a gateway that stopped renewing is remembered, for the logs of whoever took its pages. */
 const FORGET_GATEWAYS_MS = 24 * 3_600_000;
 
-export function postgresPageClaims(pool: pg.Pool, gatewayId: string): PageClaims {
+export function postgresOrphanClaims(pool: pg.Pool, gatewayId: string): OrphanClaims {
+  const notAlive = (column: string) =>
+    `NOT EXISTS (SELECT 1 FROM gateways g WHERE g.id = ${column} AND g.alive_until >= $2)`;
   return {
     renew: async (now, until) => {
       await pool.query(
@@ -364,17 +367,27 @@ export function postgresPageClaims(pool: pg.Pool, gatewayId: string): PageClaims
     // Two gateways taking at once: the second waits for the first's rows and, re-checking them,
     // finds them owned by a gateway alive (the first renewed before taking), so leaves them. Only
     // a gateway whose very first renewal committed after the second's query began looks dead to
-    // it: that race sends a page twice, never none.
-    takeOrphans: async (now) =>
-      (
-        await rows(
-          pool,
-          `UPDATE page_senders s SET gateway_id = $1 FROM alerts a
-             WHERE a.id = s.alert_id AND a.state = 'open' AND s.gateway_id <> $1
-               AND NOT EXISTS (SELECT 1 FROM gateways g WHERE g.id = s.gateway_id AND g.alive_until >= $2)
-           RETURNING s.alert_id, s.event_id`,
-          [gatewayId, now],
-        )
-      ).map((r) => ({ alertId: r.alert_id as string, eventId: Number(r.event_id) })),
+    // it: that race sends a page twice (or decides an event twice, which the alert's commit
+    // refuses), never none.
+    takeOrphans: async (now) => {
+      const pages = await rows(
+        pool,
+        `UPDATE page_senders s SET gateway_id = $1 FROM alerts a
+           WHERE a.id = s.alert_id AND a.state = 'open' AND s.gateway_id <> $1 AND ${notAlive("s.gateway_id")}
+         RETURNING s.alert_id, s.event_id`,
+        [gatewayId, now],
+      );
+      const events = await rows(
+        pool,
+        `UPDATE device_events e SET gateway_id = $1
+           WHERE NOT handled AND e.gateway_id IS DISTINCT FROM $1 AND ${notAlive("e.gateway_id")}
+         RETURNING *`,
+        [gatewayId, now],
+      );
+      return {
+        pages: pages.map((r) => ({ alertId: r.alert_id as string, eventId: Number(r.event_id) })),
+        events: events.map(toStored).sort((a, b) => a.id - b.id),
+      };
+    },
   };
 }

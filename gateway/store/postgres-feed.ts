@@ -25,12 +25,14 @@ export function postgresAlertFeed(url: string, pool: pg.Pool, log: Logger | unde
     },
     announceAccess: async (change) => {
       const told = JSON.stringify({ from: self, change });
-      const payload = told.length <= MAX_PAYLOAD ? told : JSON.stringify({ from: self, change: null });
+      const payload =
+        Buffer.byteLength(told) <= MAX_PAYLOAD ? told : JSON.stringify({ from: self, change: null });
       await pool.query("SELECT pg_notify($1, $2)", [ACCESS_CHANNEL, payload]);
     },
     listen: async (onWake, onAccess) => {
       let client: pg.Client | undefined;
       let stopped = false;
+      let listened = false;
       let retry: NodeJS.Timeout | undefined;
       const connect = async () => {
         const next = new pg.Client({ connectionString: url });
@@ -48,19 +50,19 @@ export function postgresAlertFeed(url: string, pool: pg.Pool, log: Logger | unde
         next.on("end", again);
         next.on("notification", (n) => {
           if (n.channel !== ACCESS_CHANNEL) return onWake();
-          const { from, change } = JSON.parse(n.payload ?? "{}") as {
-            from?: string;
-            change?: AccessChange | null;
-          };
-          if (from !== self) onAccess(change ?? null);
+          const told = readAccessChange(n.payload);
+          if (told.from !== self) onAccess(told.change);
         });
         client = next;
         try {
           await next.connect();
           await next.query(`LISTEN ${CHANNEL}`);
           await next.query(`LISTEN ${ACCESS_CHANNEL}`);
-          // Whatever was committed while nobody listened.
+          // Whatever was committed while nobody listened; and changes of access announced then,
+          // unknown: every stream is touched (it resumes losslessly), except at the first listen.
           onWake();
+          if (listened) onAccess(null);
+          listened = true;
         } catch {
           void next.end().catch(() => undefined);
           again();
@@ -74,4 +76,15 @@ export function postgresAlertFeed(url: string, pool: pg.Pool, log: Logger | unde
       };
     },
   };
+}
+
+/** A change of access as announced; anything unreadable (another tool's NOTIFY) touches every stream. */
+function readAccessChange(payload: string | undefined): { from?: string; change: AccessChange | null } {
+  try {
+    const told = JSON.parse(payload ?? "") as { from?: unknown; change?: unknown };
+    const change = typeof told.change === "object" ? (told.change as AccessChange | null) : null;
+    return { from: typeof told.from === "string" ? told.from : undefined, change };
+  } catch {
+    return { change: null };
+  }
 }

@@ -256,7 +256,7 @@ CREATE TABLE care_notes (
   },
   {
     version: 12,
-    name: "which gateway sends each page, and which gateways are alive: a dead one's pages are taken over",
+    name: "which gateway sends each page and received each device event, and which are alive: a dead one's are taken over",
     sql: `
 CREATE TABLE gateways (id TEXT PRIMARY KEY, alive_until BIGINT NOT NULL);
 CREATE TABLE page_senders (
@@ -265,6 +265,9 @@ CREATE TABLE page_senders (
   gateway_id TEXT NOT NULL
 );
 CREATE INDEX page_senders_alert ON page_senders(alert_id);
+-- The gateway that stored a device event: one that dies before deciding it leaves it to the living.
+-- Null for those from before: undecided ones are taken by the first to look.
+ALTER TABLE device_events ADD COLUMN gateway_id TEXT;
 -- The pages of open alerts from before: their gateway is unknown, the first to look takes them.
 INSERT INTO page_senders (event_id, alert_id, gateway_id)
   SELECT e.stream_key, e.alert_id, 'before-version-12' FROM alert_events e JOIN alerts a ON a.id = e.alert_id

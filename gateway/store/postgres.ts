@@ -4,12 +4,12 @@ import type { Logger } from "pino";
 import { Errors } from "../errors.ts";
 import {
   type DeadlineClaims,
-  type PageClaims,
+  type OrphanClaims,
   postgresAlerts,
   postgresAttempts,
   postgresDeadlineClaims,
   postgresDeviceEvents,
-  postgresPageClaims,
+  postgresOrphanClaims,
 } from "./postgres-alerts.ts";
 import { postgresAccounts, postgresAudit, postgresSessions, postgresThrottles } from "./postgres-auth.ts";
 import {
@@ -54,7 +54,7 @@ export interface PostgresOptions {
 /** The store, and what only PostgreSQL offers: deadlines several gateways can share. */
 export type PostgresStore = Store & {
   readonly deadlineClaims: DeadlineClaims;
-  readonly pageClaims: PageClaims;
+  readonly orphanClaims: OrphanClaims;
 };
 
 /**
@@ -75,11 +75,11 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     throw err;
   }
   let closed: Promise<void> | undefined;
-  // This gateway, as the sender of the pages it commits (see PageClaims).
+  // This gateway, as the sender of the pages it commits and the receiver of the events it stores (see OrphanClaims).
   const gatewayId = randomUUID();
   return {
     registry: registry(pool),
-    deviceEvents: postgresDeviceEvents(pool),
+    deviceEvents: postgresDeviceEvents(pool, gatewayId),
     alerts: postgresAlerts(pool, gatewayId),
     attempts: postgresAttempts(pool),
     tracking: postgresTracking(pool),
@@ -93,7 +93,7 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     telemetry: postgresTelemetry(pool),
     spool: postgresSpool(pool),
     deadlineClaims: postgresDeadlineClaims(pool),
-    pageClaims: postgresPageClaims(pool, gatewayId),
+    orphanClaims: postgresOrphanClaims(pool, gatewayId),
     alertFeed: postgresAlertFeed(url, pool, options.log),
     // The server flushes at each commit; there is no group commit of ours to count.
     flushCounts: () => ({ flushes: 0, writes: 0 }),

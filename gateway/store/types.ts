@@ -219,15 +219,18 @@ export interface DeadlineClaims {
 }
 
 /**
- * Pages shared by several gateways on one database. Each page (a `notified` event) is sent by the
- * gateway that committed it; one whose gateway stopped renewing its life is taken over by another,
- * which sends again only what did not go out.
+ * What a gateway sharing the database leaves when it dies: the pages it was sending (`notified`
+ * events it committed) and the device events it stored, acknowledged and never decided. Each
+ * gateway renews its life; the living take over what a gateway that stopped renewing left, each
+ * item once.
  */
-export interface PageClaims {
-  /** This gateway is alive until `until`: its pages stay its own. */
+export interface OrphanClaims {
+  /** This gateway is alive until `until`: what it sends and stores stays its own. */
   renew(now: number, until: number): Promise<void>;
-  /** Takes over the pages of open alerts whose gateway is not alive at `now`. */
-  takeOrphans(now: number): Promise<{ alertId: string; eventId: number }[]>;
+  /** Takes what gateways not alive at `now` left: pages of open alerts, undecided device events. */
+  takeOrphans(
+    now: number,
+  ): Promise<{ pages: { alertId: string; eventId: number }[]; events: StoredDeviceEvent[] }>;
 }
 
 /**
@@ -258,8 +261,8 @@ export interface Store {
   readonly alertFeed?: AlertFeed;
   /** Present when several gateways may share the store: each claims due deadlines instead of owning them all. */
   readonly deadlineClaims?: DeadlineClaims;
-  /** Present with `deadlineClaims`: the pages of a gateway that died are sent by another. */
-  readonly pageClaims?: PageClaims;
+  /** Present with `deadlineClaims`: what a gateway that died left is taken up by another. */
+  readonly orphanClaims?: OrphanClaims;
   /** Flushes to disk so far, and the writes they covered (group commit). */
   flushCounts(): { flushes: number; writes: number };
   /** Cheap query proving the database answers; throws otherwise. */

@@ -137,3 +137,34 @@ it("kill -9 the instance holding a device mid-escalation, on a shared store: the
     ["accepted", alertId],
   ]);
 }, 120_000);
+
+it("queues in Redis, at start, the commands of a press the last run left undecided, before taking connections", async () => {
+  const redis = await startRedis();
+  cleanup.push(redis.stop);
+  const dataDir = tempDataDir();
+  let gw = await startGateway({ dataDir, env: { REDIS_URL: redis.url } });
+  await seedCommunity(gw, (path) => `http://127.0.0.1:9${path}`);
+  const creds = await registerDevice(gw, "btn-leftover");
+  const first = await connectPersistent(gw.ports.mqtt, creds);
+  await first.client.subscribeAsync(`devices/${creds.id}/command`, { qos: 1 });
+  await first.client.endAsync();
+  // The last run stored (and acknowledged) a press, and stopped before deciding it.
+  await gw.store.deviceEvents.record(creds.id, { type: "press", ts: Date.now(), seq: 1 }, Date.now());
+  await gw.stop();
+
+  const logs: string[] = [];
+  gw = await startGateway({
+    dataDir,
+    env: { REDIS_URL: redis.url, LOG_LEVEL: "warn" },
+    logTo: { write: (line: string) => void logs.push(line) },
+  });
+  cleanup.push(() => gw.stop());
+  expect(logs.some((line) => line.includes("left over from the last run"))).toBe(true);
+  // Decided at start, before any device could connect: its `received` waited in Redis.
+  const { client, commands } = await connectPersistent(gw.ports.mqtt, creds);
+  cleanup.push(() => client.endAsync(true));
+  const received = await waitFor(() => commands.find((c) => c.type === "received"), 5000, "'received'");
+  expect((await call(gw, "GET", `/api/alerts/${received.alertId}`)).body).toMatchObject({ presses: 1 });
+  // Nothing failed on the way (nobody is reachable at port 9: that is logged, not failed).
+  expect(logs.filter((line) => JSON.parse(line).level >= 50 && JSON.parse(line).err)).toEqual([]);
+}, 120_000);

@@ -300,25 +300,45 @@ describe("deadlines claimed, not owned, by gateways sharing PostgreSQL", { timeo
     hooks.dropOpen(); // so that A can stop
   });
 
-  it("decides a press a dead gateway stored and acknowledged but never decided, once its owner is past its lease", async () => {
+  it("decides the presses a dead gateway stored and acknowledged but never decided, and leaves the living's alone", async () => {
     const { env, b, clockB, alertId } = await twoGateways(ownClocks);
-    // A stored the device's second press, acknowledged it, and died before deciding it.
     const db = new pg.Client({ connectionString: env.DATABASE_URL });
     await db.connect();
     cleanups.push(() => db.end());
-    await db.query(
-      "INSERT INTO device_events (device_id, seq, ts, type, received_at) VALUES ('btn-dondrub', 2, $1, 'press', $1)",
-      [clockB.now()],
-    );
+    // Two other gateways stored a press of the device each, acknowledged it, and did not decide it
+    // yet: one has died, the other lives on (it renews its life).
+    await db.query("INSERT INTO gateways (id, alive_until) VALUES ('dead', $1), ('living', $2)", [
+      clockB.now() - 1,
+      clockB.now() + 3_600_000,
+    ]);
+    for (const [seq, gateway] of [
+      [2, "dead"],
+      [3, "living"],
+    ])
+      await db.query(
+        `INSERT INTO device_events (device_id, seq, ts, type, received_at, gateway_id)
+         VALUES ('btn-dondrub', $1, $2, 'press', $2, $3)`,
+        [seq, clockB.now(), gateway],
+      );
     const unhandled = async () =>
-      (await db.query("SELECT seq FROM device_events WHERE NOT handled")).rows.map((r) => Number(r.seq));
-    // Within a living gateway's lease it may still be deciding it: left alone.
+      (await db.query("SELECT seq FROM device_events WHERE NOT handled ORDER BY seq")).rows.map((r) =>
+        Number(r.seq),
+      );
+    const presses = async () => (await call(b, "GET", `/api/alerts/${alertId}`)).body.presses;
+    // B takes nothing over before it has lived a whole life itself (after an outage, every
+    // gateway renews first).
     await clockB.advance(2 * SWEEP_MS);
-    expect(await unhandled()).toEqual([2]);
+    expect(await unhandled()).toEqual([2, 3]);
     await clockB.advance(CLAIM_LEASE_MS + SWEEP_MS);
-    await waitFor(async () => (await unhandled()).length === 0, 5000, "B deciding the press");
-    const alert = (await call(b, "GET", `/api/alerts/${alertId}`)).body;
-    expect(alert.presses).toBe(2);
-    expect(alert.events.filter((e: TrailEvent) => e.type === "joined")).toHaveLength(1);
+    await waitFor(async () => (await unhandled()).length === 1, 5000, "B deciding the dead one's press");
+    expect(await unhandled()).toEqual([3]);
+    expect(await presses()).toBe(2);
+    // The other dies too: its press is decided at the next sweep.
+    await db.query("UPDATE gateways SET alive_until = 0 WHERE id = 'living'");
+    await clockB.advance(2 * SWEEP_MS);
+    await waitFor(async () => (await unhandled()).length === 0, 5000, "B deciding the other's press");
+    expect(await presses()).toBe(3);
+    const trail = (await call(b, "GET", `/api/alerts/${alertId}`)).body.events as TrailEvent[];
+    expect(trail.filter((e) => e.type === "joined")).toHaveLength(2);
   });
 });

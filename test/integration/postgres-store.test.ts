@@ -93,7 +93,7 @@ describe("PostgreSQL with several gateways", () => {
     }
   });
 
-  it("closes the older of two active twins a race left behind (migration 11), in the trail, then refuses new twins", async () => {
+  it("keeps one of the active twins a race left behind (migration 11), closes the others in the trail, then refuses new twins", async () => {
     const url = await postgres.createDatabase();
     const pool = new pg.Pool({ connectionString: url });
     try {
@@ -101,27 +101,38 @@ describe("PostgreSQL with several gateways", () => {
         pool,
         postgresMigrations.filter((m) => m.version < 11),
       );
-      const insert = (id: string, kind: string, deviceId: string, openedAt: number) =>
+      const insert = (id: string, kind: string, deviceId: string, openedAt: number, state = "open") =>
         pool.query(
           `INSERT INTO alerts (id, kind, device_id, subject_id, state, level, presses, opened_at, deadline_at)
-           VALUES ($1, $2, $3, 'resident-1', 'open', 1, 1, $4, $4)`,
-          [id, kind, deviceId, openedAt],
+           VALUES ($1, $2, $3, 'resident-1', $5, 1, 1, $4, $4)`,
+          [id, kind, deviceId, openedAt, state],
         );
-      await insert("first", "call", "btn-1", T0);
-      await insert("twin", "fall", "btn-1", T0 + 5);
+      // Three twins: the one accepted is kept, though the others are newer or more severe.
+      await insert("accepted", "call", "btn-1", T0, "accepted");
+      await insert("newer", "call", "btn-1", T0 + 5);
+      await insert("severe", "sos", "btn-1", T0 + 3);
       await insert("offline", "device-offline", "btn-1", T0);
-      await insert("elsewhere", "call", "btn-2", T0);
+      // Two open twins elsewhere: the more severe is kept, though older.
+      await insert("fall", "fall", "btn-2", T0);
+      await insert("call", "call", "btn-2", T0 + 5);
     } finally {
       await pool.end();
     }
     const [store] = (await open(url, 1)) as [PostgresStore];
-    const first = await store.alerts.get("first");
-    expect(first).toMatchObject({ state: "cancelled", closedAt: T0 + 5, deadlineAt: null });
-    expect((await store.alerts.events("first")).map((e) => [e.type, e.data])).toEqual([
-      ["cancelled", { reason: "superseded", by: "twin" }],
-    ]);
-    for (const id of ["twin", "offline", "elsewhere"])
-      expect((await store.alerts.get(id))?.state).toBe("open");
+    for (const [id, kept, closedAt] of [
+      ["newer", "accepted", T0 + 5],
+      ["severe", "accepted", T0 + 5],
+      ["call", "fall", T0 + 5],
+    ] as const) {
+      expect(await store.alerts.get(id)).toMatchObject({ state: "cancelled", closedAt, deadlineAt: null });
+      expect((await store.alerts.events(id)).map((e) => [e.type, e.data])).toEqual([
+        ["cancelled", { reason: "superseded", by: kept }],
+      ]);
+    }
+    // The presses of the twins count in the one kept.
+    expect(await store.alerts.get("accepted")).toMatchObject({ state: "accepted", presses: 3 });
+    expect(await store.alerts.get("fall")).toMatchObject({ state: "open", presses: 2 });
+    expect((await store.alerts.get("offline"))?.state).toBe("open");
     await expect(
       store.alerts.commit({ alert: { ...alert("again", T0), deviceId: "btn-1" }, events: [] }),
     ).rejects.toBeInstanceOf(AlertChanged);

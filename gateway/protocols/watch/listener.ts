@@ -113,6 +113,10 @@ export class WatchListener {
     return this.sessions.has(deviceId);
   }
 
+  connectedDevices(): Iterable<string> {
+    return this.sessions.keys();
+  }
+
   /** Closes a watch's connection (revoked); false when it is not connected. */
   disconnect(deviceId: string, reason: string): boolean {
     const session = this.sessions.get(deviceId);
