@@ -3,11 +3,11 @@ import type { Server as HttpServer, IncomingMessage } from "node:http";
 import { createServer, type Server, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createServer as createTlsServer } from "node:tls";
-import { Aedes, type AuthenticateError, type Client } from "aedes";
+import { Aedes, type AuthenticateError, type Client, type PublishPacket } from "aedes";
 import type { Logger } from "pino";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import type { EventBus } from "../bus/index.ts";
-import { commandTopic, type Ingest } from "../ingest/index.ts";
+import { commandTopic, type Ingest, type Verdict } from "../ingest/index.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
 import { ConnectionRateLimit, PublishAllowance, type Rate } from "./limits.ts";
@@ -100,11 +100,10 @@ export class Broker {
           packet.topic = `${REFUSED_TOPIC}/${client.id}`;
           return done(null);
         }
-        deps.ingest.receive(client.id, packet.topic, packet.payload as Buffer).then(
-          (refused) => {
-            if (refused) packet.topic = `${REFUSED_TOPIC}/${client.id}`;
-            done(null);
-          },
+        const verdict = deps.ingest.receive(client.id, packet.topic, packet.payload as Buffer);
+        if (!(verdict instanceof Promise)) return settlePublish(client, packet, verdict, done);
+        verdict.then(
+          (refused) => settlePublish(client, packet, refused, done),
           // Not stored: no PUBACK, the connection closes and the device sends it again.
           (err: Error) => {
             log.error({ err, deviceId: client.id }, "could not store device message");
@@ -391,6 +390,17 @@ export class Broker {
     }
     return (await store.registry.getDeviceSecretHash(deviceId)) === verified;
   }
+}
+
+/** A refused publish is acknowledged all the same (MQTT 3.1.1), and re-routed to reach nobody. */
+function settlePublish(
+  client: Client,
+  packet: PublishPacket,
+  refused: Verdict,
+  done: (err: Error | null) => void,
+): void {
+  if (refused) packet.topic = `${REFUSED_TOPIC}/${client.id}`;
+  done(null);
 }
 
 function listenOn(server: Server, port: number, host: string): Promise<void> {

@@ -7,6 +7,9 @@ import { type DeviceEvent, type ParseLimits, parseDeviceMessage, type RefusalRea
 
 export * from "./contract.ts";
 
+/** Why a device message was refused; undefined when it was taken. */
+export type Verdict = RefusalReason | undefined;
+
 /**
  * Turns a device's publish into a typed bus event. Events are stored (de-duplicated durably by
  * device, seq and ts) before this resolves, and the broker acknowledges the publish only after:
@@ -23,10 +26,11 @@ export class Ingest {
   ) {}
 
   /**
-   * Returns the refusal reason, or undefined when the message was accepted (or was a duplicate).
+   * Returns the refusal reason, or undefined when the message was accepted (or was a duplicate):
+   * at once for a heartbeat or a refusal, through a promise for an event, which is stored first.
    * After `stop()`, never settles.
    */
-  receive(deviceId: string, topic: string, payload: Buffer): Promise<RefusalReason | undefined> {
+  receive(deviceId: string, topic: string, payload: Buffer): Verdict | Promise<Verdict> {
     // Never answered: the broker closes the connection without a PUBACK and the device sends it
     // again to the next run. Refusing instead would only make the device reconnect and retry at once.
     if (this.stopped) return new Promise(() => undefined);
@@ -37,14 +41,14 @@ export class Ingest {
     if (!parsed.ok) {
       metrics.messagesRefused.inc({ reason: parsed.reason });
       log.warn({ deviceId, topic, reason: parsed.reason, detail: parsed.detail }, "device message refused");
-      return Promise.resolve(parsed.reason);
+      return parsed.reason;
     }
     const { value } = parsed;
-    // Handled before this returns, nothing to store: no promise of its own, nothing to wait for.
+    // Handled before this returns, with nothing to store: no promise, nothing for `stop()` to wait for.
     if (value.channel === "heartbeat") {
       metrics.heartbeatAccepted();
       bus.emit("device.heartbeat", { deviceId, message: value.message, receivedAt });
-      return ACCEPTED;
+      return undefined;
     }
     metrics.messagesIn.inc({ channel: value.channel });
     const storing = this.record(deviceId, value.message, receivedAt, receivedHr);
@@ -67,7 +71,7 @@ export class Ingest {
     message: DeviceEvent,
     receivedAt: number,
     receivedHr: number,
-  ): Promise<undefined> {
+  ): Promise<Verdict> {
     const { store, bus, metrics, log } = this.deps;
     const eventId = await store.deviceEvents.record(deviceId, message, receivedAt);
     if (eventId === undefined) {
@@ -80,5 +84,3 @@ export class Ingest {
     return undefined;
   }
 }
-
-const ACCEPTED = Promise.resolve(undefined);
