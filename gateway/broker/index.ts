@@ -118,6 +118,7 @@ export class Broker {
         done(null, null);
       },
     });
+    this.skipRoutingOfDeviceMessages();
     this.aedes.on("clientReady", (client) => {
       // A client whose link dropped while its secret was being checked is still reported ready,
       // but its disconnect never is: counting it would show the device connected forever.
@@ -288,6 +289,18 @@ export class Broker {
     await Promise.all(closed);
   }
 
+  /**
+   * A device's message ends in `authorizePublish` (ingest), and the ACL lets no client subscribe
+   * to it: routing it would only look for subscribers that cannot exist and, with Redis, publish
+   * every heartbeat to the other instances for nobody.
+   * aedes has no hook to stop a publish it authorized, so its emitter lets these topics go.
+   */
+  private skipRoutingOfDeviceMessages(): void {
+    const mq = (this.aedes as unknown as { mq: Emitter }).mq;
+    const emit = mq.emit.bind(mq);
+    mq.emit = (packet, done) => (isDeviceMessage(packet.topic) ? done?.() : emit(packet, done));
+  }
+
   /** The per-address connection limit; an episode of refusals is logged once. */
   private admit(address: string | undefined): boolean {
     if (!this.connectLimit.enabled) return true;
@@ -402,6 +415,16 @@ function settlePublish(
   if (refused) packet.topic = `${REFUSED_TOPIC}/${client.id}`;
   done(null);
 }
+
+/** What aedes calls its emitter (`mqemitter`, or `mqemitter-redis` across instances) with. */
+interface Emitter {
+  emit(packet: { topic: string }, done?: (err?: Error) => void): void;
+}
+
+/** What devices publish, accepted or refused; commands to devices go on `devices/<id>/command`. */
+const isDeviceMessage = (topic: string) =>
+  topic.startsWith(`${REFUSED_TOPIC}/`) ||
+  (topic.startsWith("devices/") && (topic.endsWith("/heartbeat") || topic.endsWith("/event")));
 
 function listenOn(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
