@@ -3,11 +3,11 @@ import type { Server as HttpServer, IncomingMessage } from "node:http";
 import { createServer, type Server, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createServer as createTlsServer } from "node:tls";
-import { Aedes, type AuthenticateError, type Client } from "aedes";
+import { Aedes, type AuthenticateError, type Client, type PublishPacket } from "aedes";
 import type { Logger } from "pino";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import type { EventBus } from "../bus/index.ts";
-import { commandTopic, type Ingest } from "../ingest/index.ts";
+import { commandTopic, type Ingest, type Verdict } from "../ingest/index.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
 import { ConnectionRateLimit, PublishAllowance, type Rate } from "./limits.ts";
@@ -100,11 +100,10 @@ export class Broker {
           packet.topic = `${REFUSED_TOPIC}/${client.id}`;
           return done(null);
         }
-        deps.ingest.receive(client.id, packet.topic, packet.payload as Buffer).then(
-          (refused) => {
-            if (refused) packet.topic = `${REFUSED_TOPIC}/${client.id}`;
-            done(null);
-          },
+        const verdict = deps.ingest.receive(client.id, packet.topic, packet.payload as Buffer);
+        if (!(verdict instanceof Promise)) return settlePublish(client, packet, verdict, done);
+        verdict.then(
+          (refused) => settlePublish(client, packet, refused, done),
           // Not stored: no PUBACK, the connection closes and the device sends it again.
           (err: Error) => {
             log.error({ err, deviceId: client.id }, "could not store device message");
@@ -119,6 +118,7 @@ export class Broker {
         done(null, null);
       },
     });
+    this.skipRoutingOfDeviceMessages();
     this.aedes.on("clientReady", (client) => {
       // A client whose link dropped while its secret was being checked is still reported ready,
       // but its disconnect never is: counting it would show the device connected forever.
@@ -301,6 +301,18 @@ export class Broker {
     await Promise.all(closed);
   }
 
+  /**
+   * A device's message ends in `authorizePublish` (ingest), and the ACL lets no client subscribe
+   * to it: routing it would only look for subscribers that cannot exist and, with Redis, publish
+   * every heartbeat to the other instances for nobody.
+   * aedes has no hook to stop a publish it authorized, so its emitter lets these topics go.
+   */
+  private skipRoutingOfDeviceMessages(): void {
+    const mq = (this.aedes as unknown as { mq: Emitter }).mq;
+    const emit = mq.emit.bind(mq);
+    mq.emit = (packet, done) => (isDeviceMessage(packet.topic) ? done?.() : emit(packet, done));
+  }
+
   /** The per-address connection limit; an episode of refusals is logged once. */
   private admit(address: string | undefined): boolean {
     if (!this.connectLimit.enabled) return true;
@@ -404,6 +416,27 @@ export class Broker {
     return (await store.registry.getDeviceSecretHash(deviceId)) === verified;
   }
 }
+
+/** A refused publish is acknowledged all the same (MQTT 3.1.1), and re-routed to reach nobody. */
+function settlePublish(
+  client: Client,
+  packet: PublishPacket,
+  refused: Verdict,
+  done: (err: Error | null) => void,
+): void {
+  if (refused) packet.topic = `${REFUSED_TOPIC}/${client.id}`;
+  done(null);
+}
+
+/** What aedes calls its emitter (`mqemitter`, or `mqemitter-redis` across instances) with. */
+interface Emitter {
+  emit(packet: { topic: string }, done?: (err?: Error) => void): void;
+}
+
+/** What devices publish, accepted or refused; commands to devices go on `devices/<id>/command`. */
+const isDeviceMessage = (topic: string) =>
+  topic.startsWith(`${REFUSED_TOPIC}/`) ||
+  (topic.startsWith("devices/") && (topic.endsWith("/heartbeat") || topic.endsWith("/event")));
 
 function listenOn(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {

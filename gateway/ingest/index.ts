@@ -3,9 +3,12 @@ import type { EventBus } from "../bus/index.ts";
 import type { Clock } from "../clock/index.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Store } from "../store/types.ts";
-import { type ParseLimits, parseDeviceMessage, type RefusalReason } from "./contract.ts";
+import { type DeviceEvent, type ParseLimits, parseDeviceMessage, type RefusalReason } from "./contract.ts";
 
 export * from "./contract.ts";
+
+/** Why a device message was refused; undefined when it was taken. */
+export type Verdict = RefusalReason | undefined;
 
 /**
  * Turns a device's publish into a typed bus event. Events are stored (de-duplicated durably by
@@ -23,17 +26,35 @@ export class Ingest {
   ) {}
 
   /**
-   * Returns the refusal reason, or undefined when the message was accepted (or was a duplicate).
+   * Returns the refusal reason, or undefined when the message was accepted (or was a duplicate):
+   * at once for a heartbeat or a refusal, through a promise for an event, which is stored first.
    * After `stop()`, never settles.
    */
-  receive(deviceId: string, topic: string, payload: Buffer): Promise<RefusalReason | undefined> {
+  receive(deviceId: string, topic: string, payload: Buffer): Verdict | Promise<Verdict> {
     // Never answered: the broker closes the connection without a PUBACK and the device sends it
     // again to the next run. Refusing instead would only make the device reconnect and retry at once.
     if (this.stopped) return new Promise(() => undefined);
-    const receiving = this.handle(deviceId, topic, payload);
-    this.storing.add(receiving);
-    void receiving.catch(() => undefined).finally(() => this.storing.delete(receiving));
-    return receiving;
+    const { bus, clock, metrics, log } = this.deps;
+    const receivedHr = performance.now();
+    const receivedAt = clock.now();
+    const parsed = parseDeviceMessage(deviceId, topic, payload, receivedAt, this.limits);
+    if (!parsed.ok) {
+      metrics.messagesRefused.inc({ reason: parsed.reason });
+      log.warn({ deviceId, topic, reason: parsed.reason, detail: parsed.detail }, "device message refused");
+      return parsed.reason;
+    }
+    const { value } = parsed;
+    // Handled before this returns, with nothing to store: no promise, nothing for `stop()` to wait for.
+    if (value.channel === "heartbeat") {
+      metrics.heartbeatAccepted();
+      bus.emit("device.heartbeat", { deviceId, message: value.message, receivedAt });
+      return undefined;
+    }
+    metrics.messagesIn.inc({ channel: value.channel });
+    const storing = this.record(deviceId, value.message, receivedAt, receivedHr);
+    this.storing.add(storing);
+    void storing.catch(() => undefined).finally(() => this.storing.delete(storing));
+    return storing;
   }
 
   /**
@@ -45,30 +66,21 @@ export class Ingest {
     await Promise.allSettled([...this.storing]);
   }
 
-  private async handle(deviceId: string, topic: string, payload: Buffer): Promise<RefusalReason | undefined> {
-    const { store, bus, clock, metrics, log } = this.deps;
-    const receivedHr = performance.now();
-    const receivedAt = clock.now();
-    const parsed = parseDeviceMessage(deviceId, topic, payload, receivedAt, this.limits);
-    if (!parsed.ok) {
-      metrics.messagesRefused.inc({ reason: parsed.reason });
-      log.warn({ deviceId, topic, reason: parsed.reason, detail: parsed.detail }, "device message refused");
-      return parsed.reason;
-    }
-    const { value } = parsed;
-    metrics.messagesIn.inc({ channel: value.channel });
-    if (value.channel === "heartbeat") {
-      bus.emit("device.heartbeat", { deviceId, message: value.message, receivedAt });
-      return undefined;
-    }
-    const eventId = await store.deviceEvents.record(deviceId, value.message, receivedAt);
+  private async record(
+    deviceId: string,
+    message: DeviceEvent,
+    receivedAt: number,
+    receivedHr: number,
+  ): Promise<Verdict> {
+    const { store, bus, metrics, log } = this.deps;
+    const eventId = await store.deviceEvents.record(deviceId, message, receivedAt);
     if (eventId === undefined) {
       metrics.duplicates.inc();
-      log.info({ deviceId, seq: value.message.seq }, "duplicate device event: not stored again");
-      bus.emit("device.resent", { deviceId, message: value.message, receivedHr });
+      log.info({ deviceId, seq: message.seq }, "duplicate device event: not stored again");
+      bus.emit("device.resent", { deviceId, message, receivedHr });
       return undefined;
     }
-    bus.emit("device.event", { deviceId, eventId, message: value.message, receivedAt, receivedHr });
+    bus.emit("device.event", { deviceId, eventId, message, receivedAt, receivedHr });
     return undefined;
   }
 }

@@ -47,7 +47,7 @@ export interface TelemetryWriterOptions {
 /**
  * Batches points (by size and by time) and never drops one: while the store fails, points stay
  * in memory up to `maxBuffered`, then spill to the spool, and are written, spool first, once the
- * store answers again. Exposes its buffer size and lag as metrics.
+ * store answers again. Exposes its buffer size (read when scraped) and lag as metrics.
  */
 export class TelemetryWriter {
   private buffer: TelemetryPoint[] = [];
@@ -70,7 +70,7 @@ export class TelemetryWriter {
 
   async start(): Promise<void> {
     this.spooled = await this.deps.spool.count();
-    this.deps.metrics.telemetryBuffered.set(this.spooled);
+    this.deps.metrics.readTelemetryPending(() => this.pending);
     const tick = () => {
       void this.flush();
       this.timer = this.deps.clock.setTimer(tick, this.options.flushMs);
@@ -88,7 +88,6 @@ export class TelemetryWriter {
 
   add(point: TelemetryPoint): void {
     this.buffer.push(point);
-    this.deps.metrics.telemetryBuffered.set(this.buffer.length + this.spooled);
     if (this.buffer.length >= this.options.batchSize && !this.flushing) void this.flush();
   }
 
@@ -122,14 +121,12 @@ export class TelemetryWriter {
         await spool.remove(upTo);
         this.spooled = await spool.count();
         metrics.telemetryWritten.inc(points.length);
-        metrics.telemetryBuffered.set(this.buffer.length + this.spooled);
       }
       while (this.buffer.length > 0) {
         const batch = this.buffer.slice(0, this.options.batchSize);
         await store.write(batch);
         this.buffer.splice(0, batch.length);
         metrics.telemetryWritten.inc(batch.length);
-        metrics.telemetryBuffered.set(this.buffer.length + this.spooled);
       }
       if (this.failures > 0)
         log.info({ store: store.name, failures: this.failures }, "telemetry store is back");
@@ -147,8 +144,6 @@ export class TelemetryWriter {
       }
       if (this.buffer.length > this.options.maxBuffered)
         await this.spill(this.buffer.splice(0, this.buffer.length - this.options.maxBuffered));
-    } finally {
-      metrics.telemetryBuffered.set(this.buffer.length + this.spooled);
     }
   }
 

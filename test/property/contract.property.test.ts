@@ -4,6 +4,8 @@ import { loadConfig } from "../../gateway/config/index.ts";
 import {
   type DeviceChannel,
   deviceTopics,
+  heartbeatSchema,
+  isHeartbeat,
   type Parsed,
   parseDeviceMessage,
   topicFor,
@@ -300,6 +302,59 @@ describe("device contract, one field wrong", () => {
           reason: "schema",
           detail: expect.stringMatching(new RegExp(`^${key}: `)),
         });
+      });
+    },
+    propertyTimeoutMs(),
+  );
+});
+
+describe("the heartbeat check by hand", () => {
+  it(
+    "gives the schema's verdict on any value, and takes a valid heartbeat as it is",
+    () => {
+      /** Every kind of value a field could hold, right or wrong, and the edges of each range. */
+      const fieldValue = fc.oneof(
+        ts,
+        seq,
+        finite(),
+        fc.double(),
+        fc.integer(),
+        fc.double({ min: -2, max: 102 }),
+        fc.integer({ min: -2, max: 102 }),
+        fc.constantFrom(0, -0, -1, -1e-300, 100, 100.000001, 101, EARLIEST - 1, EARLIEST, 1.5),
+        fc.constantFrom(Number.MAX_SAFE_INTEGER, 2 ** 53, Number.POSITIVE_INFINITY, -Infinity, Number.NaN),
+        fc.constantFrom("gps", "lbs", "wifi", "GPS", "", "80"),
+        fc.jsonValue({ maxDepth: 1 }),
+      );
+      const keys = [...Object.keys(heartbeatSchema.shape), "extra", "__proto__", "constructor"];
+      /** A valid heartbeat with one field set to anything, added or removed. */
+      const oneFieldChanged = fc
+        .tuple(validHeartbeat, fc.constantFrom(...keys), fc.option(fieldValue, { nil: undefined }))
+        .map(([heartbeat, key, value]) => {
+          const changed: Json = { ...heartbeat };
+          if (value === undefined) delete changed[key];
+          else Object.defineProperty(changed, key, { value, enumerable: true, writable: true });
+          return changed;
+        });
+      const nearValidHeartbeat = nearValid
+        .filter(({ channel }) => channel === "heartbeat")
+        .map(({ payload }) => {
+          try {
+            return JSON.parse(payload) as unknown;
+          } catch {
+            return payload;
+          }
+        });
+      const input = fc.oneof(
+        validHeartbeat,
+        { arbitrary: oneFieldChanged, weight: 6 },
+        nearValidHeartbeat,
+        fc.jsonValue(),
+      );
+      checkProperty("contract/heartbeat-by-hand", input, (value) => {
+        const schema = heartbeatSchema.safeParse(value);
+        expect(isHeartbeat(value)).toBe(schema.success);
+        if (schema.success) expect(schema.data).toEqual(value);
       });
     },
     propertyTimeoutMs(),
