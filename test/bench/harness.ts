@@ -276,8 +276,9 @@ export async function connectAll(workers: Worker[]) {
   };
 }
 
-export const heartbeatEvery5s = (workers: Worker[]) =>
-  Promise.all(workers.map((w) => w.request({ cmd: "heartbeat", everyMs: 5000 }, "heartbeating")));
+/** Every device heartbeats every `everyMs`, the devices spread evenly over that time. */
+export const heartbeatEvery = (workers: Worker[], everyMs: number) =>
+  Promise.all(workers.map((w) => w.request({ cmd: "heartbeat", everyMs }, "heartbeating")));
 
 /** Pauses the periodic heartbeats, so that a step's counts hold its burst and nothing else. */
 export async function quiet(workers: Worker[]) {
@@ -286,7 +287,7 @@ export async function quiet(workers: Worker[]) {
 }
 
 /** The brokers' CPU time together, in seconds. */
-const cpuSecondsOf = (pids: readonly number[]) => pids.reduce((a, pid) => a + cpuSeconds(pid), 0);
+export const cpuSecondsOf = (pids: readonly number[]) => pids.reduce((a, pid) => a + cpuSeconds(pid), 0);
 
 /** The brokers' share of one core over the next `seconds`, together (1.5 is one and a half cores). */
 export async function cpuShare(pids: readonly number[], seconds: number): Promise<number> {
@@ -373,13 +374,19 @@ export function connectProbes(count: number, urlOf: (i: number) => string, passw
 export const pressPayload = (seq: number) => JSON.stringify({ type: "press", ts: Date.now(), seq });
 
 /**
- * `rounds` rounds of: each of `probes` probes in turn publishes (`send`) 25 ms after the one
- * before; then up to 5 s for `arrived()` to count them all, `endRound`, and half a second's pause.
- * `current` maps a probe's device id to the key of its latest press. Returns when each press was
- * sent, by key.
+ * `rounds` rounds of: each of `probes` probes in turn publishes (`send`) `gapMs` (25 by default)
+ * after the one before; then up to `waitMs` (5 s by default) for `arrived()` to count them all,
+ * `endRound`, and half a second's pause. `current` maps a probe's device id to the key of its
+ * latest press: what arrives after the wait may be taken for the next round's. Returns when each
+ * press was sent, by key.
  */
 export async function probeRounds(
-  { rounds, probes }: { rounds: number; probes: number },
+  {
+    rounds,
+    probes,
+    gapMs = 25,
+    waitMs = 5000,
+  }: { rounds: number; probes: number; gapMs?: number; waitMs?: number },
   current: Map<string, string>,
   send: (i: number) => void,
   arrived: () => number,
@@ -392,9 +399,9 @@ export async function probeRounds(
       current.set(`probe-${i}`, key);
       sentAt.set(key, performance.now());
       send(i);
-      await sleep(25);
+      await sleep(gapMs);
     }
-    for (let w = 0; w < 200 && arrived() < sentAt.size; w++) await sleep(25);
+    for (let w = 0; w < waitMs / 25 && arrived() < sentAt.size; w++) await sleep(25);
     endRound();
     await sleep(500);
   }

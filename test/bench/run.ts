@@ -4,11 +4,12 @@
  * stream, the level-1 webhook). Then the same load and probes against Debian's Mosquitto for a
  * baseline. The measured broker gets a core of its own where `taskset` allows (cores.ts). Prints
  * the tables, the cost per message and the targets met or missed, and writes BENCHMARKS.md;
- * `--quick` is a smoke run of a minute or two that writes nothing.
+ * `--quick` is a smoke run of a minute or two that writes nothing. `--cluster` measures three
+ * gateways on PostgreSQL and Redis instead (cluster.ts).
  */
 import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { cpus, tmpdir, totalmem } from "node:os";
@@ -18,6 +19,7 @@ import Database from "better-sqlite3";
 import mqtt from "mqtt";
 import { DEVICE_SECRET_KEY_FILE, DeviceSecrets } from "../../gateway/broker/secrets.ts";
 import { openSqliteStore } from "../../gateway/store/sqlite.ts";
+import { benchCluster, joinBenchmarks, splitBenchmarks } from "./cluster.ts";
 import { pinProber, planCores } from "./cores.ts";
 import {
   catchUp,
@@ -29,7 +31,7 @@ import {
   followOpenedAlerts,
   freePort,
   hardOpenFileLimit,
-  heartbeatEvery5s,
+  heartbeatEvery,
   ingestStep,
   kb,
   latencies,
@@ -57,7 +59,11 @@ import {
 } from "./targets.ts";
 
 const { values } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, points: { type: "string" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    points: { type: "string" },
+    cluster: { type: "boolean", default: false },
+  },
 });
 const QUICK = values.quick;
 const POINTS = values.points ? values.points.split(",").map(Number) : QUICK ? [1000] : [1000, 10_000, 50_000];
@@ -261,7 +267,7 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
     await sleep(2000);
     const rssUncollected = rssBytes(pid);
     const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
-    await heartbeatEvery5s(workers);
+    await heartbeatEvery(workers, 5000);
     await sleep(5000);
     const cpuHeartbeats = await cpuShare([pid], 5);
     console.log(
@@ -364,7 +370,7 @@ async function mosquittoBaseline(n: number) {
     const { connected, connectS, generatorCpu } = await connectAll(workers);
     await sleep(1000);
     const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
-    await heartbeatEvery5s(workers);
+    await heartbeatEvery(workers, 5000);
     await sleep(5000);
     const roundTripLatency = await roundTrip(url);
     await quiet(workers);
@@ -499,8 +505,16 @@ async function main() {
   log(
     `- connect: ${mosquitto.connected} of ${mosquitto.devices} in ${mosquitto.connectS.toFixed(1)} s (no authentication; load generator ${pct(mosquitto.generatorCpu)} of its core)`,
   );
-  if (!QUICK) writeFileSync("BENCHMARKS.md", `${rows.join("\n")}\n`);
+  // The cluster's section, written by `--cluster`, is kept.
+  const previous = existsSync("BENCHMARKS.md") ? readFileSync("BENCHMARKS.md", "utf8") : "";
+  if (!QUICK)
+    writeFileSync(
+      "BENCHMARKS.md",
+      joinBenchmarks({ singleNode: rows.join("\n"), cluster: splitBenchmarks(previous).cluster }),
+    );
 }
 
-await main();
+// `--cluster` alone: three gateways on PostgreSQL and Redis (cluster.ts); `--points N` sets its devices.
+if (values.cluster) await benchCluster({ quick: QUICK, devices: values.points ? POINTS[0] : undefined });
+else await main();
 process.exit(0);
