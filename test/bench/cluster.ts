@@ -31,7 +31,6 @@ import {
   ingestStep,
   kb,
   metrics,
-  micros,
   pct,
   pressPayload,
   probeRounds,
@@ -108,7 +107,6 @@ export interface SingleNodeFigures {
   /** p50 / p99 in ms. */
   received: string;
   sse: string;
-  cpuPerPress: string;
   heartbeats: string;
   /** The run's header line. */
   run: string;
@@ -131,7 +129,6 @@ export function singleNodeFigures(markdown: string): SingleNodeFigures | undefin
     rssPerDevice: /^[\d.]+ KB/.exec(largest[3] ?? "")?.[0] ?? "",
     received: p50p99(largest[4]),
     sse: p50p99(largest[5]),
-    cpuPerPress: largest[8] ?? "",
     heartbeats: /kept up with ([\d,]+\/s) sent/.exec(singleNode)?.[1] ?? "not measured",
     run: /^# (.*)$/m.exec(singleNode)?.[1] ?? "",
   };
@@ -203,8 +200,6 @@ interface Pressed {
   /** On the stream of the gateway the press came in on, and on the other two's. */
   sseSame: LatencySummary;
   sseOther: LatencySummary;
-  /** The gateways' CPU time per press and its cancel, their heartbeats' share taken out. */
-  microsPerPress: number;
 }
 
 interface Plan {
@@ -324,10 +319,6 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
     /** Presses at `pace`, timed as `received` at the device and as the alert on every gateway's stream. */
     const pressPass = async (pace: Pressed["pace"]): Promise<Pressed> => {
       for (const arrivals of [current, device, ...streams]) arrivals.clear();
-      // The heartbeats' share just before: after the first ones it settles only slowly.
-      const background = await cpuShare(pids, 2);
-      const cpu0 = cpuSecondsOf(pids);
-      const t0 = performance.now();
       const sentAt = await probeRounds(
         pace,
         current,
@@ -342,8 +333,6 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
             );
         },
       );
-      const cpuS = cpuSecondsOf(pids) - cpu0;
-      const seconds = (performance.now() - t0) / 1000;
       const same: number[] = [];
       const other: number[] = [];
       const received: number[] = [];
@@ -361,7 +350,6 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
         received: summarise(received, sentAt.size),
         sseSame: summarise(same, sentAt.size),
         sseOther: summarise(other, sentAt.size * (INSTANCES - 1)),
-        microsPerPress: ((cpuS - background * seconds) / sentAt.size) * 1e6,
       };
     };
     // The single-node run's pace first, then one press at a time on a quieter pace: the first
@@ -465,7 +453,7 @@ export async function benchCluster(options: { quick: boolean; devices?: number }
   const [atPace, paced] = result.presses as [Pressed, Pressed];
   const lines = [
     `${header}\n`,
-    `${INSTANCES} gateway processes (\`DATABASE_URL\`, \`REDIS_URL\`, one \`DEVICE_SECRET_KEY\`), PostgreSQL 15 and Redis started as the tests start them, ${shares.length} load workers (device-sim's load mode, each on its own loopback source address, at nice 10) connecting ${thousands(plan.devices)} devices straight to the gateways, ${thousands(Math.ceil(plan.devices / INSTANCES))} at most on each: no load balancer, as one HAProxy process would hold two files per connection and one process may hold ${thousands(limit)}. Nothing is pinned: the gateways, PostgreSQL, Redis, the load and the prober share the machine's cores (load average ${loadBefore} when the run began). Probe devices (stock MQTT.js, Nagle on) press on the three gateways in turn (probe i on gateway i mod 3) while the devices heartbeat every ${plan.heartbeatEveryMs / 1000} s (${thousands(plan.devices / (plan.heartbeatEveryMs / 1000))} heartbeats/s together, as in the single-node run's 10,000 devices every 5 s): ${atPace.pace.probes} probes, ${atPace.pace.rounds} rounds, 25 ms apart as in the single-node run; then ${paced.pace.probes} presses ${PACED_GAP_MS} ms apart. Each round waits up to ${atPace.pace.waitMs / 1000} s for its presses to arrive; what did not by then is counted as never arrived. This process follows every gateway's live stream, so each press is timed on the stream of the gateway it came in on and on the other two's. Latencies are p50 / p99 / p99.9 / max in ms. Memory per device is what the devices connected to a gateway added to its resident set and heap, each after a full garbage collection; in brackets, the resident set two seconds after the connections without one. CPU per press is the gateways' CPU time per press and its cancel, their heartbeats' share (measured for 2 s just before) taken out (PostgreSQL's and Redis' CPU not included), measured on the quieter pace only: at the faster one the gateways fall behind and the heartbeats' share is no longer what it was. Connect shows the gateways' CPU over it, together, as a share of one core.\n`,
+    `${INSTANCES} gateway processes (\`DATABASE_URL\`, \`REDIS_URL\`, one \`DEVICE_SECRET_KEY\`), PostgreSQL 15 and Redis started as the tests start them, ${shares.length} load workers (device-sim's load mode, each on its own loopback source address, at nice 10) connecting ${thousands(plan.devices)} devices straight to the gateways, ${thousands(Math.ceil(plan.devices / INSTANCES))} at most on each: no load balancer, as one HAProxy process would hold two files per connection and one process may hold ${thousands(limit)}. Nothing is pinned: the gateways, PostgreSQL, Redis, the load and the prober share the machine's cores (load average ${loadBefore} when the run began). Probe devices (stock MQTT.js, Nagle on) press on the three gateways in turn (probe i on gateway i mod 3) while the devices heartbeat every ${plan.heartbeatEveryMs / 1000} s (${thousands(plan.devices / (plan.heartbeatEveryMs / 1000))} heartbeats/s together, as in the single-node run's 10,000 devices every 5 s): ${atPace.pace.probes} probes, ${atPace.pace.rounds} rounds, 25 ms apart as in the single-node run; then ${paced.pace.probes} presses ${PACED_GAP_MS} ms apart. Each round waits up to ${atPace.pace.waitMs / 1000} s for its presses to arrive; what did not by then is counted as never arrived. This process follows every gateway's live stream, so each press is timed on the stream of the gateway it came in on and on the other two's. Latencies are p50 / p99 / p99.9 / max in ms. Memory per device is what the devices connected to a gateway added to its resident set and heap, each after a full garbage collection; in brackets, the resident set two seconds after the connections without one. Connect shows the gateways' CPU over it, together, as a share of one core.\n`,
     `Single node: ${single ? `${thousands(single.devices)} devices, read from BENCHMARKS.md's single-node run above (${single.run}), not measured in this invocation.` : "no single-node run in BENCHMARKS.md."}\n`,
     `| what | single node | cluster, presses 25 ms apart | cluster, presses ${PACED_GAP_MS} ms apart |`,
     "| --- | --- | --- | --- |",
@@ -474,7 +462,6 @@ export async function benchCluster(options: { quick: boolean; devices?: number }
     `| press -> \`received\` p50 / p99 | ${single?.received ?? ""} | ${p50p99(atPace.received)} | ${p50p99(paced.received)} |`,
     `| press -> SSE on the gateway pressed on, p50 / p99 | ${single?.sse ?? ""} | ${p50p99(atPace.sseSame)} | ${p50p99(paced.sseSame)} |`,
     `| press -> SSE on the other gateways, p50 / p99 | (one gateway) | ${p50p99(atPace.sseOther)} | ${p50p99(paced.sseOther)} |`,
-    `| gateway CPU per press | ${single?.cpuPerPress ?? ""} | | ${micros(paced.microsPerPress)} |`,
     `| heartbeats/s sustained, every one stored within 2 s | ${single?.heartbeats ?? ""} | ${sustained ? `${thousands(sustained)}/s` : "none of the rates offered"} | |`,
     "",
     `Press latencies in full (p50 / p99 / p99.9 / max), 25 ms apart: \`received\` ${fmt(atPace.received)}; SSE on the gateway pressed on ${fmt(atPace.sseSame)}; on the other gateways ${fmt(atPace.sseOther)}. ${PACED_GAP_MS} ms apart: \`received\` ${fmt(paced.received)}; SSE on the gateway pressed on ${fmt(paced.sseSame)}; on the other gateways ${fmt(paced.sseOther)}. The gateways' CPU together, as shares of one core: ${pct(result.cpuIdle)} with the devices silent, ${pct(result.cpuHeartbeats)} heartbeating every ${plan.heartbeatEveryMs / 1000} s.\n`,

@@ -63,7 +63,6 @@ describe("BENCHMARKS.md's two parts", () => {
     expect(figures?.rssPerDevice).toMatch(/^[\d.]+ KB$/);
     expect(figures?.received).toMatch(/^[\d.]+ \/ [\d.]+$/);
     expect(figures?.sse).toMatch(/^[\d.]+ \/ [\d.]+$/);
-    expect(figures?.cpuPerPress).toMatch(/^\d+ µs$/);
     expect(singleNodeFigures(cluster)).toBeUndefined();
   });
 });
