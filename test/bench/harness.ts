@@ -1,12 +1,15 @@
 /** What the measurement scripts share: a gateway in its own process, registered and connected devices. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { get as httpGet } from "node:http";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import WebSocket from "ws";
 import { LOCAL_RECEIVERS } from "../support/gateway.ts";
+import { type LatencySummary, summarise } from "./stats.ts";
+import { type IngestStep, keptUp, lostIn, microsPerMessage, sentRate } from "./targets.ts";
 
 /**
  * Raises the open-file limit (every connection is a file descriptor) as far as the hard limit
@@ -205,3 +208,254 @@ export async function connectDevices(url: string, creds: { id: string; secret: s
   }
   return clients;
 }
+
+// ---------- load workers (device-sim/load.ts), driven over IPC ----------
+
+export interface Worker {
+  child: ChildProcess;
+  request(cmd: Record<string, unknown>, until: string): Promise<Record<string, number>>;
+}
+
+/**
+ * A load worker for devices `ids`, connecting to 127.0.0.1:`port` from source address
+ * 127.0.0.(10 + `index`): each source address has its own ephemeral ports. `launcher` prefixes
+ * its command (nice, taskset): the load must not take the CPU from the broker it measures.
+ */
+export function startWorker(options: {
+  ids: string[];
+  port: number;
+  index: number;
+  secret: string;
+  launcher: string;
+}): Promise<Worker> {
+  const opts = {
+    host: "127.0.0.1",
+    port: options.port,
+    sourceAddress: `127.0.0.${10 + options.index}`,
+    ids: options.ids,
+    secret: options.secret,
+    concurrency: 200,
+  };
+  const child = spawn(
+    "bash",
+    [
+      "-c",
+      `${RAISE_OPEN_FILES} && exec ${options.launcher} "${process.execPath}" --import tsx device-sim/load.ts '${JSON.stringify(opts)}'`,
+    ],
+    { stdio: ["ignore", "inherit", "inherit", "ipc"] },
+  );
+  const worker: Worker = {
+    child,
+    request: (cmd, until) =>
+      new Promise((resolve) => {
+        const onMessage = (m: Record<string, number> & { event: string }) => {
+          if (m.event !== until) return;
+          child.off("message", onMessage);
+          resolve(m);
+        };
+        child.on("message", onMessage);
+        child.send(cmd);
+      }),
+  };
+  return new Promise((resolve) => child.once("message", () => resolve(worker)));
+}
+
+export const stopWorkers = (workers: Worker[]) =>
+  Promise.all(workers.map((w) => w.request({ cmd: "stop" }, "stopped")));
+
+/** Connects every worker's devices; returns how many connected and how long it took. */
+export async function connectAll(workers: Worker[]) {
+  const started = performance.now();
+  const connected = await Promise.all(workers.map((w) => w.request({ cmd: "connect" }, "connected")));
+  const connectS = (performance.now() - started) / 1000;
+  return {
+    connected: connected.reduce((a, c) => a + (c.count ?? 0), 0),
+    connectS,
+    /** The load generator's CPU over the connect, as a share of one core. */
+    generatorCpu: connected.reduce((a, c) => a + (c.cpuMs ?? 0), 0) / 1000 / connectS,
+  };
+}
+
+/** Every device heartbeats every `everyMs`, the devices spread evenly over that time. */
+export const heartbeatEvery = (workers: Worker[], everyMs: number) =>
+  Promise.all(workers.map((w) => w.request({ cmd: "heartbeat", everyMs }, "heartbeating")));
+
+/** Pauses the periodic heartbeats, so that a step's counts hold its burst and nothing else. */
+export async function quiet(workers: Worker[]) {
+  await Promise.all(workers.map((w) => w.request({ cmd: "quiet" }, "quiet")));
+  await sleep(1500);
+}
+
+/** The brokers' CPU time together, in seconds. */
+export const cpuSecondsOf = (pids: readonly number[]) => pids.reduce((a, pid) => a + cpuSeconds(pid), 0);
+
+/** The brokers' share of one core over the next `seconds`, together (1.5 is one and a half cores). */
+export async function cpuShare(pids: readonly number[], seconds: number): Promise<number> {
+  const c0 = cpuSecondsOf(pids);
+  await sleep(seconds * 1000);
+  return (cpuSecondsOf(pids) - c0) / seconds;
+}
+
+/** Values of the gateway's Prometheus metrics `names` (regular expressions), 0 when absent. */
+export async function metrics(gw: GatewayProcess, ...names: string[]): Promise<number[]> {
+  const text = await (await fetch(`${gw.base}/metrics`)).text();
+  return names.map((name) => Number(new RegExp(`^${name} (\\S+)`, "m").exec(text)?.[1] ?? 0));
+}
+
+/**
+ * One ingest step: heartbeats at `rate`/s in total, shared evenly by the workers, for `seconds`,
+ * then up to 30 s for the brokers' own counters (`counts.read`, running totals, up to
+ * `counts.lagS` stale) to show all of them received and stored. `pids`: the measured brokers;
+ * `idleCpu`: their share of one core with the devices connected and silent.
+ */
+export async function ingestStep(
+  workers: Worker[],
+  burst: { rate: number; seconds: number },
+  pids: readonly number[],
+  idleCpu: number,
+  counts: { read(): Promise<{ received: number; stored?: number }>; lagS: number },
+): Promise<IngestStep> {
+  const { rate, seconds: burstSeconds } = burst;
+  const before = await counts.read();
+  const c0 = cpuSecondsOf(pids);
+  const started = performance.now();
+  const bursts = await Promise.all(
+    workers.map((w) =>
+      w.request({ cmd: "burst", rate: rate / workers.length, seconds: burstSeconds }, "burst"),
+    ),
+  );
+  const sent = bursts.reduce((a, b) => a + (b.sent ?? 0), 0);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = (cpuSecondsOf(pids) - c0) / seconds;
+  let received = 0;
+  let stored: number | undefined;
+  for (let i = 0; i < 120; i++) {
+    const now = await counts.read();
+    received = now.received - before.received;
+    stored = now.stored === undefined ? undefined : now.stored - (before.stored ?? 0);
+    if (received >= sent && (stored ?? received) >= sent) break;
+    await sleep(250);
+  }
+  const windowS = (performance.now() - started) / 1000;
+  const step: IngestStep = {
+    offered: rate,
+    sent,
+    seconds,
+    received,
+    stored,
+    catchUpS: windowS - seconds,
+    countLagS: counts.lagS,
+    cpu,
+    netCpuS: cpuSecondsOf(pids) - c0 - idleCpu * windowS,
+  };
+  console.log(`  ${describeStep(step)}`);
+  return step;
+}
+
+// ---------- probes: a press and what comes back ----------
+
+/**
+ * `count` stock MQTT.js clients `probe-<i>`, each to `urlOf(i)`: they leave Nagle's algorithm on,
+ * as cheap 4G devices do.
+ */
+export function connectProbes(count: number, urlOf: (i: number) => string, password?: string) {
+  return Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      mqtt.connectAsync(urlOf(i), {
+        clientId: `probe-${i}`,
+        ...(password ? { username: `probe-${i}`, password } : {}),
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      }),
+    ),
+  );
+}
+
+export const pressPayload = (seq: number) => JSON.stringify({ type: "press", ts: Date.now(), seq });
+
+/**
+ * `rounds` rounds of: each of `probes` probes in turn publishes (`send`) `gapMs` (25 by default)
+ * after the one before; then up to `waitMs` (5 s by default) for `arrived()` to count them all,
+ * `endRound`, and half a second's pause. `current` maps a probe's device id to the key of its
+ * latest press: what arrives after the wait may be taken for the next round's. Returns when each
+ * press was sent, by key.
+ */
+export async function probeRounds(
+  {
+    rounds,
+    probes,
+    gapMs = 25,
+    waitMs = 5000,
+  }: { rounds: number; probes: number; gapMs?: number; waitMs?: number },
+  current: Map<string, string>,
+  send: (i: number) => void,
+  arrived: () => number,
+  endRound: () => void = () => undefined,
+) {
+  const sentAt = new Map<string, number>();
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < probes; i++) {
+      const key = `probe-${i}#${round}`;
+      current.set(`probe-${i}`, key);
+      sentAt.set(key, performance.now());
+      send(i);
+      await sleep(gapMs);
+    }
+    for (let w = 0; w < waitMs / 25 && arrived() < sentAt.size; w++) await sleep(25);
+    endRound();
+    await sleep(500);
+  }
+  return sentAt;
+}
+
+export const latencies = (sentAt: Map<string, number>, arrivedAt: Map<string, number>) =>
+  summarise(
+    [...sentAt].flatMap(([k, t0]) => {
+      const t = arrivedAt.get(k);
+      return t === undefined ? [] : [t - t0];
+    }),
+    sentAt.size,
+  );
+
+/**
+ * Follows the gateway's live stream as the dashboard does, calling `opened` with the device id of
+ * each alert opened, when it arrives. Read with node:http: undici's fetch body adds milliseconds
+ * of buffering of its own. Returns the request, to destroy when done.
+ */
+export function followOpenedAlerts(gw: GatewayProcess, opened: (deviceId: string) => void) {
+  const request = httpGet(`${gw.base}/api/stream`, { headers: { cookie: gw.cookie } }, (res) => {
+    let buffer = "";
+    res.setEncoding("utf8");
+    res.on("data", (chunk: string) => {
+      buffer += chunk;
+      for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
+        const data = buffer
+          .slice(0, end)
+          .split("\n")
+          .find((l) => l.startsWith("data: "));
+        buffer = buffer.slice(end + 2);
+        if (!data) continue;
+        const { alert, event } = JSON.parse(data.slice(6));
+        if (event.type === "opened") opened(alert.deviceId);
+      }
+    });
+  });
+  request.on("error", () => undefined);
+  return request;
+}
+
+// ---------- formatting ----------
+
+export const fmt = (s: LatencySummary) =>
+  `${s.p50.toFixed(1)} / ${s.p99.toFixed(1)} / ${s.p999.toFixed(1)} / ${s.max.toFixed(1)}${s.lost ? ` (${s.lost} lost)` : ""}`;
+export const pct = (share: number) => `${(share * 100).toFixed(0)}%`;
+export const micros = (us: number) => `${us.toFixed(0)} µs`;
+export const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
+
+export const catchUp = (s: IngestStep) =>
+  lostIn(s)
+    ? `${lostIn(s)} missing after ${s.catchUpS.toFixed(0)} s`
+    : `all in ${s.catchUpS.toFixed(1)} s${keptUp(s) ? "" : " (fell behind)"}`;
+
+const describeStep = (s: IngestStep) =>
+  `${s.offered}/s offered: ${sentRate(s).toFixed(0)}/s sent, ${s.received} received${s.stored === undefined ? "" : `, ${s.stored} stored`}, ${catchUp(s)}, CPU ${pct(s.cpu)}, ${micros(microsPerMessage([s]))} per message`;

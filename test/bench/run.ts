@@ -4,12 +4,13 @@
  * stream, the level-1 webhook). Then the same load and probes against Debian's Mosquitto for a
  * baseline. The measured broker gets a core of its own where `taskset` allows (cores.ts). Prints
  * the tables, the cost per message and the targets met or missed, and writes BENCHMARKS.md;
- * `--quick` is a smoke run of a minute or two that writes nothing.
+ * `--quick` is a smoke run of a minute or two that writes nothing. `--cluster` measures three
+ * gateways on PostgreSQL and Redis instead (cluster.ts).
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer, get as httpGet } from "node:http";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
@@ -18,31 +19,51 @@ import Database from "better-sqlite3";
 import mqtt from "mqtt";
 import { DEVICE_SECRET_KEY_FILE, DeviceSecrets } from "../../gateway/broker/secrets.ts";
 import { openSqliteStore } from "../../gateway/store/sqlite.ts";
+import { benchCluster, joinBenchmarks, splitBenchmarks } from "./cluster.ts";
 import { pinProber, planCores } from "./cores.ts";
 import {
+  catchUp,
+  connectAll,
+  connectProbes,
   cpuSeconds,
+  cpuShare,
+  fmt,
+  followOpenedAlerts,
   freePort,
-  type GatewayProcess,
   hardOpenFileLimit,
+  heartbeatEvery,
+  ingestStep,
+  kb,
+  latencies,
+  metrics,
+  micros,
+  pct,
+  pressPayload,
+  probeRounds,
+  quiet,
   RAISE_OPEN_FILES,
   rssBytes,
   sleep,
   startGatewayProcess,
+  startWorker,
+  stopWorkers,
 } from "./harness.ts";
-import { type LatencySummary, summarise } from "./stats.ts";
+import type { LatencySummary } from "./stats.ts";
 import {
   CATCH_UP_S,
   type IngestStep,
   judgeTargets,
-  keptUp,
-  lostIn,
   microsPerMessage,
   sentRate,
   TARGET_DEVICES,
 } from "./targets.ts";
 
 const { values } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, points: { type: "string" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    points: { type: "string" },
+    cluster: { type: "boolean", default: false },
+  },
 });
 const QUICK = values.quick;
 const POINTS = values.points ? values.points.split(",").map(Number) : QUICK ? [1000] : [1000, 10_000, 50_000];
@@ -64,46 +85,6 @@ const log = (line: string) => {
 
 // ---------- processes ----------
 
-interface Worker {
-  child: ChildProcess;
-  request(cmd: Record<string, unknown>, until: string): Promise<Record<string, number>>;
-}
-
-function startWorker(ids: string[], port: number, index: number): Promise<Worker> {
-  const opts = {
-    host: "127.0.0.1",
-    port,
-    sourceAddress: `127.0.0.${10 + index}`,
-    ids,
-    secret: SECRET,
-    concurrency: 200,
-  };
-  const child = spawn(
-    "bash",
-    [
-      "-c",
-      // Niced, and on other cores than the broker's where it can be: the load must not take the
-      // CPU from the broker it measures.
-      `${RAISE_OPEN_FILES} && exec ${CORES.load} "${process.execPath}" --import tsx device-sim/load.ts '${JSON.stringify(opts)}'`,
-    ],
-    { stdio: ["ignore", "inherit", "inherit", "ipc"] },
-  );
-  const worker: Worker = {
-    child,
-    request: (cmd, until) =>
-      new Promise((resolve) => {
-        const onMessage = (m: Record<string, number> & { event: string }) => {
-          if (m.event !== until) return;
-          child.off("message", onMessage);
-          resolve(m);
-        };
-        child.on("message", onMessage);
-        child.send(cmd);
-      }),
-  };
-  return new Promise((resolve) => child.once("message", () => resolve(worker)));
-}
-
 async function startWorkers(n: number, port: number, prefix = "dev-") {
   const per = Math.ceil(n / WORKERS);
   return Promise.all(
@@ -112,40 +93,9 @@ async function startWorkers(n: number, port: number, prefix = "dev-") {
         { length: Math.max(0, Math.min(per, n - w * per)) },
         (_, k) => `${prefix}${w * per + k}`,
       );
-      return startWorker(ids, port, w);
+      return startWorker({ ids, port, index: w, secret: SECRET, launcher: CORES.load });
     }),
   );
-}
-
-const stopWorkers = (workers: Worker[]) =>
-  Promise.all(workers.map((w) => w.request({ cmd: "stop" }, "stopped")));
-
-/** Connects every worker's devices; returns how many connected and how long it took. */
-async function connectAll(workers: Worker[]) {
-  const started = performance.now();
-  const connected = await Promise.all(workers.map((w) => w.request({ cmd: "connect" }, "connected")));
-  const connectS = (performance.now() - started) / 1000;
-  return {
-    connected: connected.reduce((a, c) => a + (c.count ?? 0), 0),
-    connectS,
-    /** The load generator's CPU over the connect, as a share of one core (all its workers share one). */
-    generatorCpu: connected.reduce((a, c) => a + (c.cpuMs ?? 0), 0) / 1000 / connectS,
-  };
-}
-
-const heartbeatEvery5s = (workers: Worker[]) =>
-  Promise.all(workers.map((w) => w.request({ cmd: "heartbeat", everyMs: 5000 }, "heartbeating")));
-
-/** The broker's share of one core over the next `seconds`. */
-async function cpuShare(pid: number, seconds: number): Promise<number> {
-  const c0 = cpuSeconds(pid);
-  await sleep(seconds * 1000);
-  return (cpuSeconds(pid) - c0) / seconds;
-}
-
-async function metrics(gw: GatewayProcess, ...names: string[]): Promise<number[]> {
-  const text = await (await fetch(`${gw.base}/metrics`)).text();
-  return names.map((name) => Number(new RegExp(`^${name} (\\S+)`, "m").exec(text)?.[1] ?? 0));
 }
 
 /** Registers devices straight into the database before the gateway starts: 50,000 API calls would measure the API. */
@@ -178,58 +128,6 @@ async function seed(dataDir: string, n: number, hookUrl: string): Promise<void> 
 
 // ---------- probes: a press and what comes back ----------
 
-/** PROBES stock MQTT.js clients: they leave Nagle's algorithm on, as cheap 4G devices do. */
-function connectProbes(url: string, password?: string) {
-  return Promise.all(
-    Array.from({ length: PROBES }, (_, i) =>
-      mqtt.connectAsync(url, {
-        clientId: `probe-${i}`,
-        ...(password ? { username: `probe-${i}`, password } : {}),
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-      }),
-    ),
-  );
-}
-
-const pressPayload = (seq: number) => JSON.stringify({ type: "press", ts: Date.now(), seq });
-
-/**
- * ROUNDS rounds of: each probe in turn publishes (`send`) 25 ms after the one before; then up to
- * 5 s for `arrived()` to count them all, `endRound`, and half a second's pause. `current` maps a
- * probe's device id to the key of its latest press. Returns when each press was sent, by key.
- */
-async function probeRounds(
-  current: Map<string, string>,
-  send: (i: number) => void,
-  arrived: () => number,
-  endRound: () => void = () => undefined,
-) {
-  const sentAt = new Map<string, number>();
-  for (let round = 0; round < ROUNDS; round++) {
-    for (let i = 0; i < PROBES; i++) {
-      const key = `probe-${i}#${round}`;
-      current.set(`probe-${i}`, key);
-      sentAt.set(key, performance.now());
-      send(i);
-      await sleep(25);
-    }
-    for (let w = 0; w < 200 && arrived() < sentAt.size; w++) await sleep(25);
-    endRound();
-    await sleep(500);
-  }
-  return sentAt;
-}
-
-const latencies = (sentAt: Map<string, number>, arrivedAt: Map<string, number>) =>
-  summarise(
-    [...sentAt].flatMap(([k, t0]) => {
-      const t = arrivedAt.get(k);
-      return t === undefined ? [] : [t - t0];
-    }),
-    sentAt.size,
-  );
-
 interface Arrivals {
   stream: Map<string, number>;
   webhook: Map<string, number>;
@@ -242,7 +140,7 @@ interface Arrivals {
  * returns the gateway's CPU time and the wall time of the pressing itself (not of connecting).
  */
 async function pressLatency(mqttUrl: string, pid: number, arrivals: Arrivals, current: Map<string, string>) {
-  const probes = await connectProbes(mqttUrl, SECRET);
+  const probes = await connectProbes(PROBES, () => mqttUrl, SECRET);
   for (const [i, probe] of probes.entries()) {
     probe.on("message", (_topic, payload) => {
       const key = current.get(`probe-${i}`);
@@ -255,6 +153,7 @@ async function pressLatency(mqttUrl: string, pid: number, arrivals: Arrivals, cu
   const cpu0 = cpuSeconds(pid);
   const t0 = performance.now();
   const sentAt = await probeRounds(
+    { rounds: ROUNDS, probes: PROBES },
     current,
     (i) => probes[i]?.publish(`devices/probe-${i}/event`, pressPayload(++seq), { qos: 1 }),
     () => Math.min(arrivals.stream.size, arrivals.webhook.size, arrivals.device.size),
@@ -285,7 +184,7 @@ async function pressLatency(mqttUrl: string, pid: number, arrivals: Arrivals, cu
  * itself subscribed to with QoS 1, so the PUBACK and a PUBLISH come back on the same connection.
  */
 async function roundTrip(url: string) {
-  const probes = await connectProbes(url);
+  const probes = await connectProbes(PROBES, () => url);
   const current = new Map<string, string>();
   const arrivedAt = new Map<string, number>();
   for (const [i, probe] of probes.entries()) {
@@ -297,6 +196,7 @@ async function roundTrip(url: string) {
   }
   let seq = 0;
   const sentAt = await probeRounds(
+    { rounds: ROUNDS, probes: PROBES },
     current,
     (i) => probes[i]?.publish(`devices/probe-${i}/command`, pressPayload(++seq), { qos: 1 }),
     () => arrivedAt.size,
@@ -304,76 +204,6 @@ async function roundTrip(url: string) {
   await Promise.all(probes.map((p) => p.endAsync()));
   return latencies(sentAt, arrivedAt);
 }
-
-// ---------- ingest ----------
-
-/**
- * One ingest step: heartbeats at `rate`/s in total for BURST_SECONDS, then up to 30 s for the
- * broker's own counters (`counts.read`, running totals, up to `counts.lagS` stale) to show all of
- * them received and stored.
- */
-async function ingestStep(
-  workers: Worker[],
-  rate: number,
-  pid: number,
-  idleCpu: number,
-  counts: { read(): Promise<{ received: number; stored?: number }>; lagS: number },
-): Promise<IngestStep> {
-  const before = await counts.read();
-  const c0 = cpuSeconds(pid);
-  const started = performance.now();
-  const bursts = await Promise.all(
-    workers.map((w) => w.request({ cmd: "burst", rate: rate / WORKERS, seconds: BURST_SECONDS }, "burst")),
-  );
-  const sent = bursts.reduce((a, b) => a + (b.sent ?? 0), 0);
-  const seconds = (performance.now() - started) / 1000;
-  const cpu = (cpuSeconds(pid) - c0) / seconds;
-  let received = 0;
-  let stored: number | undefined;
-  for (let i = 0; i < 120; i++) {
-    const now = await counts.read();
-    received = now.received - before.received;
-    stored = now.stored === undefined ? undefined : now.stored - (before.stored ?? 0);
-    if (received >= sent && (stored ?? received) >= sent) break;
-    await sleep(250);
-  }
-  const windowS = (performance.now() - started) / 1000;
-  const step: IngestStep = {
-    offered: rate,
-    sent,
-    seconds,
-    received,
-    stored,
-    catchUpS: windowS - seconds,
-    countLagS: counts.lagS,
-    cpu,
-    netCpuS: cpuSeconds(pid) - c0 - idleCpu * windowS,
-  };
-  console.log(`  ${describeStep(step)}`);
-  return step;
-}
-
-/** Pauses the periodic heartbeats, so that a step's counts hold its burst and nothing else. */
-async function quiet(workers: Worker[]) {
-  await Promise.all(workers.map((w) => w.request({ cmd: "quiet" }, "quiet")));
-  await sleep(1500);
-}
-
-const describeStep = (s: IngestStep) =>
-  `${s.offered}/s offered: ${sentRate(s).toFixed(0)}/s sent, ${s.received} received${s.stored === undefined ? "" : `, ${s.stored} stored`}, ${catchUp(s)}, CPU ${pct(s.cpu)}, ${micros(microsPerMessage([s]))} per message`;
-
-const catchUp = (s: IngestStep) =>
-  lostIn(s)
-    ? `${lostIn(s)} missing after ${s.catchUpS.toFixed(0)} s`
-    : `all in ${s.catchUpS.toFixed(1)} s${keptUp(s) ? "" : " (fell behind)"}`;
-
-// ---------- formatting ----------
-
-const fmt = (s: LatencySummary) =>
-  `${s.p50.toFixed(1)} / ${s.p99.toFixed(1)} / ${s.p999.toFixed(1)} / ${s.max.toFixed(1)}${s.lost ? ` (${s.lost} lost)` : ""}`;
-const pct = (share: number) => `${(share * 100).toFixed(0)}%`;
-const micros = (us: number) => `${us.toFixed(0)} µs`;
-const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;
 
 // ---------- the run ----------
 
@@ -436,35 +266,18 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
     const { connected, connectS, generatorCpu } = await connectAll(workers);
     await sleep(2000);
     const rssUncollected = rssBytes(pid);
-    const cpuIdle = await cpuShare(pid, IDLE_SECONDS);
-    await heartbeatEvery5s(workers);
+    const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
+    await heartbeatEvery(workers, 5000);
     await sleep(5000);
-    const cpuHeartbeats = await cpuShare(pid, 5);
+    const cpuHeartbeats = await cpuShare([pid], 5);
     console.log(
       `  gateway CPU with ${n} devices connected: ${pct(cpuIdle)} silent, ${pct(cpuHeartbeats)} heartbeating every 5 s`,
     );
 
-    // Read the stream with node:http (undici's fetch body adds milliseconds of buffering of its own).
-    const streamRequest = httpGet(`${gw.base}/api/stream`, { headers: { cookie: gw.cookie } }, (res) => {
-      let buffer = "";
-      res.setEncoding("utf8");
-      res.on("data", (chunk: string) => {
-        buffer += chunk;
-        for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
-          const data = buffer
-            .slice(0, end)
-            .split("\n")
-            .find((l) => l.startsWith("data: "));
-          buffer = buffer.slice(end + 2);
-          if (!data) continue;
-          const { alert, event } = JSON.parse(data.slice(6));
-          const key = current.get(alert.deviceId);
-          if (event.type === "opened" && key && !arrivals.stream.has(key))
-            arrivals.stream.set(key, performance.now());
-        }
-      });
+    const streamRequest = followOpenedAlerts(gw, (deviceId) => {
+      const key = current.get(deviceId);
+      if (key && !arrivals.stream.has(key)) arrivals.stream.set(key, performance.now());
     });
-    streamRequest.on("error", () => undefined);
     const pressed = await pressLatency(gw.mqttUrl, pid, arrivals, current);
     streamRequest.destroy();
     // Collected last: a forced full collection re-sizes the heap, and the presses above would pay for it.
@@ -512,7 +325,10 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
         },
         lagS: 0,
       };
-      for (const rate of RATES) point.ingest.push(await ingestStep(workers, rate, pid, cpuIdle, counts));
+      for (const rate of RATES)
+        point.ingest.push(
+          await ingestStep(workers, { rate, seconds: BURST_SECONDS }, [pid], cpuIdle, counts),
+        );
     }
     await stopWorkers(workers);
     return point;
@@ -553,15 +369,15 @@ async function mosquittoBaseline(n: number) {
     const workers = await startWorkers(n, port);
     const { connected, connectS, generatorCpu } = await connectAll(workers);
     await sleep(1000);
-    const cpuIdle = await cpuShare(pid, IDLE_SECONDS);
-    await heartbeatEvery5s(workers);
+    const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
+    await heartbeatEvery(workers, 5000);
     await sleep(5000);
     const roundTripLatency = await roundTrip(url);
     await quiet(workers);
     const ingest: IngestStep[] = [];
     for (const rate of RATES)
       ingest.push(
-        await ingestStep(workers, rate, pid, cpuIdle, {
+        await ingestStep(workers, { rate, seconds: BURST_SECONDS }, [pid], cpuIdle, {
           read: async () => ({ received }),
           lagS: SYS_INTERVAL_S,
         }),
@@ -689,8 +505,16 @@ async function main() {
   log(
     `- connect: ${mosquitto.connected} of ${mosquitto.devices} in ${mosquitto.connectS.toFixed(1)} s (no authentication; load generator ${pct(mosquitto.generatorCpu)} of its core)`,
   );
-  if (!QUICK) writeFileSync("BENCHMARKS.md", `${rows.join("\n")}\n`);
+  // The cluster's section, written by `--cluster`, is kept.
+  const previous = existsSync("BENCHMARKS.md") ? readFileSync("BENCHMARKS.md", "utf8") : "";
+  if (!QUICK)
+    writeFileSync(
+      "BENCHMARKS.md",
+      joinBenchmarks({ singleNode: rows.join("\n"), cluster: splitBenchmarks(previous).cluster }),
+    );
 }
 
-await main();
+// `--cluster` alone: three gateways on PostgreSQL and Redis (cluster.ts); `--points N` sets its devices.
+if (values.cluster) await benchCluster({ quick: QUICK, devices: values.points ? POINTS[0] : undefined });
+else await main();
 process.exit(0);
