@@ -64,14 +64,22 @@ export type PostgresStore = Store & {
  * embedded telemetry and its spool are tables of the same database.
  */
 
+/** Connections for what comes in bulk (telemetry, device states, watch readings), apart from the rest. */
+const BULK_CONNECTIONS = 3;
+
 export async function openPostgresStore(url: string, options: PostgresOptions = {}): Promise<PostgresStore> {
   const pool = openPool(url, options.maxConnections ?? 10);
+  // Telemetry, device states and watch readings come in bulk, thousands a second with many
+  // devices: they have connections of their own, so that a press never waits for one behind them.
+  const bulk = openPool(url, BULK_CONNECTIONS);
   // An idle connection the server dropped (restart, failover) must not crash the gateway.
-  pool.on("error", (err) => options.log?.warn({ err: err.message }, "a PostgreSQL connection was lost"));
+  for (const p of [pool, bulk])
+    p.on("error", (err) => options.log?.warn({ err: err.message }, "a PostgreSQL connection was lost"));
+  const closeAll = () => Promise.all([closePool(pool), closePool(bulk)]).then(() => undefined);
   try {
     await migratePostgres(pool);
   } catch (err) {
-    await closePool(pool);
+    await closeAll();
     throw err;
   }
   let closed: Promise<void> | undefined;
@@ -82,16 +90,16 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     deviceEvents: postgresDeviceEvents(pool, gatewayId),
     alerts: postgresAlerts(pool, gatewayId),
     attempts: postgresAttempts(pool),
-    tracking: postgresTracking(pool),
+    tracking: postgresTracking(bulk),
     geofences: postgresGeofences(pool),
     accounts: postgresAccounts(pool),
     sessions: postgresSessions(pool),
     throttles: postgresThrottles(pool),
     audit: postgresAudit(pool),
-    watchReadings: watchReadings(pool),
+    watchReadings: watchReadings(bulk),
     pushSubscriptions: pushSubscriptions(pool),
-    telemetry: postgresTelemetry(pool),
-    spool: postgresSpool(pool),
+    telemetry: postgresTelemetry(bulk),
+    spool: postgresSpool(bulk),
     deadlineClaims: postgresDeadlineClaims(pool),
     orphanClaims: postgresOrphanClaims(pool, gatewayId),
     alertFeed: postgresAlertFeed(url, pool, options.log),
@@ -106,7 +114,7 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
         throw Object.assign(new Error("PostgreSQL is read-only: writes would fail"), { code: "25006" });
     },
     close: () => {
-      closed ??= closePool(pool);
+      closed ??= closeAll();
       return closed;
     },
   };

@@ -15,6 +15,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import pg from "pg";
 import { DeviceSecrets } from "../../gateway/broker/secrets.ts";
 import { openPostgresStore } from "../../gateway/store/postgres.ts";
+import { startInfluxd } from "../support/influxd.ts";
 import { startPostgres } from "../support/postgres.ts";
 import { startRedis } from "../support/redis.ts";
 import {
@@ -221,6 +222,9 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
     cleanup.push(() => postgres.destroy());
     const redis = await startRedis();
     cleanup.push(() => redis.stop());
+    // Telemetry goes to InfluxDB, as the compose file's cluster profile deploys it.
+    const influx = await startInfluxd();
+    cleanup.push(() => influx.stop());
     // The level-1 webhook, answered at once: the same escalation work as the single-node run.
     const hooks = createServer((req, res) => req.resume().on("end", () => res.end()));
     await new Promise<void>((r) => hooks.listen(0, "127.0.0.1", r));
@@ -240,6 +244,7 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
     const env = {
       DATABASE_URL: databaseUrl,
       REDIS_URL: redis.url,
+      INFLUX_URL: influx.url,
       DEVICE_SECRET_KEY: key.toString("base64"),
       LOG_LEVEL: "warn",
       // Connecting 50,000 takes minutes here, and the first to connect stay silent until all have:
@@ -453,7 +458,7 @@ export async function benchCluster(options: { quick: boolean; devices?: number }
   const [atPace, paced] = result.presses as [Pressed, Pressed];
   const lines = [
     `${header}\n`,
-    `${INSTANCES} gateway processes (\`DATABASE_URL\`, \`REDIS_URL\`, one \`DEVICE_SECRET_KEY\`), PostgreSQL 15 and Redis started as the tests start them, ${shares.length} load workers (device-sim's load mode, each on its own loopback source address, at nice 10) connecting ${thousands(plan.devices)} devices straight to the gateways, ${thousands(Math.ceil(plan.devices / INSTANCES))} at most on each: no load balancer, as one HAProxy process would hold two files per connection and one process may hold ${thousands(limit)}. Nothing is pinned: the gateways, PostgreSQL, Redis, the load and the prober share the machine's cores (load average ${loadBefore} when the run began). Probe devices (stock MQTT.js, Nagle on) press on the three gateways in turn (probe i on gateway i mod 3) while the devices heartbeat every ${plan.heartbeatEveryMs / 1000} s (${thousands(plan.devices / (plan.heartbeatEveryMs / 1000))} heartbeats/s together, as in the single-node run's 10,000 devices every 5 s): ${atPace.pace.probes} probes, ${atPace.pace.rounds} rounds, 25 ms apart as in the single-node run; then ${paced.pace.probes} presses ${PACED_GAP_MS} ms apart. Each round waits up to ${atPace.pace.waitMs / 1000} s for its presses to arrive; what did not by then is counted as never arrived. This process follows every gateway's live stream, so each press is timed on the stream of the gateway it came in on and on the other two's. Latencies are p50 / p99 / p99.9 / max in ms. Memory per device is what the devices connected to a gateway added to its resident set and heap, each after a full garbage collection; in brackets, the resident set two seconds after the connections without one. Connect shows the gateways' CPU over it, together, as a share of one core.\n`,
+    `${INSTANCES} gateway processes (\`DATABASE_URL\`, \`REDIS_URL\`, one \`DEVICE_SECRET_KEY\`), PostgreSQL 15, Redis and InfluxDB (for telemetry, as the compose file's cluster profile deploys it) started as the tests start them, ${shares.length} load workers (device-sim's load mode, each on its own loopback source address, at nice 10) connecting ${thousands(plan.devices)} devices straight to the gateways, ${thousands(Math.ceil(plan.devices / INSTANCES))} at most on each: no load balancer, as one HAProxy process would hold two files per connection and one process may hold ${thousands(limit)}. Nothing is pinned: the gateways, PostgreSQL, Redis, the load and the prober share the machine's cores (load average ${loadBefore} when the run began). Probe devices (stock MQTT.js, Nagle on) press on the three gateways in turn (probe i on gateway i mod 3) while the devices heartbeat every ${plan.heartbeatEveryMs / 1000} s (${thousands(plan.devices / (plan.heartbeatEveryMs / 1000))} heartbeats/s together, as in the single-node run's 10,000 devices every 5 s): ${atPace.pace.probes} probes, ${atPace.pace.rounds} rounds, 25 ms apart as in the single-node run; then ${paced.pace.probes} presses ${PACED_GAP_MS} ms apart. Each round waits up to ${atPace.pace.waitMs / 1000} s for its presses to arrive; what did not by then is counted as never arrived. This process follows every gateway's live stream, so each press is timed on the stream of the gateway it came in on and on the other two's. Latencies are p50 / p99 / p99.9 / max in ms. Memory per device is what the devices connected to a gateway added to its resident set and heap, each after a full garbage collection; in brackets, the resident set two seconds after the connections without one. Connect shows the gateways' CPU over it, together, as a share of one core.\n`,
     `Single node: ${single ? `${thousands(single.devices)} devices, read from BENCHMARKS.md's single-node run above (${single.run}), not measured in this invocation.` : "no single-node run in BENCHMARKS.md."}\n`,
     `| what | single node | cluster, presses 25 ms apart | cluster, presses ${PACED_GAP_MS} ms apart |`,
     "| --- | --- | --- | --- |",
@@ -465,7 +470,7 @@ export async function benchCluster(options: { quick: boolean; devices?: number }
     `| heartbeats/s sustained, every one stored within 2 s | ${single?.heartbeats ?? ""} | ${sustained ? `${thousands(sustained)}/s` : "none of the rates offered"} | |`,
     "",
     `Press latencies in full (p50 / p99 / p99.9 / max), 25 ms apart: \`received\` ${fmt(atPace.received)}; SSE on the gateway pressed on ${fmt(atPace.sseSame)}; on the other gateways ${fmt(atPace.sseOther)}. ${PACED_GAP_MS} ms apart: \`received\` ${fmt(paced.received)}; SSE on the gateway pressed on ${fmt(paced.sseSame)}; on the other gateways ${fmt(paced.sseOther)}. The gateways' CPU together, as shares of one core: ${pct(result.cpuIdle)} with the devices silent, ${pct(result.cpuHeartbeats)} heartbeating every ${plan.heartbeatEveryMs / 1000} s.\n`,
-    `Heartbeat throughput: each step sends heartbeats at the offered rate for ${plan.burstSeconds} s, spread evenly over the load workers (so over the gateways), with the periodic heartbeats paused; a rate is sustained when every heartbeat was received and stored (in the shared PostgreSQL) within 2 s of the burst's end, by the gateways' own counters summed. CPU is the three gateways' together.\n`,
+    `Heartbeat throughput: each step sends heartbeats at the offered rate for ${plan.burstSeconds} s, spread evenly over the load workers (so over the gateways), with the periodic heartbeats paused; a rate is sustained when every heartbeat was received and stored (in InfluxDB) within 2 s of the burst's end, by the gateways' own counters summed. CPU is the three gateways' together.\n`,
     "| offered/s | sent/s | received, stored | caught up | gateways' CPU |",
     "| ---: | ---: | --- | --- | ---: |",
     ...result.ingest.map(
