@@ -209,6 +209,23 @@ export async function connectDevices(url: string, creds: { id: string; secret: s
   return clients;
 }
 
+/**
+ * `count` locator tags of one child, registered and connected, all guarded by one safe zone: a
+ * heartbeat goes through every rule (battery, supervision, the zone).
+ */
+export async function connectTagsInAZone(gw: GatewayProcess, count: number) {
+  await gw.post("/api/communities", { id: "c", name: "Bench" });
+  await gw.post("/api/people", { id: "child", name: "Child", role: "resident", communityId: "c" });
+  const creds = await registerDevices(gw, count, "tag-", "locator-tag", "child");
+  await gw.post("/api/geofences", {
+    id: "zone",
+    name: "Zone",
+    shape: { type: "Circle", center: [91.1321, 29.6525], radiusM: 500 },
+    deviceIds: creds.map((c) => c.id),
+  });
+  return { creds, clients: await connectDevices(gw.mqttUrl, creds) };
+}
+
 // ---------- load workers (device-sim/load.ts), driven over IPC ----------
 
 export interface Worker {

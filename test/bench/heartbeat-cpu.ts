@@ -11,7 +11,7 @@
  */
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
-import { connectDevices, cpuSeconds, registerDevices, sleep, startGatewayProcess } from "./harness.ts";
+import { connectTagsInAZone, cpuSeconds, sleep, startGatewayProcess } from "./harness.ts";
 
 const { values } = parseArgs({
   options: {
@@ -37,16 +37,7 @@ const idleCpuShare = async (seconds: number) => {
   return (cpuSeconds(pid) - c0) / seconds;
 };
 try {
-  await gw.post("/api/communities", { id: "c", name: "Bench" });
-  await gw.post("/api/people", { id: "child", name: "Child", role: "resident", communityId: "c" });
-  const creds = await registerDevices(gw, DEVICES, "tag-", "locator-tag", "child");
-  await gw.post("/api/geofences", {
-    id: "zone",
-    name: "Zone",
-    shape: { type: "Circle", center: [91.1321, 29.6525], radiusM: 500 },
-    deviceIds: creds.map((c) => c.id),
-  });
-  const clients = await connectDevices(gw.mqttUrl, creds);
+  const { clients } = await connectTagsInAZone(gw, DEVICES);
   await sleep(2000);
   const idle = await idleCpuShare(5);
   const t0 = Date.now() - 4 * 60_000;

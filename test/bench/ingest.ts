@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { startInfluxd } from "../support/influxd.ts";
-import { connectDevices, cpuSeconds, registerDevices, sleep, startGatewayProcess } from "./harness.ts";
+import { connectTagsInAZone, cpuSeconds, sleep, startGatewayProcess } from "./harness.ts";
 
 const { values } = parseArgs({
   options: {
@@ -33,16 +33,7 @@ async function main() {
   });
   const pid = gw.process.pid ?? 0;
   try {
-    await gw.post("/api/communities", { id: "c", name: "Bench" });
-    await gw.post("/api/people", { id: "child", name: "Child", role: "resident", communityId: "c" });
-    const creds = await registerDevices(gw, DEVICES, "tag-", "locator-tag", "child");
-    await gw.post("/api/geofences", {
-      id: "zone",
-      name: "Zone",
-      shape: { type: "Circle", center: [91.1321, 29.6525], radiusM: 500 },
-      deviceIds: creds.map((c) => c.id),
-    });
-    const clients = await connectDevices(gw.mqttUrl, creds);
+    const { clients } = await connectTagsInAZone(gw, DEVICES);
 
     const t0 = Date.now() - 4 * 60_000;
     const tsOf = new Array<number>(DEVICES).fill(0);
