@@ -103,6 +103,8 @@ function dechunk(raw: Buffer): string {
 async function stalledStreamClient(gw: TestGateway) {
   const socket: Socket = connect({ host: "127.0.0.1", port: gw.ports.http });
   await once(socket, "connect");
+  // The gateway drops a reader this far behind; with unread bytes that may arrive as a reset.
+  socket.on("error", () => {});
   socket.pause();
   socket.write(
     `GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nCookie: ${gw.cookie ?? ""}\r\n\r\n`,
