@@ -9,13 +9,16 @@ const datasync = promisify(fdatasync);
  * Group commit without a disk flush on the event loop. The database runs WAL with
  * synchronous=NORMAL, so a commit only hands its pages to the operating system (microseconds).
  * A write is reported done once an fdatasync of the WAL, run in libuv's thread pool, has covered
- * it: a press is acknowledged only when it would survive a power cut. Commits made while one flush
- * runs share the next, so under load many writes cost one flush.
+ * it: a press is acknowledged only when it would survive a power cut. A flush starts at the end of
+ * the turn of the event loop that asked for it, so the writes one message causes (a press, its
+ * alert, the command back to the device) share it; commits made while one flush runs share the
+ * next, so under load many writes cost one flush.
  */
 export class WalFlusher {
-  /** Flushes running in this process, of every store: a fake clock waits for them to settle. */
+  /** Flushes asked for or running in this process, of every store: a fake clock waits for them to settle. */
   static inFlight = 0;
   private running: Promise<void> | undefined;
+  /** The flush that has not started yet: it covers every commit made until it does. */
   private next: Promise<void> | undefined;
   /** Flushes done, and writes they covered: the ratio is the group commit's gain. */
   readonly counts = { flushes: 0, writes: 0 };
@@ -38,15 +41,16 @@ export class WalFlusher {
   /** Resolves once every commit made before the call is on disk; rejects if the flush failed. */
   flushed(): Promise<void> {
     this.counts.writes++;
-    if (!this.running) return this.start();
-    // A flush already running may have started before this commit: wait for the one after it.
-    this.next ??= this.running
+    if (this.next) return this.next;
+    WalFlusher.inFlight++;
+    // After the one running (which may have started before this commit), and after this turn's other writes.
+    const next = (this.running ?? Promise.resolve())
       .catch(() => {})
-      .then(() => {
-        this.next = undefined;
-        return this.start();
-      });
-    return this.next;
+      .then(() => new Promise((resolve) => setImmediate(resolve)))
+      .then(() => this.start())
+      .finally(() => WalFlusher.inFlight--);
+    this.next = next;
+    return next;
   }
 
   close(): void {
@@ -55,13 +59,12 @@ export class WalFlusher {
   }
 
   private start(): Promise<void> {
+    this.next = undefined;
     this.counts.flushes++;
     const { fd } = this;
-    WalFlusher.inFlight++;
     const flush = (
       fd === undefined ? Promise.reject(new Error("the database is closed")) : this.sync(fd)
     ).finally(() => {
-      WalFlusher.inFlight--;
       if (this.running === flush) this.running = undefined;
     });
     this.running = flush;

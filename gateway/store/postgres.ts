@@ -103,7 +103,9 @@ export async function openPostgresStore(url: string, options: PostgresOptions = 
     deadlineClaims: postgresDeadlineClaims(pool),
     orphanClaims: postgresOrphanClaims(pool, gatewayId),
     alertFeed: postgresAlertFeed(url, pool, options.log),
-    // The server flushes at each commit; there is no group commit of ours to count.
+    // The server flushes at each commit: committed is durable, and there is no group commit of ours to count.
+    committed: (write) => write(),
+    durable: async () => {},
     flushCounts: () => ({ flushes: 0, writes: 0 }),
     ping: async () => {
       // A standby after a failover, or a server set read-only, answers reads and refuses every write.

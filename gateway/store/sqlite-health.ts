@@ -52,6 +52,8 @@ export function capSize(db: Database.Database, maxSizeMb: number, log: Logger | 
  */
 export class StorageHealth {
   private failure: { code: string; message: string; since: number } | undefined;
+  /** Set while `committed` runs its write. */
+  private deferring = false;
 
   private readonly changes: () => number;
 
@@ -97,24 +99,43 @@ export class StorageHealth {
     return watched as T;
   }
 
+  /** See `Store.committed`: the calls `write` makes synchronously do not wait for their flush. */
+  committed<T>(write: () => Promise<T>): Promise<T> {
+    this.deferring = true;
+    try {
+      return write();
+    } finally {
+      this.deferring = false;
+    }
+  }
+
+  /** See `Store.durable`: a flush that fails counts as a failed write. */
+  durable(): Promise<void> {
+    return this.flusher.flushed().catch((err) => this.failed(err));
+  }
+
   private call(fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): unknown {
-    const failed = (err: unknown): never => {
-      const code = storageFailure(err);
-      if (code) {
-        this.options.onStorageFailure?.(code);
-        this.record(code, (err as Error).message);
-      }
-      throw err;
-    };
     const before = this.changes();
+    const { deferring } = this;
     const durable = (result: unknown) =>
-      this.changes() === before ? result : this.flusher.flushed().then(() => result);
+      deferring || this.changes() === before ? result : this.flusher.flushed().then(() => result);
     try {
       const result = fn.apply(self, args);
-      return result instanceof Promise ? result.then(durable).catch(failed) : durable(result);
+      return result instanceof Promise
+        ? result.then(durable).catch((err) => this.failed(err))
+        : durable(result);
     } catch (err) {
-      return failed(err);
+      return this.failed(err);
     }
+  }
+
+  private failed(err: unknown): never {
+    const code = storageFailure(err);
+    if (code) {
+      this.options.onStorageFailure?.(code);
+      this.record(code, (err as Error).message);
+    }
+    throw err;
   }
 
   /** Whether the disk flushes again (after a failed flush; a cheap no-op otherwise). */

@@ -80,6 +80,8 @@ export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): S
     pushSubscriptions: pushSubscriptions(db),
     telemetry: sqliteTelemetry(telemetryDb),
     spool: sqliteSpool(telemetryDb),
+    committed: (write) => health.committed(write),
+    durable: () => health.durable(),
     flushCounts: () => ({ ...flusher.counts }),
     ping: async () => {
       db.prepare("SELECT 1").get();

@@ -263,6 +263,16 @@ export interface Store {
   readonly deadlineClaims?: DeadlineClaims;
   /** Present with `deadlineClaims`: what a gateway that died left is taken up by another. */
   readonly orphanClaims?: OrphanClaims;
+  /**
+   * Runs `write`, resolving once what it wrote is committed, without waiting for the flush to
+   * disk that every other write waits for. The disk keeps the order of commits, so any later
+   * write's flush covers it too. For a writer that waits with `durable()` before it acknowledges
+   * anything (letting the writes its message causes share one flush), or whose message is as
+   * good as sent if a power cut loses the row. Only the calls `write` makes at once are affected.
+   */
+  committed<T>(write: () => Promise<T>): Promise<T>;
+  /** Resolves once every write committed so far is on disk; rejects if the flush failed. */
+  durable(): Promise<void>;
   /** Flushes to disk so far, and the writes they covered (group commit). */
   flushCounts(): { flushes: number; writes: number };
   /** Cheap query proving the database answers; throws otherwise. */

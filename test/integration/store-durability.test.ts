@@ -75,6 +75,36 @@ describe("the store's write path", () => {
     expect(disk.flushes).toHaveLength(2);
   });
 
+  it("lets the writes one message causes share one flush: one committed at once, the next joining before the flush starts", async () => {
+    const disk = controlledDisk();
+    const store = openStore(undefined, { sync: disk.sync });
+    // Resolves with nothing flushed, and asks for no flush: the caller decides when to wait.
+    await store.committed(() => store.audit.record(entry(1)));
+    await settle();
+    expect(disk.flushes).toHaveLength(0);
+    const done: string[] = [];
+    void store.durable().then(() => done.push("durable"));
+    void store.audit.record(entry(2)).then(() => done.push("second write"));
+    await settle();
+    expect([done, disk.flushes.length]).toEqual([[], 1]);
+    disk.flushes[0]?.release();
+    await settle();
+    expect([done, disk.flushes.length]).toEqual([["durable", "second write"], 1]);
+    expect(store.flushCounts()).toEqual({ flushes: 1, writes: 2 });
+  });
+
+  it("refuses `durable` when its flush fails, and counts that as a failed write", async () => {
+    const disk = controlledDisk();
+    const failures: string[] = [];
+    const store = openStore(undefined, { sync: disk.sync, onStorageFailure: (code) => failures.push(code) });
+    await store.committed(() => store.audit.record(entry(1)));
+    const durable = store.durable();
+    await settle();
+    disk.flushes[0]?.fail("EIO");
+    await expect(durable).rejects.toMatchObject({ code: "EIO" });
+    expect(failures).toEqual(["EIO"]);
+  });
+
   it("refuses a write whose flush failed, is unready until the disk flushes again, and loses nothing", async () => {
     const disk = controlledDisk();
     const failures: string[] = [];
