@@ -315,12 +315,23 @@ export class AlertService {
       }
     }
     const subject = people.get(subjectId) ?? (await store.registry.getPerson(subjectId));
-    const events = await store.alerts.commit({
-      alert: next,
-      events: decision.events,
-      handledEventId: trace.handledEventId,
-      previous: alert,
-    });
+    const events = await store.committed(() =>
+      store.alerts.commit({
+        alert: next,
+        events: decision.events,
+        handledEventId: trace.handledEventId,
+        previous: alert,
+      }),
+    );
+    // Nothing goes out before the decision is on disk: a press that `received` answers must survive
+    // a power cut. If the disk fails to flush, it is carried out all the same (the database holds
+    // it; a doctor must still be paged) and the caller is told the write failed.
+    const unflushed = await store.durable().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    if (unflushed)
+      log.error({ err: unflushed, alertId: next.id }, "carrying out a decision not flushed to disk");
     this.deadlines.set(next.id, next.deadlineAt);
     const { pressReceivedHr } = trace;
     for (const e of events) {
@@ -352,6 +363,7 @@ export class AlertService {
       // A follow-up is not what a press waits for: it carries no press time to measure.
       else bus.emit("alert.notify", { alert: next, level: next.level, event: effect.event, recipients });
     }
+    if (unflushed) throw unflushed;
     return next;
   }
 

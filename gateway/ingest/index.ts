@@ -12,8 +12,8 @@ export type Verdict = RefusalReason | undefined;
 
 /**
  * Turns a device's publish into a typed bus event. Events are stored (de-duplicated durably by
- * device, seq and ts) before this resolves, and the broker acknowledges the publish only after:
- * an acknowledged press is never lost, and a re-delivered one never counts twice.
+ * device, seq and ts) and on disk before this resolves, and the broker acknowledges the publish
+ * only after: an acknowledged press is never lost, and a re-delivered one never counts twice.
  */
 export class Ingest {
   /** Device events being stored, for `stop()` to wait for. */
@@ -73,14 +73,17 @@ export class Ingest {
     receivedHr: number,
   ): Promise<Verdict> {
     const { store, bus, metrics, log } = this.deps;
-    const eventId = await store.deviceEvents.record(deviceId, message, receivedAt);
+    const eventId = await store.committed(() => store.deviceEvents.record(deviceId, message, receivedAt));
     if (eventId === undefined) {
       metrics.duplicates.inc();
       log.info({ deviceId, seq: message.seq }, "duplicate device event: not stored again");
       bus.emit("device.resent", { deviceId, message, receivedHr });
       return undefined;
     }
+    // Decided while the event is on its way to the disk: the alert's commit joins the event's
+    // flush, and nothing it causes goes out before that flush (so the event) is on disk.
     bus.emit("device.event", { deviceId, eventId, message, receivedAt, receivedHr });
+    await store.durable();
     return undefined;
   }
 }

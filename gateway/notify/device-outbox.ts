@@ -83,10 +83,11 @@ export class DeviceOutbox {
     const payload = JSON.stringify(command);
     const now = clock.now();
     this.waiting.set(deviceId, (this.waiting.get(deviceId) ?? 0) + 1);
-    // The resident hears back even when the command cannot be stored (database locked or full);
-    // it is then sent once, not kept for a reconnect.
-    const id = await store.attempts
-      .start({
+    // Sent once committed, not flushed: what caused it (an alert's change, flushed) is on disk, and
+    // its row is flushed with the next write. The resident hears back even when the command cannot
+    // be stored (database locked or full); it is then sent once, not kept for a reconnect.
+    const stored = store.committed(() =>
+      store.attempts.start({
         alertId: command.alertId,
         level: 0,
         personId: null,
@@ -97,11 +98,13 @@ export class DeviceOutbox {
         at: now,
         payload,
         expiresAt: now + this.options.ttlMs,
-      })
-      .catch((err) => {
-        log.error({ err, deviceId }, "could not store the device command; sending it anyway");
-        return undefined;
-      });
+      }),
+    );
+    void store.durable().catch(() => undefined);
+    const id = await stored.catch((err) => {
+      log.error({ err, deviceId }, "could not store the device command; sending it anyway");
+      return undefined;
+    });
     if (link.isListening(deviceId)) await this.send(deviceId, id, payload, command.type, pressReceivedHr);
     else await link.relay?.(deviceId, payload);
   }

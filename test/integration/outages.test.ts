@@ -471,7 +471,7 @@ describe("the database locked or full", () => {
     expect(log.lines.some((l) => l.msg.includes("the database takes writes again"))).toBe(true);
   }, 30_000);
 
-  it("a disk that fails to flush: the press is stored but not acknowledged, unready; once it flushes again the re-sent press opens one alert", async () => {
+  it("a disk that fails to flush: the press is not acknowledged, unready, yet its doctor is paged; once it flushes again the re-sent press joins that alert", async () => {
     const hooks = await webhookServer();
     const disk = { failing: false };
     const gw = await gateway({
@@ -493,17 +493,48 @@ describe("the database locked or full", () => {
     expect(unready.status).toBe(503);
     expect(unready.body.reason).toContain("EIO");
     expect(press.done).toBe(false);
-    expect((await call(gw, "GET", "/api/alerts")).body).toEqual([]);
+    // The database holds the press and its alert: a person is told, though a power cut could lose them.
+    await waitFor(() => hooks.received.some((h) => h.path === "/dr-tsering"), 5000, "the doctor's page");
+    const [paged] = (await call(gw, "GET", "/api/alerts")).body;
+    expect(paged).toMatchObject({ deviceId: "btn-dondrub", state: "open", presses: 1 });
 
     disk.failing = false;
     await press.puback;
-    const alerts = await waitFor(async () => {
-      const list = (await call(gw, "GET", "/api/alerts")).body;
-      return list.length > 0 && list;
-    });
-    expect(alerts).toHaveLength(1);
-    expect(alerts[0]).toMatchObject({ deviceId: "btn-dondrub", state: "open", presses: 1 });
     await waitFor(async () => (await readyz(gw)).status === 200, 2000, "/readyz to turn ready");
+    const alerts = (await call(gw, "GET", "/api/alerts")).body;
+    expect(alerts).toEqual([expect.objectContaining({ id: paged.id, presses: 1 })]);
+    expect(hooks.received.filter((h) => h.path === "/dr-tsering")).toHaveLength(1);
+  }, 30_000);
+
+  it("a press, its alert and the command back share one flush: no PUBACK and no `received` before it, both after it", async () => {
+    const hooks = await webhookServer();
+    const disk = { holding: false, held: [] as (() => void)[] };
+    const gw = await gateway({
+      flushToDisk: async (fd) => {
+        if (disk.holding) await new Promise<void>((release) => disk.held.push(release));
+        await promisify(fdatasync)(fd);
+      },
+    });
+    await seedCommunity(gw, hooks.url);
+    const device = await connectDevice(gw, await registerDevice(gw, "btn-dondrub"));
+    cleanups.push(() => device.close());
+
+    disk.holding = true;
+    let acknowledged = false;
+    const press = device.event("press").then(() => (acknowledged = true));
+    await waitFor(() => disk.held.length === 1, 5000, "the press's flush");
+    // Decided and committed meanwhile (reads do not wait for the disk), with nothing out yet.
+    await waitFor(async () => (await call(gw, "GET", "/api/alerts?state=open")).body.length === 1);
+    expect([acknowledged, device.commands, hooks.received]).toEqual([false, [], []]);
+    expect(disk.held).toHaveLength(1);
+
+    disk.held.shift()?.();
+    await press;
+    // No other flush is let through: the command's row is flushed after it is sent.
+    expect((await device.waitForCommand("received")).type).toBe("received");
+    disk.holding = false;
+    for (const release of disk.held.splice(0)) release();
+    await waitFor(() => hooks.received.some((h) => h.path === "/dr-tsering"), 5000, "the doctor's page");
   }, 30_000);
 
   it("an idle gateway turns ready again once the lock is released, without waiting for a write", async () => {
