@@ -172,6 +172,18 @@ describe("call-button loop", () => {
     await device.close();
   });
 
+  it("sends the press's PUBACK and its `received` in one write, as one TCP segment", async () => {
+    const device = await connectDevice(gw, await registerDevice(gw, "btn-dondrub"));
+    const reads: Buffer[] = [];
+    device.client.stream.on("data", (chunk: Buffer) => reads.push(chunk));
+    await device.event("press");
+    await device.waitForCommand("received");
+    // The one flush releases both in the same tick, and aedes' packet writer gathers a tick's writes:
+    // PUBACK (0x40, length 2, packet id) followed at once by the command's QoS 1 PUBLISH (0x32).
+    expect(reads.some((r) => r[0] === 0x40 && r[1] === 2 && r[4] === 0x32)).toBe(true);
+    await device.close();
+  });
+
   it("confirms a re-sent press again, without a second alert or press", async () => {
     const device = await connectDevice(gw, await registerDevice(gw, "btn-dondrub"));
     const ts = clock.now();
