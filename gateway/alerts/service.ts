@@ -215,9 +215,14 @@ export class AlertService {
       return store.deviceEvents.markHandled(e.eventId);
     }
     const alertId = randomUUID();
+    let unflushed: NotOnDisk | undefined;
     if (active && isStale(active, clock.now(), this.options.quietPeriodMs)) {
       // Hours of quiet: this is a new emergency, not more of the old one.
-      await this.apply(active, { type: "supersede", by: alertId });
+      await this.apply(active, { type: "supersede", by: alertId }).catch((err: unknown) => {
+        // Carried out: the new alert is opened and paged all the same.
+        if (!(err instanceof NotOnDisk)) throw err;
+        unflushed = err;
+      });
       active = undefined;
     }
     const input: AlertInput = {
@@ -233,7 +238,9 @@ export class AlertService {
           ? this.deps.alarmContext?.(e.deviceId, e.message)
           : undefined,
     };
-    return this.apply(active, input, trace);
+    const opened = await this.apply(active, input, trace);
+    if (unflushed) throw unflushed;
+    return opened;
   }
 
   private raise({ kind, deviceId, data }: EventMap["alert.raise"]): Promise<unknown> {
@@ -325,13 +332,12 @@ export class AlertService {
     );
     // Nothing goes out before the decision is on disk: a press that `received` answers must survive
     // a power cut. If the disk fails to flush, it is carried out all the same (the database holds
-    // it; a doctor must still be paged) and the caller is told the write failed.
-    const unflushed = await store.durable().then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    if (unflushed)
-      log.error({ err: unflushed, alertId: next.id }, "carrying out a decision not flushed to disk");
+    // it; a doctor must still be paged) but for `received`, and the caller is told the write failed.
+    let unflushed: NotOnDisk | undefined;
+    await store.durable().catch((err: unknown) => {
+      unflushed = new NotOnDisk(err);
+      log.error({ err, alertId: next.id }, "carrying out a decision not flushed to disk");
+    });
     this.deadlines.set(next.id, next.deadlineAt);
     const { pressReceivedHr } = trace;
     for (const e of events) {
@@ -348,7 +354,9 @@ export class AlertService {
     if (events.length > 0) bus.emit("alert.changed", { alert: next, events, pressReceivedHr });
     for (const effect of effects) {
       if (effect.type === "device") {
-        this.commandDevice(next, effect, subject, pressReceivedHr);
+        // The device, without its PUBACK, sends the press again, and hears `received` once it is on disk.
+        if (!unflushed || effect.command !== "received")
+          this.commandDevice(next, effect, subject, pressReceivedHr);
         continue;
       }
       const recipients = effect.recipients.flatMap((id) => people.get(id) ?? []);
@@ -503,6 +511,17 @@ function pagedKind(alert: Alert | undefined, input: AlertInput): AlertKind {
   if (input.type !== "trigger") return alert?.kind ?? "call";
   if (!alert || !isEmergency(alert.kind) || !isEmergency(input.kind)) return alert?.kind ?? input.kind;
   return emergencyKinds.indexOf(input.kind) > emergencyKinds.indexOf(alert.kind) ? input.kind : alert.kind;
+}
+
+/** A decision carried out though the disk failed to flush it: its caller is told the write failed. */
+class NotOnDisk extends Error {
+  /** The flush's error code (EIO…), so that it counts and answers as a storage failure. */
+  readonly code: unknown;
+
+  constructor(cause: unknown) {
+    super(`carried out, but not flushed to disk: ${(cause as Error)?.message ?? cause}`, { cause });
+    this.code = (cause as { code?: unknown } | undefined)?.code;
+  }
 }
 
 /** Times a task is decided again on a fresh read before giving up: each retry means another gateway made progress. */

@@ -77,6 +77,8 @@ export class Ingest {
     if (eventId === undefined) {
       metrics.duplicates.inc();
       log.info({ deviceId, seq: message.seq }, "duplicate device event: not stored again");
+      // Its first delivery may not be on disk yet (its flush running, or failing): acknowledged once it is.
+      await store.durable();
       bus.emit("device.resent", { deviceId, message, receivedHr });
       return undefined;
     }

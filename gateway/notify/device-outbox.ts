@@ -83,9 +83,9 @@ export class DeviceOutbox {
     const payload = JSON.stringify(command);
     const now = clock.now();
     this.waiting.set(deviceId, (this.waiting.get(deviceId) ?? 0) + 1);
-    // Sent once committed, not flushed: what caused it (an alert's change, flushed) is on disk, and
-    // its row is flushed with the next write. The resident hears back even when the command cannot
-    // be stored (database locked or full); it is then sent once, not kept for a reconnect.
+    // Sent once committed, its flush asked for but not waited for: what caused it (an alert's
+    // change) is on disk already. The resident hears back even when the command cannot be stored
+    // (database locked or full); it is then sent once, not kept for a reconnect.
     const stored = store.committed(() =>
       store.attempts.start({
         alertId: command.alertId,

@@ -10,9 +10,9 @@ const datasync = promisify(fdatasync);
  * synchronous=NORMAL, so a commit only hands its pages to the operating system (microseconds).
  * A write is reported done once an fdatasync of the WAL, run in libuv's thread pool, has covered
  * it: a press is acknowledged only when it would survive a power cut. A flush starts at the end of
- * the turn of the event loop that asked for it, so the writes one message causes (a press, its
- * alert, the command back to the device) share it; commits made while one flush runs share the
- * next, so under load many writes cost one flush.
+ * the turn of the event loop that asked for it, so the writes made in one turn (a press and its
+ * alert) share it; commits made while one flush runs share the next, so under load many writes
+ * cost one flush.
  */
 export class WalFlusher {
   /** Flushes asked for or running in this process, of every store: a fake clock waits for them to settle. */
@@ -53,7 +53,9 @@ export class WalFlusher {
     return next;
   }
 
-  close(): void {
+  /** Closes the WAL once the flushes asked for are done (a flush never runs on a closed or reused fd). */
+  async close(): Promise<void> {
+    await (this.next ?? this.running)?.catch(() => {});
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
   }

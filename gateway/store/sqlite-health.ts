@@ -44,7 +44,10 @@ export function capSize(db: Database.Database, maxSizeMb: number, log: Logger | 
  * Watches every repository call for storage failures: counts each, logs the start and the end of
  * an episode, and makes `check` (so /readyz) fail from the first failure until the database takes
  * writes again. The failed call still throws and its caller decides (ingest withholds the PUBACK,
- * so the device re-sends). A call that changed rows resolves only once they are flushed to disk.
+ * so the device re-sends). A call that changed rows resolves only once they are flushed to disk,
+ * unless made under `committed`. A call's writes are those it makes before it first yields: the
+ * repositories write synchronously (a multi-chunk save writes its first chunk at once), and a
+ * read is never taken for a write because another device committed before it resolved.
  *
  * Whether it takes writes again is decided by a probe, not by the next write that happens to go
  * through: a database at its cap still takes writes that fit in its free space, and readiness
@@ -101,11 +104,12 @@ export class StorageHealth {
 
   /** See `Store.committed`: the calls `write` makes synchronously do not wait for their flush. */
   committed<T>(write: () => Promise<T>): Promise<T> {
+    const outer = this.deferring;
     this.deferring = true;
     try {
       return write();
     } finally {
-      this.deferring = false;
+      this.deferring = outer;
     }
   }
 
@@ -116,11 +120,10 @@ export class StorageHealth {
 
   private call(fn: (...args: unknown[]) => unknown, self: unknown, args: unknown[]): unknown {
     const before = this.changes();
-    const { deferring } = this;
-    const durable = (result: unknown) =>
-      deferring || this.changes() === before ? result : this.flusher.flushed().then(() => result);
     try {
       const result = fn.apply(self, args);
+      const flush = !this.deferring && this.changes() !== before;
+      const durable = (r: unknown) => (flush ? this.flusher.flushed().then(() => r) : r);
       return result instanceof Promise
         ? result.then(durable).catch((err) => this.failed(err))
         : durable(result);

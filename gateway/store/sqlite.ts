@@ -44,7 +44,8 @@ const STREAM_KEYS_PER_MS = 1024;
  * Opens (creating if needed) `<dataDir>/gateway.db`, and `telemetry.db` beside it. WAL lets the
  * API read while a write commits. No disk flush runs on the event loop: commits go to the
  * operating system (synchronous=NORMAL) and a write resolves once a flush of the WAL in the thread
- * pool has covered it (WalFlusher, group commit), so an acknowledged press survives a power cut;
+ * pool has covered it (WalFlusher, group commit; under `committed`, its caller waits with
+ * `durable` instead), so an acknowledged press survives a power cut;
  * checkpoints run in a worker thread. Telemetry is kept apart: its batches never hold the lock a
  * press needs, and it is not flushed per write (the last seconds of positions may be lost to a
  * power cut, never to a crash of the gateway).
@@ -89,7 +90,7 @@ export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): S
     },
     close: async () => {
       await checkpointer.close();
-      flusher.close();
+      await flusher.close();
       telemetryDb.close();
       db.close();
     },
