@@ -68,6 +68,11 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
   const basemap = config.BASEMAP_MBTILES
     ? openBasemap(resolve(config.DATA_DIR, config.BASEMAP_MBTILES))
     : undefined;
+  // Before the store, which reports its flushes and failures to it from its first write.
+  const metrics = createMetrics(
+    () => store.alerts.countByState(),
+    () => store.flushCounts(),
+  );
   const store = await openStore({
     databaseUrl: config.DATABASE_URL,
     dataDir: config.DATA_DIR,
@@ -76,6 +81,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
       busyTimeoutMs: config.DB_BUSY_TIMEOUT_MS,
       maxSizeMb: config.DB_MAX_SIZE_MB,
       onStorageFailure: (code) => metrics.storeWriteFailures.inc({ code }),
+      onFlush: (seconds) => metrics.storeFlushSeconds.observe(seconds),
       sync: deps.flushToDisk,
     },
   });
@@ -90,10 +96,6 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
   const vapidKeys = loadVapidKeys({ configured: config.channels.push.keys, dataDir: config.DATA_DIR, log });
   const bus = new EventBus(log);
   const outbound = new OutboundGuard({ allow: config.OUTBOUND_ALLOW, allowHttp: config.OUTBOUND_ALLOW_HTTP });
-  const metrics = createMetrics(
-    () => store.alerts.countByState(),
-    () => store.flushCounts(),
-  );
   const ingest = new Ingest(
     { store, bus, clock, metrics, log },
     { maxPayloadBytes: config.MAX_PAYLOAD_BYTES, maxClockSkewMs: config.MAX_CLOCK_SKEW_MS },

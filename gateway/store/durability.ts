@@ -27,6 +27,8 @@ export class WalFlusher {
   constructor(
     walFile: string,
     private readonly sync: (fd: number) => Promise<void> = datasync,
+    /** Told how long each flush took, in seconds: the floor of a press's latency. */
+    private readonly onFlushed: (seconds: number) => void = () => {},
   ) {
     this.fd = openSync(walFile, "r+");
     // The WAL's directory entry must be on disk too, once, or a power cut could lose the file.
@@ -64,8 +66,11 @@ export class WalFlusher {
     this.next = undefined;
     this.counts.flushes++;
     const { fd } = this;
+    const began = performance.now();
     const flush = (
-      fd === undefined ? Promise.reject(new Error("the database is closed")) : this.sync(fd)
+      fd === undefined
+        ? Promise.reject(new Error("the database is closed"))
+        : this.sync(fd).then(() => this.onFlushed((performance.now() - began) / 1000))
     ).finally(() => {
       if (this.running === flush) this.running = undefined;
     });

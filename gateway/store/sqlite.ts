@@ -63,7 +63,7 @@ export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): S
   createTelemetrySchema(telemetryDb);
   keepPrivate(dataDir, [telemetryFile, `${telemetryFile}-wal`, `${telemetryFile}-shm`], options.log);
   moveTelemetry(db, telemetryFile);
-  const flusher = new WalFlusher(`${file}-wal`, options.sync);
+  const flusher = new WalFlusher(`${file}-wal`, options.sync, options.onFlush);
   const checkpointer = new Checkpointer([file, telemetryFile], options.checkpointMs ?? 1000);
   const health = new StorageHealth(db, flusher, options);
   return health.watch({
@@ -137,6 +137,8 @@ export interface SqliteOptions extends StorageHealthOptions {
   checkpointMs?: number;
   /** Flushes a file to disk (fdatasync); replaced in tests to make the disk fail. */
   sync?: (fd: number) => Promise<void>;
+  /** Told how long each flush of the WAL took, in seconds. */
+  onFlush?: (seconds: number) => void;
 }
 
 /**

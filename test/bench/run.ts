@@ -207,6 +207,10 @@ async function roundTrip(url: string) {
 
 // ---------- the run ----------
 
+/** The disk's share of a press's latency: every press waits for one flush of the database's log. */
+const flushLine = (p: GatewayPoint) =>
+  `disk flushes (fdatasync of gateway.db's log) while ${p.devices} devices were pressed: ${p.flushes.count}, mean ${p.flushes.meanMs.toFixed(2)} ms, ${(p.flushes.over10msShare * 100).toFixed(1)}% over 10 ms (a press waits for one: its latency's floor)`;
+
 interface GatewayPoint {
   devices: number;
   connected: number;
@@ -228,6 +232,8 @@ interface GatewayPoint {
   webhook: LatencySummary;
   /** Mean press -> notification measured inside the gateway, in ms. */
   inside: { stream: number; webhook: number };
+  /** The disk's flushes while pressing (a press waits for one): how many, their mean, the share over 10 ms. */
+  flushes: { count: number; meanMs: number; over10msShare: number };
   ingest: IngestStep[];
 }
 
@@ -278,7 +284,17 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
       const key = current.get(deviceId);
       if (key && !arrivals.stream.has(key)) arrivals.stream.set(key, performance.now());
     });
+    const flushed = () =>
+      metrics(
+        gw,
+        "gateway_store_flush_seconds_count",
+        "gateway_store_flush_seconds_sum",
+        'gateway_store_flush_seconds_bucket\\{le="0.01"\\}',
+      );
+    const [count0 = 0, sum0 = 0, within0 = 0] = await flushed();
     const pressed = await pressLatency(gw.mqttUrl, pid, arrivals, current);
+    const [count1 = 0, sum1 = 0, within1 = 0] = await flushed();
+    const flushes = count1 - count0;
     streamRequest.destroy();
     // Collected last: a forced full collection re-sizes the heap, and the presses above would pay for it.
     const after = await gw.memoryCollected();
@@ -306,11 +322,17 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
       sse: pressed.stream,
       webhook: pressed.webhook,
       inside: { stream: await inside("stream"), webhook: await inside("webhook") },
+      flushes: {
+        count: flushes,
+        meanMs: ((sum1 - sum0) / flushes) * 1000,
+        over10msShare: 1 - (within1 - within0) / flushes,
+      },
       ingest: [],
     };
     console.log(
       `  mean press-to-notify measured inside the gateway: stream ${point.inside.stream.toFixed(2)} ms, webhook ${point.inside.webhook.toFixed(2)} ms`,
     );
+    console.log(`  ${flushLine(point)}`);
 
     if (withIngest) {
       await quiet(workers);
@@ -484,6 +506,7 @@ async function main() {
     log(
       `- gateway, per press and its cancel, ${p.devices} devices heartbeating every 5 s (their CPU taken out): ${micros(p.microsPerPress)}`,
     );
+  for (const p of points) log(`- ${flushLine(p)}`);
 
   log(`\n## Targets\n`);
   const atTarget = points.find((p) => p.devices === TARGET_DEVICES) ?? points.at(-1);

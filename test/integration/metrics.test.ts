@@ -64,4 +64,18 @@ describe("/metrics for heartbeats", () => {
     await beat();
     expect(await metric(gw, "gateway_telemetry_buffered_points")).toBe(1);
   });
+
+  it("times every flush of the database's log, which a press waits for", async () => {
+    const flushes = await metric(gw, "gateway_store_flushes_total");
+    await tag.event("sos");
+    await waitFor(async () => (await metric(gw, "gateway_store_flushes_total")) > flushes);
+    expect(await scrape()).toContain("# TYPE gateway_store_flush_seconds histogram\n");
+    // Each flush is timed once done: those still running are counted, not yet timed.
+    await waitFor(
+      async () =>
+        (await metric(gw, "gateway_store_flush_seconds_count")) ===
+        (await metric(gw, "gateway_store_flushes_total")),
+    );
+    expect(await metric(gw, "gateway_store_flush_seconds_sum")).toBeGreaterThan(0);
+  });
 });
