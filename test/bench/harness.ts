@@ -17,7 +17,7 @@ import { type IngestStep, keptUp, lostIn, microsPerMessage, sentRate } from "./t
  */
 export const RAISE_OPEN_FILES = 'ulimit -n "$(ulimit -Hn)"';
 /** The gateway's V8 flags, as `npm run gateway` and the Dockerfile set them (GATEWAY_NODE_FLAGS overrides). */
-const GATEWAY_NODE_FLAGS = "--max-semi-space-size=32";
+export const GATEWAY_NODE_FLAGS = "--max-semi-space-size=32";
 export const hardOpenFileLimit = (): number =>
   Number(execFileSync("bash", ["-c", "ulimit -Hn"]).toString().trim()) || Number.POSITIVE_INFINITY;
 
@@ -281,15 +281,19 @@ export const stopWorkers = (workers: Worker[]) =>
   Promise.all(workers.map((w) => w.request({ cmd: "stop" }, "stopped")));
 
 /** Connects every worker's devices; returns how many connected and how long it took. */
-export async function connectAll(workers: Worker[]) {
+export async function connectAll(workers: Worker[], brokerPids: readonly number[] = []) {
   const started = performance.now();
+  const cpu0 = cpuSecondsOf(brokerPids);
   const connected = await Promise.all(workers.map((w) => w.request({ cmd: "connect" }, "connected")));
   const connectS = (performance.now() - started) / 1000;
+  const count = connected.reduce((a, c) => a + (c.count ?? 0), 0);
   return {
-    connected: connected.reduce((a, c) => a + (c.count ?? 0), 0),
+    connected: count,
     connectS,
     /** The load generator's CPU over the connect, as a share of one core. */
     generatorCpu: connected.reduce((a, c) => a + (c.cpuMs ?? 0), 0) / 1000 / connectS,
+    /** The brokers' CPU per connect, in µs: unlike the wall time, not set by the generator or the machine's other work. */
+    brokerMicrosPerConnect: ((cpuSecondsOf(brokerPids) - cpu0) / count) * 1e6,
   };
 }
 

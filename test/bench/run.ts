@@ -30,6 +30,7 @@ import {
   fmt,
   followOpenedAlerts,
   freePort,
+  GATEWAY_NODE_FLAGS,
   hardOpenFileLimit,
   heartbeatEvery,
   ingestStep,
@@ -216,6 +217,8 @@ interface GatewayPoint {
   connected: number;
   connectS: number;
   generatorCpu: number;
+  /** The gateway's CPU per connect, in µs. */
+  connectMicros: number;
   /** Retained: after a full collection, before and after the devices connected. */
   rssPerDevice: number;
   heapPerDevice: number;
@@ -269,7 +272,7 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
     const before = await gw.memoryCollected();
     const rss0 = rssBytes(pid);
     const workers = await startWorkers(n, port);
-    const { connected, connectS, generatorCpu } = await connectAll(workers);
+    const { connected, connectS, generatorCpu, brokerMicrosPerConnect } = await connectAll(workers, [pid]);
     await sleep(2000);
     const rssUncollected = rssBytes(pid);
     const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
@@ -311,6 +314,7 @@ async function gatewayPoint(n: number, withIngest: boolean): Promise<GatewayPoin
       connected,
       connectS,
       generatorCpu,
+      connectMicros: brokerMicrosPerConnect,
       rssPerDevice: (after.rss - before.rss) / n,
       heapPerDevice: (after.heapUsed - before.heapUsed) / n,
       rssUncollectedPerDevice: (rssUncollected - rss0) / n,
@@ -389,7 +393,7 @@ async function mosquittoBaseline(n: number) {
   const pid = broker.pid ?? 0;
   try {
     const workers = await startWorkers(n, port);
-    const { connected, connectS, generatorCpu } = await connectAll(workers);
+    const { connected, connectS, generatorCpu, brokerMicrosPerConnect } = await connectAll(workers, [pid]);
     await sleep(1000);
     const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
     await heartbeatEvery(workers, 5000);
@@ -405,9 +409,72 @@ async function mosquittoBaseline(n: number) {
         }),
       );
     await stopWorkers(workers);
-    return { devices: n, connected, connectS, generatorCpu, cpuIdle, roundTrip: roundTripLatency, ingest };
+    return {
+      devices: n,
+      connected,
+      connectS,
+      generatorCpu,
+      connectMicros: brokerMicrosPerConnect,
+      cpuIdle,
+      roundTrip: roundTripLatency,
+      ingest,
+    };
   } finally {
     await sub.endAsync();
+    broker.kill();
+  }
+}
+
+/**
+ * aedes alone (bare-aedes.ts): the same connects and heartbeat steps against the broker library
+ * the gateway is built on, with no authentication, rules or store: the floor of the gateway's cost.
+ */
+async function aedesBaseline(n: number) {
+  const port = await freePort();
+  const broker = spawn(
+    "bash",
+    [
+      "-c",
+      `${RAISE_OPEN_FILES} && exec ${CORES.broker} "${process.execPath}" ${GATEWAY_NODE_FLAGS} --import tsx test/bench/bare-aedes.ts ${port}`,
+    ],
+    { stdio: ["ignore", "inherit", "inherit", "ipc"] },
+  );
+  const reply = (cmd: Record<string, unknown>, until: string) =>
+    new Promise<Record<string, number>>((resolve) => {
+      const onMessage = (m: Record<string, number> & { event: string }) => {
+        if (m.event !== until) return;
+        broker.off("message", onMessage);
+        resolve(m);
+      };
+      broker.on("message", onMessage);
+      if (Object.keys(cmd).length) broker.send(cmd);
+    });
+  await reply({}, "listening");
+  const pid = broker.pid ?? 0;
+  try {
+    const workers = await startWorkers(n, port);
+    const { connected, connectS, generatorCpu, brokerMicrosPerConnect } = await connectAll(workers, [pid]);
+    await sleep(1000);
+    const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
+    const ingest: IngestStep[] = [];
+    for (const rate of RATES)
+      ingest.push(
+        await ingestStep(workers, { rate, seconds: BURST_SECONDS }, [pid], cpuIdle, {
+          read: async () => ({ received: (await reply({ cmd: "count" }, "count")).received ?? 0 }),
+          lagS: 0,
+        }),
+      );
+    await stopWorkers(workers);
+    return {
+      devices: n,
+      connected,
+      connectS,
+      generatorCpu,
+      connectMicros: brokerMicrosPerConnect,
+      cpuIdle,
+      ingest,
+    };
+  } finally {
     broker.kill();
   }
 }
@@ -442,10 +509,11 @@ async function main() {
     const p = await gatewayPoint(n, n === ingestAt);
     points.push(p);
     log(
-      `| ${n} | ${p.connected} of ${n} in ${p.connectS.toFixed(1)} s (load generator ${pct(p.generatorCpu)}) | ${kb(p.rssPerDevice)} RSS, ${kb(p.heapPerDevice)} heap (${kb(p.rssUncollectedPerDevice)} RSS before collection) | ${fmt(p.received)} | ${fmt(p.sse)} | ${fmt(p.webhook)} | ${pct(p.cpuIdle)} / ${pct(p.cpuHeartbeats)} / ${pct(p.cpuPresses)} | ${micros(p.microsPerPress)} |`,
+      `| ${n} | ${p.connected} of ${n} in ${p.connectS.toFixed(1)} s (load generator ${pct(p.generatorCpu)}; ${micros(p.connectMicros)} of gateway CPU each) | ${kb(p.rssPerDevice)} RSS, ${kb(p.heapPerDevice)} heap (${kb(p.rssUncollectedPerDevice)} RSS before collection) | ${fmt(p.received)} | ${fmt(p.sse)} | ${fmt(p.webhook)} | ${pct(p.cpuIdle)} / ${pct(p.cpuHeartbeats)} / ${pct(p.cpuPresses)} | ${micros(p.microsPerPress)} |`,
     );
   }
   const mosquitto = await mosquittoBaseline(ingestAt);
+  const aedes = await aedesBaseline(ingestAt);
   const gateway = points.find((p) => p.devices === ingestAt);
 
   log(`\n## Round trip to the device: gateway and Mosquitto side by side\n`);
@@ -501,6 +569,10 @@ async function main() {
       `- Mosquitto, per message (all ingest steps together, idle ${pct(mosquitto.cpuIdle)}): ${micros(mq)}`,
     );
     log(`- gateway per heartbeat over Mosquitto per message: ${(gw / mq).toFixed(1)}x`);
+    const ae = microsPerMessage(aedes.ingest);
+    log(
+      `- aedes alone, per message (all ingest steps together, idle ${pct(aedes.cpuIdle)}): ${micros(ae)}; the gateway per heartbeat over it: ${(gw / ae).toFixed(1)}x`,
+    );
   }
   for (const p of points)
     log(
@@ -524,10 +596,22 @@ async function main() {
   }))
     log(line);
 
-  log(`\n## Mosquitto baseline\n`);
+  log(`\n## Baselines: Mosquitto, and aedes alone\n`);
   log(
-    `- connect: ${mosquitto.connected} of ${mosquitto.devices} in ${mosquitto.connectS.toFixed(1)} s (no authentication; load generator ${pct(mosquitto.generatorCpu)} of its core)`,
+    "aedes alone is the broker library the gateway is built on, in the same Node with the same flags, with no authentication, rules or store (`test/bench/bare-aedes.ts`): what it costs, the gateway cannot cost less.\n",
   );
+  const connectLine = (name: string, b: typeof aedes) =>
+    `- ${name}, connect: ${b.connected} of ${b.devices} in ${b.connectS.toFixed(1)} s, ${micros(b.connectMicros)} of broker CPU each (no authentication; load generator ${pct(b.generatorCpu)} of its core)`;
+  log(connectLine("Mosquitto", mosquitto));
+  log(connectLine("aedes alone", aedes));
+  if (gateway)
+    log(
+      `- the gateway, connect with authentication: ${micros(gateway.connectMicros)} of CPU each, ${(gateway.connectMicros / aedes.connectMicros).toFixed(1)}x aedes alone; at aedes' own cost, ${TARGET_DEVICES.toLocaleString("en-US")} connects would take ${((aedes.connectMicros * TARGET_DEVICES) / 1e6).toFixed(1)} s of one core`,
+    );
+  for (const s of aedes.ingest)
+    log(
+      `- aedes alone, ${s.offered}/s offered: ${sentRate(s).toFixed(0)}/s sent, ${s.received} received, ${catchUp(s)}, CPU ${pct(s.cpu)}, ${micros(microsPerMessage([s]))} per message`,
+    );
   // The cluster's section, written by `--cluster`, is kept.
   const previous = existsSync("BENCHMARKS.md") ? readFileSync("BENCHMARKS.md", "utf8") : "";
   if (!QUICK)
