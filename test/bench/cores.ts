@@ -1,8 +1,8 @@
 /**
  * How the benchmark shares the machine's cores: the measured broker (the gateway with all its
- * threads, or Mosquitto) alone on the first CPU this process may use, and everything that loads
- * or probes it (the load workers, this process: prober, stream reader, webhook receiver) on the
- * others. Without `taskset` or a second CPU, the load workers are only niced.
+ * threads, Mosquitto, or aedes) alone on the first CPU this process may use, and everything that
+ * loads or probes it (the load workers, this process: prober, stream reader, webhook receiver) on
+ * the others. Without `taskset` or a second CPU, the load workers are only niced.
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -63,7 +63,7 @@ export function planCores(): CoreSharing {
     broker: `taskset -c ${broker}`,
     load: `taskset -c ${load} ${NICE}`,
     prober: load,
-    description: `The measured broker (the gateway with all its threads, or Mosquitto) was pinned to CPU ${broker}; the load workers (at nice 10) and the prober (presses, the dashboard's stream, the webhook receiver) to CPU ${load}, with \`taskset\`. The machine's other processes were not pinned.`,
+    description: `The measured broker (the gateway with all its threads, Mosquitto, or aedes alone) was pinned to CPU ${broker}; the load workers (at nice 10) and the prober (presses, the dashboard's stream, the webhook receiver) to CPU ${load}, with \`taskset\`. The machine's other processes were not pinned.`,
   };
 }
 
