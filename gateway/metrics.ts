@@ -152,7 +152,7 @@ export function createMetrics(
     }),
     storeFlushSeconds: new Histogram({
       name: "gateway_store_flush_seconds",
-      help: "How long each flush of the database's log to disk took (fdatasync): every press waits for one",
+      help: "How long each flush of the database's log to disk (fdatasync) took, until the event loop saw it done; failed ones are not timed. Every press waits for one",
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [registry],
     }),

@@ -70,7 +70,13 @@ export class WalFlusher {
     const flush = (
       fd === undefined
         ? Promise.reject(new Error("the database is closed"))
-        : this.sync(fd).then(() => this.onFlushed((performance.now() - began) / 1000))
+        : this.sync(fd).then(() => {
+            try {
+              this.onFlushed((performance.now() - began) / 1000);
+            } catch {
+              // A flush that succeeded is not failed by its timing.
+            }
+          })
     ).finally(() => {
       if (this.running === flush) this.running = undefined;
     });

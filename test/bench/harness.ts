@@ -16,8 +16,8 @@ import { type IngestStep, keptUp, lostIn, microsPerMessage, sentRate } from "./t
  * allows; only a privileged process can go past that. `ulimit -n hard` in the child's shell.
  */
 export const RAISE_OPEN_FILES = 'ulimit -n "$(ulimit -Hn)"';
-/** The gateway's V8 flags, as `npm run gateway` and the Dockerfile set them (GATEWAY_NODE_FLAGS overrides). */
-export const GATEWAY_NODE_FLAGS = "--max-semi-space-size=32";
+/** The gateway's V8 flags: as `npm run gateway` and the Dockerfile set them, or GATEWAY_NODE_FLAGS. */
+export const gatewayNodeFlags = () => process.env.GATEWAY_NODE_FLAGS ?? "--max-semi-space-size=32";
 export const hardOpenFileLimit = (): number =>
   Number(execFileSync("bash", ["-c", "ulimit -Hn"]).toString().trim()) || Number.POSITIVE_INFINITY;
 
@@ -101,7 +101,7 @@ export async function startGatewayProcess(
     "bash",
     [
       "-c",
-      `${RAISE_OPEN_FILES} && exec ${launcher} "${process.execPath}" ${process.env.GATEWAY_NODE_FLAGS ?? GATEWAY_NODE_FLAGS} --inspect=127.0.0.1:${inspectorPort} --import tsx gateway/main.ts`,
+      `${RAISE_OPEN_FILES} && exec ${launcher} "${process.execPath}" ${gatewayNodeFlags()} --inspect=127.0.0.1:${inspectorPort} --import tsx gateway/main.ts`,
     ],
     {
       env: {
@@ -261,20 +261,34 @@ export function startWorker(options: {
     ],
     { stdio: ["ignore", "inherit", "inherit", "ipc"] },
   );
-  const worker: Worker = {
-    child,
-    request: (cmd, until) =>
-      new Promise((resolve) => {
-        const onMessage = (m: Record<string, number> & { event: string }) => {
-          if (m.event !== until) return;
-          child.off("message", onMessage);
-          resolve(m);
-        };
-        child.on("message", onMessage);
-        child.send(cmd);
-      }),
-  };
+  const worker: Worker = { child, request: (cmd, until) => ipcRequest(child, cmd, until) };
   return new Promise((resolve) => child.once("message", () => resolve(worker)));
+}
+
+/**
+ * Sends `cmd` (none: only waits) to a child process over IPC; resolves with its first message
+ * whose `event` is `until`, rejects if the child exits first.
+ */
+export function ipcRequest(
+  child: ChildProcess,
+  cmd: Record<string, unknown> | undefined,
+  until: string,
+): Promise<Record<string, number>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: Record<string, number> & { event: string }) => {
+      if (m.event !== until) return;
+      child.off("message", onMessage);
+      child.off("exit", onExit);
+      resolve(m);
+    };
+    const onExit = (code: number | null) => {
+      child.off("message", onMessage);
+      reject(new Error(`the child exited (${code}) before answering '${until}'`));
+    };
+    child.on("message", onMessage);
+    child.once("exit", onExit);
+    if (cmd) child.send(cmd);
+  });
 }
 
 export const stopWorkers = (workers: Worker[]) =>
@@ -293,7 +307,7 @@ export async function connectAll(workers: Worker[], brokerPids: readonly number[
     /** The load generator's CPU over the connect, as a share of one core. */
     generatorCpu: connected.reduce((a, c) => a + (c.cpuMs ?? 0), 0) / 1000 / connectS,
     /** The brokers' CPU per connect, in µs: unlike the wall time, not set by the generator or the machine's other work. */
-    brokerMicrosPerConnect: ((cpuSecondsOf(brokerPids) - cpu0) / count) * 1e6,
+    brokerMicrosPerConnect: count ? ((cpuSecondsOf(brokerPids) - cpu0) / count) * 1e6 : Number.NaN,
   };
 }
 
