@@ -27,7 +27,7 @@ export class WalFlusher {
   constructor(
     walFile: string,
     private readonly sync: (fd: number) => Promise<void> = datasync,
-    /** Told how long each flush took, in seconds: the floor of a press's latency. */
+    /** Told how long each flush took, in seconds: every press waits for one. */
     private readonly onFlushed: (seconds: number) => void = () => {},
   ) {
     this.fd = openSync(walFile, "r+");
