@@ -393,35 +393,19 @@ async function mosquittoBaseline(n: number) {
     received = Number(payload.toString());
   });
   await sub.subscribeAsync("$SYS/broker/publish/messages/received", { qos: 0 });
-  const pid = broker.pid ?? 0;
   try {
-    const workers = await startWorkers(n, port);
-    const { connected, connectS, generatorCpu, brokerMicrosPerConnect } = await connectAll(workers, [pid]);
-    await sleep(1000);
-    const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
-    await heartbeatEvery(workers, 5000);
-    await sleep(5000);
-    const roundTripLatency = await roundTrip(url);
-    await quiet(workers);
-    const ingest: IngestStep[] = [];
-    for (const rate of RATES)
-      ingest.push(
-        await ingestStep(workers, { rate, seconds: BURST_SECONDS }, [pid], cpuIdle, {
-          read: async () => ({ received }),
-          lagS: SYS_INTERVAL_S,
-        }),
-      );
-    await stopWorkers(workers);
-    return {
-      devices: n,
-      connected,
-      connectS,
-      generatorCpu,
-      connectMicros: brokerMicrosPerConnect,
-      cpuIdle,
-      roundTrip: roundTripLatency,
-      ingest,
-    };
+    return await baseline(n, port, broker.pid ?? 0, {
+      // The round trip, while the devices heartbeat every 5 s as in the gateway's.
+      beforeIngest: async (workers) => {
+        await heartbeatEvery(workers, 5000);
+        await sleep(5000);
+        const latency = await roundTrip(url);
+        await quiet(workers);
+        return latency;
+      },
+      received: async () => received,
+      lagS: SYS_INTERVAL_S,
+    });
   } finally {
     await sub.endAsync();
     broker.kill();
@@ -429,8 +413,50 @@ async function mosquittoBaseline(n: number) {
 }
 
 /**
+ * A broker without the gateway's rules, through the gateway's connects and heartbeat steps: how
+ * long the connects took and their CPU, its idle CPU, what `beforeIngest` measures, the steps.
+ * `received`: the broker's own count of PUBLISH packets, up to `lagS` stale.
+ */
+async function baseline<T>(
+  n: number,
+  port: number,
+  pid: number,
+  probe: {
+    beforeIngest: (workers: Awaited<ReturnType<typeof startWorkers>>) => Promise<T>;
+    received: () => Promise<number>;
+    lagS: number;
+  },
+) {
+  const workers = await startWorkers(n, port);
+  const { connected, connectS, generatorCpu, brokerMicrosPerConnect } = await connectAll(workers, [pid]);
+  await sleep(1000);
+  const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
+  const measured = await probe.beforeIngest(workers);
+  const ingest: IngestStep[] = [];
+  for (const rate of RATES)
+    ingest.push(
+      await ingestStep(workers, { rate, seconds: BURST_SECONDS }, [pid], cpuIdle, {
+        read: async () => ({ received: await probe.received() }),
+        lagS: probe.lagS,
+      }),
+    );
+  await stopWorkers(workers);
+  return {
+    devices: n,
+    connected,
+    connectS,
+    generatorCpu,
+    connectMicros: brokerMicrosPerConnect,
+    cpuIdle,
+    measured,
+    ingest,
+  };
+}
+
+/**
  * aedes alone (bare-aedes.ts): the same connects and heartbeat steps against the broker library
- * the gateway is built on, with no authentication, rules or store: the floor of the gateway's cost.
+ * the gateway is built on, with no authentication, rules or store: about the least the gateway
+ * can cost.
  */
 async function aedesBaseline(n: number) {
   const port = await freePort();
@@ -443,33 +469,13 @@ async function aedesBaseline(n: number) {
     { stdio: ["ignore", "inherit", "inherit", "ipc"] },
   );
   const listening = ipcRequest(broker, undefined, "listening");
-  const pid = broker.pid ?? 0;
   try {
     await listening;
-    const workers = await startWorkers(n, port);
-    const { connected, connectS, generatorCpu, brokerMicrosPerConnect } = await connectAll(workers, [pid]);
-    await sleep(1000);
-    const cpuIdle = await cpuShare([pid], IDLE_SECONDS);
-    const ingest: IngestStep[] = [];
-    for (const rate of RATES)
-      ingest.push(
-        await ingestStep(workers, { rate, seconds: BURST_SECONDS }, [pid], cpuIdle, {
-          read: async () => ({
-            received: (await ipcRequest(broker, { cmd: "count" }, "count")).received ?? 0,
-          }),
-          lagS: 0,
-        }),
-      );
-    await stopWorkers(workers);
-    return {
-      devices: n,
-      connected,
-      connectS,
-      generatorCpu,
-      connectMicros: brokerMicrosPerConnect,
-      cpuIdle,
-      ingest,
-    };
+    return await baseline(n, port, broker.pid ?? 0, {
+      beforeIngest: async () => undefined,
+      received: async () => (await ipcRequest(broker, { cmd: "count" }, "count")).received ?? 0,
+      lagS: 0,
+    });
   } finally {
     broker.kill();
   }
@@ -522,7 +528,7 @@ async function main() {
     `| gateway | \`received\` back at the pressing device | ${gateway ? fmt(gateway.received) : "not measured"} |`,
   );
   log(
-    `| Mosquitto (Debian) | the message back at the publisher, subscribed to its own topic with QoS 1 | ${fmt(mosquitto.roundTrip)} |`,
+    `| Mosquitto (Debian) | the message back at the publisher, subscribed to its own topic with QoS 1 | ${fmt(mosquitto.measured)} |`,
   );
 
   log(`\n## Ingest\n`);
@@ -596,7 +602,7 @@ async function main() {
   log(
     "aedes alone is the broker library the gateway is built on, in the same Node with the same flags, with no authentication, rules or store (`test/bench/bare-aedes.ts`): about the least the gateway can cost (the gateway skips aedes' routing of device messages, which aedes alone still does).\n",
   );
-  const connectLine = (name: string, b: typeof aedes) =>
+  const connectLine = (name: string, b: typeof aedes | typeof mosquitto) =>
     `- ${name}, connect: ${b.connected} of ${b.devices} in ${b.connectS.toFixed(1)} s, ${micros(b.connectMicros)} of broker CPU each (no authentication; load generator ${pct(b.generatorCpu)} of its core)`;
   log(connectLine("Mosquitto", mosquitto));
   log(connectLine("aedes alone", aedes));
