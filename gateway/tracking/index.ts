@@ -47,6 +47,8 @@ export class Tracker {
   private readonly watch: SilenceWatch;
   private readonly unsubscribe: (() => void)[] = [];
   private flushTimer: Timer | undefined;
+  /** The save under way: the next waits for it, and so does stop(). */
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly deps: {
@@ -299,17 +301,32 @@ export class Tracker {
     });
   }
 
-  private async flush(): Promise<void> {
+  /** Saves what changed since the last save, once the save under way is done. */
+  private flush(): Promise<void> {
+    this.saving = this.saving.catch(() => undefined).then(() => this.save());
+    return this.saving;
+  }
+
+  private async save(): Promise<void> {
     if (this.dirtyStates.size === 0 && this.dirtyTracks.size === 0) return;
-    const states = [...this.dirtyStates].flatMap((id) => this.states.get(id) ?? []);
-    const tracks = [...this.dirtyTracks].flatMap((key) => {
+    const stateIds = [...this.dirtyStates];
+    const trackKeys = [...this.dirtyTracks];
+    const states = stateIds.flatMap((id) => this.states.get(id) ?? []);
+    const tracks = trackKeys.flatMap((key) => {
       const track = this.zoneTracks.get(key);
       const [deviceId = "", geofenceId = ""] = key.split("|");
       return track ? [{ deviceId, geofenceId, track }] : [];
     });
     this.dirtyStates.clear();
     this.dirtyTracks.clear();
-    await this.deps.store.tracking.save(states, tracks);
+    try {
+      await this.deps.store.tracking.save(states, tracks);
+    } catch (err) {
+      // Saved at the next flush, as they are by then.
+      for (const id of stateIds) this.dirtyStates.add(id);
+      for (const key of trackKeys) this.dirtyTracks.add(key);
+      throw err;
+    }
   }
 }
 

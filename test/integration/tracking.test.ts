@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FakeClock } from "../support/fake-clock.ts";
+import { FakeClock, settle } from "../support/fake-clock.ts";
 import {
   call,
   connectDevice,
@@ -70,6 +70,46 @@ describe("locator tags", () => {
     await clock.advance(1_000);
     const track = (await call(gw, "GET", `/api/devices/tag-child/track?from=${t1 - 60_000}`)).body;
     expect(track.map((p: { battery: number }) => p.battery)).toEqual([90, 77, 76]);
+  });
+
+  it("saves a tag's state again after a save that failed, and before it stops, even with a save under way", async () => {
+    const { tracking } = gw.store;
+    const save = tracking.save.bind(tracking);
+    const batteries: number[] = [];
+    let failNext = false;
+    let held: Promise<void> | undefined;
+    tracking.save = async (states, tracks) => {
+      if (failNext) {
+        failNext = false;
+        throw new Error("database is locked");
+      }
+      batteries.push(...states.filter((s) => s.deviceId === "tag-child").map((s) => s.battery ?? -1));
+      await held;
+      return save(states, tracks);
+    };
+    // The ten-second save fails: the next one saves the state all the same.
+    await beat({ battery: 77 });
+    failNext = true;
+    await clock.advance(10_000);
+    await clock.advance(10_000);
+    expect(batteries).toEqual([77]);
+    // A save under way (held) when the tracker stops: stopping waits for it, then saves what is left.
+    let release = () => {};
+    held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await beat({ battery: 66 });
+    await clock.advance(10_000);
+    await beat({ battery: 55 });
+    let stopped = false;
+    const stopping = gw.tracker.stop().then(() => {
+      stopped = true;
+    });
+    await settle();
+    expect(stopped).toBe(false);
+    release();
+    await stopping;
+    expect(batteries).toEqual([77, 66, 55]);
   });
 
   it("stores invalid fixes as rejected and never moves the tag with them", async () => {
