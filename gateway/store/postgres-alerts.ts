@@ -194,27 +194,27 @@ export function postgresAlerts(pool: pg.Pool, gatewayId: string): AlertRepositor
           ])) === 0
         )
           throw new AlertChanged(change.alert.id);
+        if (change.events.length === 0) return [];
         // Stream keys increase in the order events are committed, across every gateway on this
-        // database: commits that add events take the keys one at a time.
-        if (change.events.length > 0) await tx.query("SELECT pg_advisory_xact_lock($1)", [LOCKS.streamKeys]);
-        let key = await lastKey(tx);
-        const stored: AlertEvent[] = [];
-        for (const e of change.events) {
-          // Increasing in the order stored, even when the clock steps back; counting nothing.
-          key = Math.max(key + 1, e.at * STREAM_KEYS_PER_MS);
-          await tx.query(
-            "INSERT INTO alert_events (alert_id, at, type, actor, data, stream_key) VALUES ($1, $2, $3, $4, $5, $6)",
-            [change.alert.id, e.at, e.type, e.actor, json(e.data), key],
-          );
-          stored.push({ ...e, id: key, alertId: change.alert.id });
-          if (e.type === "notified")
-            await tx.query("INSERT INTO page_senders (event_id, alert_id, gateway_id) VALUES ($1, $2, $3)", [
-              key,
-              change.alert.id,
-              gatewayId,
-            ]);
-        }
-        return stored;
+        // database: the commits that add events take them one at a time, under a lock taken last
+        // (append_alert_events), so that it is held from this round trip to the commit only.
+        const keys = await rows(
+          tx,
+          "SELECT key FROM append_alert_events($1, $2, $3, $4, $5, $6, $7, $8) AS key",
+          [
+            LOCKS.streamKeys,
+            STREAM_KEYS_PER_MS,
+            change.alert.id,
+            gatewayId,
+            change.events.map((e) => e.at),
+            change.events.map((e) => e.type),
+            change.events.map((e) => e.actor),
+            change.events.map((e) => json(e.data)),
+          ],
+        );
+        return change.events.map(
+          (e, i): AlertEvent => ({ ...e, id: keys[i]?.key as number, alertId: change.alert.id }),
+        );
       }),
     events: async (alertId) =>
       (await rows(pool, "SELECT * FROM alert_events WHERE alert_id = $1 ORDER BY id", [alertId])).map(

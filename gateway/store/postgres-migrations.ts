@@ -274,4 +274,32 @@ INSERT INTO page_senders (event_id, alert_id, gateway_id)
   WHERE e.type = 'notified' AND a.state = 'open';
 `,
   },
+  {
+    version: 13,
+    name: "an alert's events appended in one call that takes the stream-key lock last, so that it is held for one round trip, not one per event",
+    sql: `
+-- Takes the lock, then reads the last key in a statement of its own: a plpgsql statement sees
+-- what committed while this one waited for the lock. Keys: one past the last, or the event's time
+-- in ms times keys_per_ms when that is later. Each page's sender is recorded with its key.
+CREATE FUNCTION append_alert_events(
+  lock_key BIGINT, keys_per_ms BIGINT, alert TEXT, sender TEXT,
+  ats BIGINT[], types TEXT[], actors TEXT[], payloads JSONB[]
+) RETURNS SETOF BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+  key BIGINT;
+BEGIN
+  PERFORM pg_advisory_xact_lock(lock_key);
+  SELECT COALESCE(MAX(stream_key), 0) INTO key FROM alert_events;
+  FOR i IN 1 .. COALESCE(array_length(ats, 1), 0) LOOP
+    key := GREATEST(key + 1, ats[i] * keys_per_ms);
+    INSERT INTO alert_events (alert_id, at, type, actor, data, stream_key)
+      VALUES (alert, ats[i], types[i], actors[i], payloads[i], key);
+    IF types[i] = 'notified' THEN
+      INSERT INTO page_senders (event_id, alert_id, gateway_id) VALUES (key, alert, sender);
+    END IF;
+    RETURN NEXT key;
+  END LOOP;
+END $$;
+`,
+  },
 ];
