@@ -169,26 +169,21 @@ const toContact = (r: Row): Contact => ({
 });
 
 function registry(pool: pg.Pool): RegistryRepository {
-  /** People with their contacts, in the order of `peopleRows`. */
-  const withContacts = async (db: Queryable, peopleRows: Row[]): Promise<Person[]> => {
-    const contacts = await rows(
-      db,
-      "SELECT * FROM person_contacts WHERE person_id = ANY($1::text[]) ORDER BY person_id, position",
-      [peopleRows.map((r) => r.id)],
-    );
-    return peopleRows.map((r) => ({
-      id: r.id as string,
-      name: r.name as string,
-      role: r.role as Role,
-      communityId: r.community_id as string,
-      gridId: (r.grid_id as string | null) ?? null,
-      phone: (r.phone as string | null) ?? null,
-      address: (r.address as string | null) ?? null,
-      locale: r.locale as string,
-      contacts: contacts.filter((c) => c.person_id === r.id).map(toContact),
-      category: (r.category as Person["category"]) ?? null,
-    }));
-  };
+  /** People read with their contacts in one statement: `${withContacts} WHERE …`. */
+  const withContacts = `SELECT p.*, (SELECT COALESCE(json_agg(c ORDER BY c.position), '[]') FROM person_contacts c
+      WHERE c.person_id = p.id) AS contacts FROM people p`;
+  const toPerson = (r: Row): Person => ({
+    id: r.id as string,
+    name: r.name as string,
+    role: r.role as Role,
+    communityId: r.community_id as string,
+    gridId: (r.grid_id as string | null) ?? null,
+    phone: (r.phone as string | null) ?? null,
+    address: (r.address as string | null) ?? null,
+    locale: r.locale as string,
+    contacts: (r.contacts as Row[]).map(toContact),
+    category: (r.category as Person["category"]) ?? null,
+  });
   const writeContacts = async (tx: Queryable, p: Person) => {
     await tx.query("DELETE FROM person_contacts WHERE person_id = $1", [p.id]);
     for (const [i, c] of p.contacts.entries())
@@ -253,19 +248,18 @@ function registry(pool: pg.Pool): RegistryRepository {
         return p;
       }),
     getPerson: async (id) => {
-      const r = await row(pool, "SELECT * FROM people WHERE id = $1", [id]);
-      return r && (await withContacts(pool, [r]))[0];
+      const r = await row(pool, `${withContacts} WHERE p.id = $1`, [id]);
+      return r && toPerson(r);
     },
     listPeople: async (f = {}) =>
-      withContacts(
-        pool,
+      (
         await rows(
           pool,
-          `SELECT * FROM people WHERE ($1::text IS NULL OR role = $1)
-             AND ($2::text IS NULL OR community_id = $2) AND ($3::text IS NULL OR grid_id = $3) ORDER BY id`,
+          `${withContacts} WHERE ($1::text IS NULL OR p.role = $1)
+             AND ($2::text IS NULL OR p.community_id = $2) AND ($3::text IS NULL OR p.grid_id = $3) ORDER BY p.id`,
           [f.role ?? null, f.communityId ?? null, f.gridId ?? null],
-        ),
-      ),
+        )
+      ).map(toPerson),
     deletePerson: async (id) => {
       const device = await row(pool, "SELECT id FROM devices WHERE owner_id = $1 LIMIT 1", [id]);
       if (device) throw Errors.inUse("person", id, `device '${device.id}'`);
