@@ -31,6 +31,7 @@ import {
   heartbeatEvery,
   ingestStep,
   kb,
+  machineBusy,
   metrics,
   pct,
   pressPayload,
@@ -201,6 +202,9 @@ interface Pressed {
   /** On the stream of the gateway the press came in on, and on the other two's. */
   sseSame: LatencySummary;
   sseOther: LatencySummary;
+  /** While pressing: the machine's cores, busy (0 to 1), and the three gateways' CPU together, as a share of one core. */
+  machineBusy: number;
+  gatewaysCpu: number;
 }
 
 interface Plan {
@@ -324,6 +328,8 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
     /** Presses at `pace`, timed as `received` at the device and as the alert on every gateway's stream. */
     const pressPass = async (pace: Pressed["pace"]): Promise<Pressed> => {
       for (const arrivals of [current, device, ...streams]) arrivals.clear();
+      const busy = machineBusy();
+      const [cpu0, t0] = [cpuSecondsOf(pids), performance.now()];
       const sentAt = await probeRounds(
         pace,
         current,
@@ -338,6 +344,8 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
             );
         },
       );
+      const gatewaysCpu = (cpuSecondsOf(pids) - cpu0) / ((performance.now() - t0) / 1000);
+      const machine = busy();
       const same: number[] = [];
       const other: number[] = [];
       const received: number[] = [];
@@ -355,12 +363,18 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
         received: summarise(received, sentAt.size),
         sseSame: summarise(same, sentAt.size),
         sseOther: summarise(other, sentAt.size * (INSTANCES - 1)),
+        machineBusy: machine,
+        gatewaysCpu,
       };
     };
     // The single-node run's pace first, then one press at a time on a quieter pace: the first
     // shows whether the cluster keeps up, the second what one press costs in time when it does.
     const atPace = await pressPass({ rounds: plan.rounds, probes: plan.probes, gapMs: 25, waitMs: 30_000 });
-    console.log(`  pressed every 25 ms: received ${fmt(atPace.received)}, SSE ${fmt(atPace.sseSame)}`);
+    const busyLine = (p: Pressed) =>
+      `machine ${pct(p.machineBusy)} busy, gateways' CPU ${pct(p.gatewaysCpu)} of a core`;
+    console.log(
+      `  pressed every 25 ms: received ${fmt(atPace.received)}, SSE ${fmt(atPace.sseSame)}; ${busyLine(atPace)}`,
+    );
     const paced = await pressPass({
       rounds: 1,
       probes: plan.pacedProbes,
@@ -368,7 +382,7 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
       waitMs: 30_000,
     });
     console.log(
-      `  pressed every ${PACED_GAP_MS} ms: received ${fmt(paced.received)}, SSE ${fmt(paced.sseSame)}`,
+      `  pressed every ${PACED_GAP_MS} ms: received ${fmt(paced.received)}, SSE ${fmt(paced.sseSame)}; ${busyLine(paced)}`,
     );
     for (const request of following) request.destroy();
     await Promise.all(probes.map((p) => p.endAsync()));
@@ -467,6 +481,7 @@ export async function benchCluster(options: { quick: boolean; devices?: number }
     `| press -> \`received\` p50 / p99 | ${single?.received ?? ""} | ${p50p99(atPace.received)} | ${p50p99(paced.received)} |`,
     `| press -> SSE on the gateway pressed on, p50 / p99 | ${single?.sse ?? ""} | ${p50p99(atPace.sseSame)} | ${p50p99(paced.sseSame)} |`,
     `| press -> SSE on the other gateways, p50 / p99 | (one gateway) | ${p50p99(atPace.sseOther)} | ${p50p99(paced.sseOther)} |`,
+    `| while pressing: the machine's ${cpus().length} cores busy; the gateways' CPU together | | ${pct(atPace.machineBusy)}; ${pct(atPace.gatewaysCpu)} of a core | ${pct(paced.machineBusy)}; ${pct(paced.gatewaysCpu)} of a core |`,
     `| heartbeats/s sustained, every one stored within 2 s | ${single?.heartbeats ?? ""} | ${sustained ? `${thousands(sustained)}/s` : "none of the rates offered"} | |`,
     "",
     `Press latencies in full (p50 / p99 / p99.9 / max), 25 ms apart: \`received\` ${fmt(atPace.received)}; SSE on the gateway pressed on ${fmt(atPace.sseSame)}; on the other gateways ${fmt(atPace.sseOther)}. ${PACED_GAP_MS} ms apart: \`received\` ${fmt(paced.received)}; SSE on the gateway pressed on ${fmt(paced.sseSame)}; on the other gateways ${fmt(paced.sseOther)}. The gateways' CPU together, as shares of one core: ${pct(result.cpuIdle)} with the devices silent, ${pct(result.cpuHeartbeats)} heartbeating every ${plan.heartbeatEveryMs / 1000} s.\n`,

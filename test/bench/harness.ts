@@ -325,6 +325,32 @@ export async function quiet(workers: Worker[]) {
 export const cpuSecondsOf = (pids: readonly number[]) => pids.reduce((a, pid) => a + cpuSeconds(pid), 0);
 
 /** The brokers' share of one core over the next `seconds`, together (1.5 is one and a half cores). */
+/**
+ * Starts measuring the whole machine (every core, every process): the function returned gives the
+ * share of the cores' time spent busy since, from /proc/stat's first eight counters.
+ */
+export function machineBusy(): () => number {
+  const ticks = () => {
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = (
+      readFileSync("/proc/stat", "utf8").split("\n")[0] ?? ""
+    )
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map(Number);
+    const waiting = idle + iowait;
+    return {
+      busy: user + nice + system + irq + softirq + steal,
+      all: user + nice + system + irq + softirq + steal + waiting,
+    };
+  };
+  const start = ticks();
+  return () => {
+    const now = ticks();
+    return (now.busy - start.busy) / Math.max(1, now.all - start.all);
+  };
+}
+
 export async function cpuShare(pids: readonly number[], seconds: number): Promise<number> {
   const c0 = cpuSecondsOf(pids);
   await sleep(seconds * 1000);
