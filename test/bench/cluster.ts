@@ -23,6 +23,7 @@ import {
   connectAll,
   connectProbes,
   cpuSecondsOf,
+  cpuSecondsWithChildren,
   cpuShare,
   fmt,
   followOpenedAlerts,
@@ -205,6 +206,8 @@ interface Pressed {
   /** While pressing: the machine's cores, busy (0 to 1), and the three gateways' CPU together, as a share of one core. */
   machineBusy: number;
   gatewaysCpu: number;
+  /** PostgreSQL's CPU, its backends' included, as a share of one core. */
+  postgresCpu: number;
 }
 
 interface Plan {
@@ -237,6 +240,7 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
       hooks.closeAllConnections();
     });
     const databaseUrl = await postgres.createDatabase();
+    const postgresPid = postgres.pid() ?? 0;
     const key = randomBytes(32);
     await seed(
       databaseUrl,
@@ -329,6 +333,7 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
     const pressPass = async (pace: Pressed["pace"]): Promise<Pressed> => {
       for (const arrivals of [current, device, ...streams]) arrivals.clear();
       const busy = machineBusy();
+      const postgresCpu0 = cpuSecondsWithChildren(postgresPid);
       const [cpu0, t0] = [cpuSecondsOf(pids), performance.now()];
       const sentAt = await probeRounds(
         pace,
@@ -344,7 +349,9 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
             );
         },
       );
-      const gatewaysCpu = (cpuSecondsOf(pids) - cpu0) / ((performance.now() - t0) / 1000);
+      const seconds = (performance.now() - t0) / 1000;
+      const gatewaysCpu = (cpuSecondsOf(pids) - cpu0) / seconds;
+      const postgresCpu = (cpuSecondsWithChildren(postgresPid) - postgresCpu0) / seconds;
       const machine = busy();
       const same: number[] = [];
       const other: number[] = [];
@@ -365,13 +372,14 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
         sseOther: summarise(other, sentAt.size * (INSTANCES - 1)),
         machineBusy: machine,
         gatewaysCpu,
+        postgresCpu,
       };
     };
     // The single-node run's pace first, then one press at a time on a quieter pace: the first
     // shows whether the cluster keeps up, the second what one press costs in time when it does.
     const atPace = await pressPass({ rounds: plan.rounds, probes: plan.probes, gapMs: 25, waitMs: 30_000 });
     const busyLine = (p: Pressed) =>
-      `machine ${pct(p.machineBusy)} busy, gateways' CPU ${pct(p.gatewaysCpu)} of a core`;
+      `machine ${pct(p.machineBusy)} busy; CPU, as shares of a core: gateways ${pct(p.gatewaysCpu)}, PostgreSQL ${pct(p.postgresCpu)}`;
     console.log(
       `  pressed every 25 ms: received ${fmt(atPace.received)}, SSE ${fmt(atPace.sseSame)}; ${busyLine(atPace)}`,
     );
@@ -469,6 +477,8 @@ export async function benchCluster(options: { quick: boolean; devices?: number }
   const p50p99 = (s: LatencySummary) =>
     `${s.p50.toFixed(1)} / ${s.p99.toFixed(1)}${s.lost ? ` (${s.lost} of ${s.count + s.lost} never arrived)` : ""}`;
   const sustained = sustainedRate(result.ingest);
+  const busyCells = (p: Pressed) =>
+    `${pct(p.machineBusy)}; gateways ${pct(p.gatewaysCpu)}, PostgreSQL ${pct(p.postgresCpu)}`;
   const [atPace, paced] = result.presses as [Pressed, Pressed];
   const lines = [
     `${header}\n`,
@@ -481,7 +491,7 @@ export async function benchCluster(options: { quick: boolean; devices?: number }
     `| press -> \`received\` p50 / p99 | ${single?.received ?? ""} | ${p50p99(atPace.received)} | ${p50p99(paced.received)} |`,
     `| press -> SSE on the gateway pressed on, p50 / p99 | ${single?.sse ?? ""} | ${p50p99(atPace.sseSame)} | ${p50p99(paced.sseSame)} |`,
     `| press -> SSE on the other gateways, p50 / p99 | (one gateway) | ${p50p99(atPace.sseOther)} | ${p50p99(paced.sseOther)} |`,
-    `| while pressing: the machine's ${cpus().length} cores busy; the gateways' CPU together | | ${pct(atPace.machineBusy)}; ${pct(atPace.gatewaysCpu)} of a core | ${pct(paced.machineBusy)}; ${pct(paced.gatewaysCpu)} of a core |`,
+    `| while pressing: the machine's ${cpus().length} cores busy; CPU of the gateways together, and of PostgreSQL, as shares of one core | | ${busyCells(atPace)} | ${busyCells(paced)} |`,
     `| heartbeats/s sustained, every one stored within 2 s | ${single?.heartbeats ?? ""} | ${sustained ? `${thousands(sustained)}/s` : "none of the rates offered"} | |`,
     "",
     `Press latencies in full (p50 / p99 / p99.9 / max), 25 ms apart: \`received\` ${fmt(atPace.received)}; SSE on the gateway pressed on ${fmt(atPace.sseSame)}; on the other gateways ${fmt(atPace.sseOther)}. ${PACED_GAP_MS} ms apart: \`received\` ${fmt(paced.received)}; SSE on the gateway pressed on ${fmt(paced.sseSame)}; on the other gateways ${fmt(paced.sseOther)}. The gateways' CPU together, as shares of one core: ${pct(result.cpuIdle)} with the devices silent, ${pct(result.cpuHeartbeats)} heartbeating every ${plan.heartbeatEveryMs / 1000} s.\n`,

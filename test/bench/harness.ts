@@ -1,6 +1,6 @@
 /** What the measurement scripts share: a gateway in its own process, registered and connected devices. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { get as httpGet } from "node:http";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -27,6 +27,26 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const cpuSeconds = (pid: number) => {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
   return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+
+/**
+ * CPU time, in seconds, of a process and its children: the living ones' own, and the exited
+ * ones' as the parent counts it (cutime, cstime). A server that forks a process per connection
+ * (PostgreSQL) is measured whole this way.
+ */
+export const cpuSecondsWithChildren = (pid: number) => {
+  const stat = (p: string) => readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  const own = stat(String(pid));
+  let seconds = (Number(own[13]) + Number(own[14])) / 100 + cpuSeconds(pid);
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (Number(stat(entry)[1]) === pid) seconds += cpuSeconds(Number(entry));
+    } catch {
+      // Exited while read: its time is in the parent's count now or soon.
+    }
+  }
+  return seconds;
 };
 
 export const rssBytes = (pid: number) =>

@@ -112,6 +112,8 @@ export async function startPostgres() {
     rmSync(dir, { recursive: true, force: true });
   };
   await start();
-  return { url, start, stop, destroy, createDatabase, dropDatabase };
+  /** The server's main process (its backends are its children), while it runs. */
+  const pid = () => server?.pid;
+  return { url, start, stop, destroy, createDatabase, dropDatabase, pid };
 }
 export type TestPostgres = Awaited<ReturnType<typeof startPostgres>>;
