@@ -200,7 +200,8 @@ export function postgresAlerts(pool: pg.Pool, gatewayId: string): AlertRepositor
         // (append_alert_events), so that it is held from this round trip to the commit only.
         const keys = await rows(
           tx,
-          "SELECT key FROM append_alert_events($1, $2, $3, $4, $5, $6, $7, $8) AS key",
+          `SELECT key FROM append_alert_events($1, $2, $3, $4, $5, $6, $7, $8) WITH ORDINALITY AS t(key, n)
+           ORDER BY n`,
           [
             LOCKS.streamKeys,
             STREAM_KEYS_PER_MS,
@@ -212,6 +213,8 @@ export function postgresAlerts(pool: pg.Pool, gatewayId: string): AlertRepositor
             change.events.map((e) => json(e.data)),
           ],
         );
+        if (keys.length !== change.events.length)
+          throw new Error(`append_alert_events stored ${keys.length} of ${change.events.length} events`);
         return change.events.map(
           (e, i): AlertEvent => ({ ...e, id: keys[i]?.key as number, alertId: change.alert.id }),
         );

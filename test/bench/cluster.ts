@@ -240,7 +240,8 @@ async function measure(plan: Plan, shares: WorkerShare[]): Promise<ClusterResult
       hooks.closeAllConnections();
     });
     const databaseUrl = await postgres.createDatabase();
-    const postgresPid = postgres.pid() ?? 0;
+    const postgresPid = postgres.pid();
+    if (postgresPid === undefined) throw new Error("PostgreSQL is not running");
     const key = randomBytes(32);
     await seed(
       databaseUrl,

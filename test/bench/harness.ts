@@ -344,7 +344,6 @@ export async function quiet(workers: Worker[]) {
 /** The brokers' CPU time together, in seconds. */
 export const cpuSecondsOf = (pids: readonly number[]) => pids.reduce((a, pid) => a + cpuSeconds(pid), 0);
 
-/** The brokers' share of one core over the next `seconds`, together (1.5 is one and a half cores). */
 /**
  * Starts measuring the whole machine (every core, every process): the function returned gives the
  * share of the cores' time spent busy since, from /proc/stat's first eight counters.
@@ -371,6 +370,7 @@ export function machineBusy(): () => number {
   };
 }
 
+/** The brokers' share of one core over the next `seconds`, together (1.5 is one and a half cores). */
 export async function cpuShare(pids: readonly number[], seconds: number): Promise<number> {
   const c0 = cpuSecondsOf(pids);
   await sleep(seconds * 1000);
