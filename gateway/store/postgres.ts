@@ -33,14 +33,12 @@ import {
   postgresTelemetry,
   postgresTracking,
 } from "./postgres-tracking.ts";
-import { toAssignment, toCareNotes, toDevice } from "./rows.ts";
+import { toAssignment, toCareNotes, toDevice, toPerson } from "./rows.ts";
 import type {
-  Contact,
   Person,
   PushSubscription,
   PushSubscriptionRepository,
   RegistryRepository,
-  Role,
   Store,
   WatchReadingRepository,
 } from "./types.ts";
@@ -161,29 +159,11 @@ export async function migratePostgres(pool: pg.Pool, migrations = postgresMigrat
   }
 }
 
-const toContact = (r: Row): Contact => ({
-  kind: r.kind as Contact["kind"],
-  address: r.address as string,
-  alertKinds: (r.alert_kinds as Contact["alertKinds"]) ?? null,
-  minLevel: r.min_level as number,
-});
-
 function registry(pool: pg.Pool): RegistryRepository {
   /** People read with their contacts in one statement: `${withContacts} WHERE …`. */
   const withContacts = `SELECT p.*, (SELECT COALESCE(json_agg(c ORDER BY c.position), '[]') FROM person_contacts c
       WHERE c.person_id = p.id) AS contacts FROM people p`;
-  const toPerson = (r: Row): Person => ({
-    id: r.id as string,
-    name: r.name as string,
-    role: r.role as Role,
-    communityId: r.community_id as string,
-    gridId: (r.grid_id as string | null) ?? null,
-    phone: (r.phone as string | null) ?? null,
-    address: (r.address as string | null) ?? null,
-    locale: r.locale as string,
-    contacts: (r.contacts as Row[]).map(toContact),
-    category: (r.category as Person["category"]) ?? null,
-  });
+  const personOf = (r: Row): Person => toPerson(r, r.contacts as Row[]);
   const writeContacts = async (tx: Queryable, p: Person) => {
     await tx.query("DELETE FROM person_contacts WHERE person_id = $1", [p.id]);
     for (const [i, c] of p.contacts.entries())
@@ -249,7 +229,7 @@ function registry(pool: pg.Pool): RegistryRepository {
       }),
     getPerson: async (id) => {
       const r = await row(pool, `${withContacts} WHERE p.id = $1`, [id]);
-      return r && toPerson(r);
+      return r && personOf(r);
     },
     listPeople: async (f = {}) =>
       (
@@ -259,7 +239,7 @@ function registry(pool: pg.Pool): RegistryRepository {
              AND ($2::text IS NULL OR p.community_id = $2) AND ($3::text IS NULL OR p.grid_id = $3) ORDER BY p.id`,
           [f.role ?? null, f.communityId ?? null, f.gridId ?? null],
         )
-      ).map(toPerson),
+      ).map(personOf),
     deletePerson: async (id) => {
       const device = await row(pool, "SELECT id FROM devices WHERE owner_id = $1 LIMIT 1", [id]);
       if (device) throw Errors.inUse("person", id, `device '${device.id}'`);

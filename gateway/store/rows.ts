@@ -1,6 +1,15 @@
 import type { Alert, AlertEvent } from "../alerts/model.ts";
 import type { TelemetryPoint } from "./telemetry.ts";
-import type { Account, Assignment, CareNotes, Device, NotificationAttempt } from "./types.ts";
+import type {
+  Account,
+  Assignment,
+  CareNotes,
+  Contact,
+  Device,
+  NotificationAttempt,
+  Person,
+  Role,
+} from "./types.ts";
 
 /**
  * Rows as both engines return them, where their columns read alike (text, numbers, nulls): one
@@ -61,6 +70,27 @@ export const toAssignment = (r: Row): Assignment => ({
   residentId: r.resident_id as string,
   personId: r.person_id as string,
   relation: r.relation as Assignment["relation"],
+});
+
+export const toContact = (r: Row): Contact => ({
+  kind: r.kind as Contact["kind"],
+  address: r.address as string,
+  alertKinds: (json(r.alert_kinds) as Contact["alertKinds"]) ?? null,
+  minLevel: r.min_level as number,
+});
+
+/** A person's row with their contacts' rows, in order. */
+export const toPerson = (r: Row, contacts: Row[]): Person => ({
+  id: r.id as string,
+  name: r.name as string,
+  role: r.role as Role,
+  communityId: r.community_id as string,
+  gridId: (r.grid_id as string | null) ?? null,
+  phone: (r.phone as string | null) ?? null,
+  address: (r.address as string | null) ?? null,
+  locale: r.locale as string,
+  contacts: contacts.map(toContact),
+  category: (r.category as Person["category"]) ?? null,
 });
 
 export const toCareNotes = (r: Row): CareNotes => ({

@@ -9,7 +9,16 @@ import type { DeviceEvent } from "../ingest/contract.ts";
 import type { ReportAlert } from "../reports/monthly.ts";
 import { Checkpointer, WalFlusher } from "./durability.ts";
 import { migrations } from "./migrations.ts";
-import { type Row, toAlert, toAssignment, toAttempt, toCareNotes, toDevice, toEvent } from "./rows.ts";
+import {
+  type Row,
+  toAlert,
+  toAssignment,
+  toAttempt,
+  toCareNotes,
+  toDevice,
+  toEvent,
+  toPerson,
+} from "./rows.ts";
 import { sqliteAccounts, sqliteAudit, sqliteSessions, sqliteThrottles } from "./sqlite-auth.ts";
 import { capSize, StorageHealth, type StorageHealthOptions } from "./sqlite-health.ts";
 import {
@@ -25,14 +34,12 @@ import {
   type AlertRepository,
   type AttemptRepository,
   type Community,
-  type Contact,
   type DeviceEventRepository,
   type Grid,
   type Person,
   type PushSubscription,
   type PushSubscriptionRepository,
   type RegistryRepository,
-  type Role,
   type Store,
   type WatchReadingRepository,
 } from "./types.ts";
@@ -185,25 +192,7 @@ function registry(db: Database.Database): RegistryRepository {
   const contactsOf = db.prepare(
     "SELECT kind, address, alert_kinds, min_level FROM person_contacts WHERE person_id = ? ORDER BY position",
   );
-  const toContact = (r: Row): Contact => ({
-    kind: r.kind as Contact["kind"],
-    address: r.address as string,
-    alertKinds:
-      r.alert_kinds === null ? null : (JSON.parse(r.alert_kinds as string) as Contact["alertKinds"]),
-    minLevel: r.min_level as number,
-  });
-  const toPerson = (r: Row): Person => ({
-    id: r.id as string,
-    name: r.name as string,
-    role: r.role as Role,
-    communityId: r.community_id as string,
-    gridId: (r.grid_id as string | null) ?? null,
-    phone: (r.phone as string | null) ?? null,
-    address: (r.address as string | null) ?? null,
-    locale: r.locale as string,
-    contacts: (contactsOf.all(r.id) as Row[]).map(toContact),
-    category: (r.category as Person["category"]) ?? null,
-  });
+  const personOf = (r: Row): Person => toPerson(r, contactsOf.all(r.id) as Row[]);
   const writeContacts = (p: Person) => {
     db.prepare("DELETE FROM person_contacts WHERE person_id = ?").run(p.id);
     const insert = db.prepare(
@@ -281,7 +270,7 @@ function registry(db: Database.Database): RegistryRepository {
     },
     getPerson: async (id) => {
       const r = db.prepare("SELECT * FROM people WHERE id = ?").get(id) as Row | undefined;
-      return r && toPerson(r);
+      return r && personOf(r);
     },
     listPeople: async (f = {}) => {
       const rows = db
@@ -291,7 +280,7 @@ function registry(db: Database.Database): RegistryRepository {
              AND (@gridId IS NULL OR grid_id = @gridId) ORDER BY id`,
         )
         .all({ role: f.role ?? null, communityId: f.communityId ?? null, gridId: f.gridId ?? null }) as Row[];
-      return rows.map(toPerson);
+      return rows.map(personOf);
     },
     deletePerson: async (id) => {
       const device = db.prepare("SELECT id FROM devices WHERE owner_id = ? LIMIT 1").get(id) as
