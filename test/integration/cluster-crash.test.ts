@@ -117,6 +117,17 @@ it("kill -9 the instance holding a device mid-escalation, on a shared store: the
     10_000,
     "level 1 paged",
   );
+  // ...and A has stored that it was delivered (killed before that, A's page would go out again:
+  // at least once).
+  await waitFor(
+    async () =>
+      (await call(b, "GET", `/api/alerts/${alertId}`)).body.attempts.some(
+        (t: { personId: string; event: string; status: string }) =>
+          t.personId === "dr-tsering" && t.event === "paged" && t.status === "delivered",
+      ),
+    10_000,
+    "the page's delivery stored",
+  );
 
   expect((await a.kill("SIGKILL")).signal).toBe("SIGKILL");
   await waitFor(() => device.client.connected, 10_000, "the device back, on B");
