@@ -6,6 +6,8 @@ import type { AlertKind } from "./model.ts";
 export interface FoundAudience {
   audience: Audience;
   people: Map<string, Person>;
+  /** The resident or child, read on the way. */
+  subject: Person | undefined;
 }
 
 /**
@@ -70,5 +72,5 @@ export async function findAudience(
       audience.catchAll.push(person.id);
     }
   }
-  return { audience, people };
+  return { audience, people, subject };
 }

@@ -305,12 +305,16 @@ export class AlertService {
     const { store, bus, clock, policies, metrics, log } = this.deps;
     const subjectId = alert?.subjectId ?? (input.type === "trigger" ? input.subjectId : "");
     const pages = input.type === "trigger" || input.type === "deadline" || input.type === "level-failed";
-    const { audience, people } = pages
+    const {
+      audience,
+      people,
+      subject: found,
+    } = pages
       ? await findAudience(store, subjectId, pagedKind(alert, input), {
           isWatching: this.deps.isWatching ?? (() => false),
           canSendOn: this.deps.canSendOn ?? (() => true),
         })
-      : { audience: { byRole: {}, catchAll: [] }, people: new Map<string, Person>() };
+      : { audience: { byRole: {}, catchAll: [] }, people: new Map<string, Person>(), subject: undefined };
     const decision = decide(alert, input, clock.now(), { policies, audience });
     const { next, effects } = decision;
     for (const effect of effects) {
@@ -321,7 +325,7 @@ export class AlertService {
         if (person) people.set(id, person);
       }
     }
-    const subject = people.get(subjectId) ?? (await store.registry.getPerson(subjectId));
+    const subject = found ?? (await store.registry.getPerson(subjectId));
     const events = await store.committed(() =>
       store.alerts.commit({
         alert: next,
@@ -366,10 +370,18 @@ export class AlertService {
           level: effect.level,
           event: "paged",
           recipients,
+          subject,
           pressReceivedHr,
         });
       // A follow-up is not what a press waits for: it carries no press time to measure.
-      else bus.emit("alert.notify", { alert: next, level: next.level, event: effect.event, recipients });
+      else
+        bus.emit("alert.notify", {
+          alert: next,
+          level: next.level,
+          event: effect.event,
+          recipients,
+          subject,
+        });
     }
     if (unflushed) throw unflushed;
     return next;

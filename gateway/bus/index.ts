@@ -37,6 +37,8 @@ export interface EventMap {
     level: number;
     event: "paged" | FollowUpEvent;
     recipients: Person[];
+    /** The resident or child the alert is about, as the decision read them. */
+    subject?: Person;
     pressReceivedHr?: number;
   };
   /**

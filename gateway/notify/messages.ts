@@ -71,12 +71,19 @@ export async function summarize(
   };
   const { store, clock, deviceState, log } = deps;
   try {
+    // The people the decision read (its recipients, the subject) are not read again.
+    const known = new Map([...n.recipients, ...(n.subject ? [n.subject] : [])].map((p) => [p.id, p]));
+    const personOf = async (id: string) => known.get(id) ?? (await store.registry.getPerson(id));
     const nameOf = async (id: string): Promise<Named> => {
-      const p = await store.registry.getPerson(id);
+      const p = await personOf(id);
       return { id, name: p?.name ?? id, role: p?.role ?? null };
     };
-    const subject = await store.registry.getPerson(alert.subjectId);
-    const opened = (await store.alerts.events(alert.id)).find((e) => e.type === "opened");
+    const subject = await personOf(alert.subjectId);
+    // Only a geofence exit says more than the alert does: the zone, from the trail's first entry.
+    const opened =
+      alert.kind === "geofence-exit"
+        ? (await store.alerts.events(alert.id)).find((e) => e.type === "opened")
+        : undefined;
     const state = deviceState?.(alert.deviceId);
     const position = state?.position;
     return {
@@ -97,18 +104,17 @@ export async function summarize(
             },
           }
         : null,
-      zone:
-        alert.kind === "geofence-exit" && opened
-          ? {
-              id: opened.data.geofenceId,
-              name: opened.data.geofence,
-              distanceM: opened.data.distanceM,
-              fixAgeSec:
-                typeof opened.data.fixAt === "number"
-                  ? Math.max(0, Math.round((clock.now() - opened.data.fixAt) / 1000))
-                  : null,
-            }
-          : null,
+      zone: opened
+        ? {
+            id: opened.data.geofenceId,
+            name: opened.data.geofence,
+            distanceM: opened.data.distanceM,
+            fixAgeSec:
+              typeof opened.data.fixAt === "number"
+                ? Math.max(0, Math.round((clock.now() - opened.data.fixAt) / 1000))
+                : null,
+          }
+        : null,
       notified: await Promise.all(alert.notified.map(nameOf)),
       acceptedBy: alert.acceptedBy ? await nameOf(alert.acceptedBy) : null,
     };
