@@ -400,18 +400,19 @@ export class Broker {
   }
 
   /**
-   * Whether the hash just verified is still the device's. A scrypt hash from before keyed hashes
-   * is replaced by a keyed one in the same step, only if it is still the one verified.
+   * Whether the hash just verified is still the device's. A keyed hash is verified in the turn its
+   * read returned: reading it again would take as long as the first read did, and leave the same
+   * window. A scrypt hash from before keyed hashes took time to verify: it is replaced by a keyed
+   * one in the same step, only if it is still the one verified.
    */
   private async stillCurrent(deviceId: string, verified: string, secret: string): Promise<boolean> {
     const { store, deviceSecrets, log } = this.deps;
-    if (deviceSecrets.isOutdated(verified)) {
-      try {
-        return await store.registry.replaceDeviceSecret(deviceId, verified, deviceSecrets.hash(secret));
-      } catch (err) {
-        // The device connects all the same; the next connect tries again.
-        log.warn({ deviceId, err: (err as Error).message }, "could not replace the device's scrypt hash");
-      }
+    if (!deviceSecrets.isOutdated(verified)) return true;
+    try {
+      return await store.registry.replaceDeviceSecret(deviceId, verified, deviceSecrets.hash(secret));
+    } catch (err) {
+      // The device connects all the same; the next connect tries again.
+      log.warn({ deviceId, err: (err as Error).message }, "could not replace the device's scrypt hash");
     }
     return (await store.registry.getDeviceSecretHash(deviceId)) === verified;
   }

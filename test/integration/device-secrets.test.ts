@@ -59,6 +59,23 @@ describe("device secrets", () => {
     await connectsWith(gw, creds);
   });
 
+  it("reads a keyed hash once per connect: it is verified in the turn the read returns", async () => {
+    const creds = await registerDevice(gw, "btn-one-read");
+    const { registry } = gw.store;
+    const read = registry.getDeviceSecretHash;
+    const asked: string[] = [];
+    registry.getDeviceSecretHash = (id) => {
+      asked.push(id);
+      return read(id);
+    };
+    try {
+      await connectsWith(gw, creds);
+    } finally {
+      registry.getDeviceSecretHash = read;
+    }
+    expect(asked).toEqual([creds.id]);
+  });
+
   it("refuses a wrong secret and an unknown device with CONNACK 4", async () => {
     const creds = await registerDevice(gw, "btn-wrong");
     await expect(connectAs(gw, creds.id, `${creds.secret}x`)).rejects.toMatchObject({ code: 4 });
