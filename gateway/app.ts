@@ -255,6 +255,8 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     broker.onCommand((id, payload) => {
       if (watches.isConnected(id)) void watches.publishCommand(id, payload);
     });
+  // A device revoked or given a new secret on any instance is cut off wherever it is connected.
+  broker.onDisconnectRequest((id, reason) => broker.disconnect(id, reason) || watches.disconnect(id, reason));
   const commands = new DeviceOutbox(
     { store, bus, link, clock, metrics, log },
     { ttlMs: config.DEVICE_COMMAND_TTL_HOURS * 3600_000 },
@@ -297,8 +299,7 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     deviceSecrets,
     cookieSecure: config.COOKIE_SECURE,
     trustProxy: config.TRUST_PROXY,
-    disconnectDevice: (deviceId, reason) =>
-      broker.disconnect(deviceId, reason) || watches.disconnect(deviceId, reason),
+    disconnectDevice: (deviceId, reason) => broker.disconnectEverywhere(deviceId, reason),
     alerts,
     stream,
     metrics,

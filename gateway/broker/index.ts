@@ -228,6 +228,38 @@ export class Broker {
   }
 
   /**
+   * Asks every instance, this one too, to close the device's connection (revoked, or given a new
+   * secret): with several, it may be connected to another. Through the emitter, as commands go.
+   */
+  disconnectEverywhere(deviceId: string, reason: string): void {
+    const request: DisconnectRequest = { deviceId, reason };
+    this.aedes.publish(
+      {
+        cmd: "publish",
+        topic: DISCONNECT_TOPIC,
+        payload: Buffer.from(JSON.stringify(request)),
+        qos: 0,
+        retain: false,
+        dup: false,
+      },
+      () => undefined,
+    );
+  }
+
+  /** `close` is called on every instance for each disconnectEverywhere, by any instance. */
+  onDisconnectRequest(close: (deviceId: string, reason: string) => void): void {
+    this.aedes.subscribe(
+      DISCONNECT_TOPIC,
+      (packet, done) => {
+        const { deviceId, reason } = JSON.parse(String(packet.payload)) as DisconnectRequest;
+        close(deviceId, reason);
+        done();
+      },
+      () => undefined,
+    );
+  }
+
+  /**
    * Several instances: every command published on the shared emitter, by any instance, is also
    * handed to `deliver` here, for devices this instance holds outside MQTT (watches).
    */
@@ -416,6 +448,13 @@ export class Broker {
     }
     return (await store.registry.getDeviceSecretHash(deviceId)) === verified;
   }
+}
+
+/** Between instances only: no device may subscribe or publish outside its own topics. */
+const DISCONNECT_TOPIC = "$SYS/gateway/disconnect";
+interface DisconnectRequest {
+  deviceId: string;
+  reason: string;
 }
 
 /** A refused publish is acknowledged all the same (MQTT 3.1.1), and re-routed to reach nobody. */

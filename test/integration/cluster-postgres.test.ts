@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import mqtt from "mqtt";
 import { afterAll, expect, it } from "vitest";
 import type { DeviceCommand } from "../../gateway/ingest/contract.ts";
 import {
@@ -62,4 +63,40 @@ it("a press on B is accepted on A, and the device on B hears it; every command i
     5000,
     "no command left pending",
   );
+}, 120_000);
+
+it("a device revoked on A is cut off on B, where it is connected, and refused there until a new secret", async () => {
+  const postgres = await startPostgres();
+  cleanup.push(() => postgres.destroy());
+  const redis = await startRedis();
+  cleanup.push(redis.stop);
+  const env = {
+    DATABASE_URL: await postgres.createDatabase(),
+    REDIS_URL: redis.url,
+    DEVICE_SECRET_KEY: randomBytes(32).toString("hex"),
+  };
+  const a = await startGateway({ env });
+  cleanup.push(() => a.stop());
+  const b = await startGateway({ env });
+  cleanup.push(() => b.stop());
+  await seedCommunity(a, (path) => `http://127.0.0.1:9${path}`);
+  const creds = await registerDevice(a, "btn-lost");
+  const { client: device } = await connectPersistent(b.ports.mqtt, creds);
+  cleanup.push(() => device.endAsync(true));
+
+  expect((await call(a, "POST", `/api/devices/${creds.id}/revoke`)).status).toBe(200);
+  await waitFor(() => !device.connected, 10_000, "the device cut off on B");
+  await expect(
+    mqtt.connectAsync(
+      `mqtt://127.0.0.1:${b.ports.mqtt}`,
+      {
+        clientId: creds.id,
+        username: creds.id,
+        password: creds.secret,
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      },
+      false,
+    ),
+  ).rejects.toMatchObject({ code: 5 });
 }, 120_000);
