@@ -255,8 +255,11 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     broker.onCommand((id, payload) => {
       if (watches.isConnected(id)) void watches.publishCommand(id, payload);
     });
-  // A device revoked or given a new secret on any instance is cut off wherever it is connected.
-  broker.onDisconnectRequest((id, reason) => broker.disconnect(id, reason) || watches.disconnect(id, reason));
+  // A device revoked or given a new secret on any instance is cut off wherever it is connected:
+  // here at once (Redis may be down), and by every instance when the request reaches it.
+  const disconnectHere = (id: string, reason: string) =>
+    broker.disconnect(id, reason) || watches.disconnect(id, reason);
+  broker.onDisconnectRequest(disconnectHere);
   const commands = new DeviceOutbox(
     { store, bus, link, clock, metrics, log },
     { ttlMs: config.DEVICE_COMMAND_TTL_HOURS * 3600_000 },
@@ -299,7 +302,10 @@ export async function buildGateway(config: Config, deps: GatewayDeps = {}) {
     deviceSecrets,
     cookieSecure: config.COOKIE_SECURE,
     trustProxy: config.TRUST_PROXY,
-    disconnectDevice: (deviceId, reason) => broker.disconnectEverywhere(deviceId, reason),
+    disconnectDevice: (deviceId, reason) => {
+      disconnectHere(deviceId, reason);
+      broker.disconnectEverywhere(deviceId, reason);
+    },
     alerts,
     stream,
     metrics,
