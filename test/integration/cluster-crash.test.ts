@@ -48,6 +48,19 @@ it("kill -9 the instance holding a device: its session lives on in Redis, and co
   const onA = await connectPersistent(a.ports.mqtt, creds);
   cleanup.push(() => onA.client.endAsync(true));
   await onA.client.subscribeAsync(`devices/${creds.id}/command`, { qos: 1 });
+  // B learns of the subscription through Redis, a moment after A acknowledged it: only then do its
+  // publishes queue for the device (a publish before that reaches no one, as on any aedes cluster).
+  const { persistence } = b.broker.aedes as unknown as {
+    persistence: { subscriptionsByTopic(topic: string): Promise<{ clientId: string }[]> };
+  };
+  await waitFor(
+    async () =>
+      (await persistence.subscriptionsByTopic(`devices/${creds.id}/command`)).some(
+        (sub) => sub.clientId === creds.id,
+      ),
+    10_000,
+    "B to know the device's subscription",
+  );
   const lost = new Promise<void>((resolve) => onA.client.once("close", () => resolve()));
   expect((await a.kill("SIGKILL")).signal).toBe("SIGKILL");
   await lost;
@@ -62,7 +75,7 @@ it("kill -9 the instance holding a device: its session lives on in Redis, and co
   // It comes back on B without subscribing again: the session A never closed is there, with the three.
   const onB = await connectPersistent(b.ports.mqtt, creds);
   cleanup.push(() => onB.client.endAsync(true));
-  await waitFor(() => onB.commands.length >= 3, 5000, "the queued commands on B");
+  await waitFor(() => onB.commands.length >= 3, 10_000, "the queued commands on B");
   expect(onB.commands).toEqual(sent);
   // And it keeps hearing B afterwards.
   const later: DeviceCommand = { type: "accepted", alertId: "alert-2" };
