@@ -19,8 +19,8 @@ afterAll(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
-/** Two gateways on one PostgreSQL database and one Redis: the closed loop across instances. */
-it("a press on B is accepted on A, and the device on B hears it; every command is recorded delivered", async () => {
+/** Two gateways on one PostgreSQL database and one Redis, the community seeded through A. */
+async function twoGateways() {
   const postgres = await startPostgres();
   cleanup.push(() => postgres.destroy());
   const redis = await startRedis();
@@ -35,6 +35,12 @@ it("a press on B is accepted on A, and the device on B hears it; every command i
   const b = await startGateway({ env });
   cleanup.push(() => b.stop());
   await seedCommunity(a, (path) => `http://127.0.0.1:9${path}`);
+  return { a, b };
+}
+
+/** The closed loop across instances. */
+it("a press on B is accepted on A, and the device on B hears it; every command is recorded delivered", async () => {
+  const { a, b } = await twoGateways();
   const creds = await registerDevice(a, "btn-across");
 
   const { client: device, commands } = await connectPersistent(b.ports.mqtt, creds);
@@ -66,20 +72,7 @@ it("a press on B is accepted on A, and the device on B hears it; every command i
 }, 120_000);
 
 it("a device revoked on A is cut off on B, where it is connected, and refused there until a new secret", async () => {
-  const postgres = await startPostgres();
-  cleanup.push(() => postgres.destroy());
-  const redis = await startRedis();
-  cleanup.push(redis.stop);
-  const env = {
-    DATABASE_URL: await postgres.createDatabase(),
-    REDIS_URL: redis.url,
-    DEVICE_SECRET_KEY: randomBytes(32).toString("hex"),
-  };
-  const a = await startGateway({ env });
-  cleanup.push(() => a.stop());
-  const b = await startGateway({ env });
-  cleanup.push(() => b.stop());
-  await seedCommunity(a, (path) => `http://127.0.0.1:9${path}`);
+  const { a, b } = await twoGateways();
   const creds = await registerDevice(a, "btn-lost");
   const { client: device } = await connectPersistent(b.ports.mqtt, creds);
   cleanup.push(() => device.endAsync(true));
