@@ -88,8 +88,7 @@ export class WalFlusher {
 /**
  * Checkpoints (copying the WAL into the database, with their own flushes) run on a connection in
  * a worker thread, never on the event loop: the gateway's connections turn automatic
- * checkpoints off. The same thread starts the WAL again after each full checkpoint, with the
- * flush of its new header that SQLite makes in that write (checkpoint-worker.js).
+ * checkpoints off.
  */
 export class Checkpointer {
   private readonly worker: Worker;
@@ -99,14 +98,6 @@ export class Checkpointer {
       workerData: { files, everyMs },
     });
     this.worker.unref();
-  }
-
-  /** One round of checkpoints now, besides the timer's; resolves once it is done. */
-  checkpoint(): Promise<void> {
-    return new Promise((resolve) => {
-      this.worker.once("message", () => resolve());
-      this.worker.postMessage("checkpoint");
-    });
   }
 
   async close(): Promise<void> {

@@ -113,10 +113,6 @@ function openWal(file: string, options: SqliteOptions): Database.Database {
   // After a checkpoint the WAL is reused from its start; this trims a file a burst made large.
   db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
   db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-  // Written by the checkpointer's thread only, to start the WAL again off the event loop (durability.ts).
-  db.exec(
-    "CREATE TABLE IF NOT EXISTS wal_restarts (id INTEGER PRIMARY KEY CHECK (id = 1), restarts INTEGER NOT NULL)",
-  );
   compileOnce(db);
   return db;
 }

@@ -1,8 +1,6 @@
-import { closeSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
-import { Checkpointer } from "../../gateway/store/durability.ts";
 import { openSqliteStore, type SqliteOptions } from "../../gateway/store/sqlite.ts";
 import type { TelemetryPoint } from "../../gateway/store/telemetry.ts";
 import type { Store } from "../../gateway/store/types.ts";
@@ -127,53 +125,6 @@ describe("the store's write path", () => {
     disk.flushes[2]?.release();
     await ready;
     expect(disk.flushes).toHaveLength(3);
-  });
-
-  it("starts the WAL again on the checkpointer's thread, so that no commit of the gateway flushes its new header", async () => {
-    const dataDir = tempDataDir();
-    const store = openStore(dataDir, { checkpointMs: 3_600_000 });
-    const file = join(dataDir, "gateway.db");
-    const checkpointer = new Checkpointer([file], 3_600_000);
-    // Salt-1 and salt-2 of the WAL header: new ones each time the WAL starts again.
-    const walSalts = () => {
-      const fd = openSync(`${file}-wal`, "r");
-      try {
-        const salts = Buffer.alloc(8);
-        readSync(fd, salts, 0, 8, 16);
-        return salts.toString("hex");
-      } finally {
-        closeSync(fd);
-      }
-    };
-    const restarts = () => {
-      const db = new Database(file, { readonly: true });
-      try {
-        return (
-          (db.prepare("SELECT restarts FROM wal_restarts").get() as { restarts: number } | undefined)
-            ?.restarts ?? 0
-        );
-      } finally {
-        db.close();
-      }
-    };
-    try {
-      for (let round = 1; round <= 2; round++) {
-        await store.audit.record(entry(round));
-        await checkpointer.checkpoint(); // copies the whole WAL, then starts it again with a write of its own
-        expect(restarts()).toBe(round);
-        const salts = walSalts();
-        await store.audit.record(entry(round + 10)); // appended: the gateway did not start the WAL again
-        expect(walSalts()).toBe(salts);
-      }
-      // Nothing written since: no checkpoint, and no write of its own to start the WAL again.
-      await store.audit.record(entry(30));
-      await checkpointer.checkpoint();
-      await checkpointer.checkpoint();
-      expect(restarts()).toBe(3);
-      expect(await store.audit.list({ action: "write", limit: 10 })).toHaveLength(5);
-    } finally {
-      await checkpointer.close();
-    }
   });
 
   it("keeps telemetry in its own database, moving what an older version kept in gateway.db", async () => {
