@@ -16,14 +16,14 @@ import { type IngestStep, keptUp, lostIn, microsPerMessage, sentRate } from "./t
  * allows; only a privileged process can go past that. `ulimit -n hard` in the child's shell.
  */
 export const RAISE_OPEN_FILES = 'ulimit -n "$(ulimit -Hn)"';
-/** V8 flags for a gateway with one core to itself, as the README advises (How far one node goes). */
-export const ONE_CORE_NODE_FLAGS = "--max-semi-space-size=8 --single-threaded-gc";
 /**
- * The gateway's V8 flags, or GATEWAY_NODE_FLAGS: pinned to one core, the README's for one core;
- * else as `npm run gateway` and the Dockerfile set them.
+ * The gateway's V8 flags, or GATEWAY_NODE_FLAGS. Started with a `launcher` (`taskset`, pinning it
+ * to one core): the README's for a gateway with one core to itself (How far one node goes); else
+ * as `npm run gateway` and the Dockerfile set them.
  */
-export const gatewayNodeFlags = (oneCore: boolean) =>
-  process.env.GATEWAY_NODE_FLAGS ?? (oneCore ? ONE_CORE_NODE_FLAGS : "--max-semi-space-size=32");
+export const gatewayNodeFlags = (launcher: string) =>
+  process.env.GATEWAY_NODE_FLAGS ??
+  (launcher ? "--max-semi-space-size=8 --single-threaded-gc" : "--max-semi-space-size=32");
 export const hardOpenFileLimit = (): number =>
   Number(execFileSync("bash", ["-c", "ulimit -Hn"]).toString().trim()) || Number.POSITIVE_INFINITY;
 
@@ -127,7 +127,7 @@ export async function startGatewayProcess(
     "bash",
     [
       "-c",
-      `${RAISE_OPEN_FILES} && exec ${launcher} "${process.execPath}" ${gatewayNodeFlags(launcher.startsWith("taskset"))} --inspect=127.0.0.1:${inspectorPort} --import tsx gateway/main.ts`,
+      `${RAISE_OPEN_FILES} && exec ${launcher} "${process.execPath}" ${gatewayNodeFlags(launcher)} --inspect=127.0.0.1:${inspectorPort} --import tsx gateway/main.ts`,
     ],
     {
       env: {

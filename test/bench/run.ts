@@ -464,7 +464,7 @@ async function aedesBaseline(n: number) {
     "bash",
     [
       "-c",
-      `${RAISE_OPEN_FILES} && exec ${CORES.broker} "${process.execPath}" ${gatewayNodeFlags(CORES.broker !== "")} --import tsx test/bench/bare-aedes.ts ${port}`,
+      `${RAISE_OPEN_FILES} && exec ${CORES.broker} "${process.execPath}" ${gatewayNodeFlags(CORES.broker)} --import tsx test/bench/bare-aedes.ts ${port}`,
     ],
     { stdio: ["ignore", "inherit", "inherit", "ipc"] },
   );
@@ -491,7 +491,7 @@ async function main() {
   const header = `Benchmarks, ${new Date().toISOString().slice(0, 10)}: ${cpus().length} cores (${cpus()[0]?.model.trim()}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}${QUICK ? ", --quick" : ""}`;
   log(`# ${header}\n`);
   log(
-    `How the cores were shared: ${CORES.description} The gateway and aedes alone ran with the V8 flags \`${gatewayNodeFlags(CORES.broker !== "")}\`.\n`,
+    `How the cores were shared: ${CORES.description} The gateway and aedes alone ran with the V8 flags \`${gatewayNodeFlags(CORES.broker)}\`.\n`,
   );
   log(
     "Press latency is p50 / p99 / p99.9 / max in ms, from the press publish to `received` back at the device (a stock MQTT.js client, Nagle on), to the alert on the dashboard's stream, and to the level-1 webhook received. Devices heartbeat every 5 s while it is measured. Connect is the time for every device to connect and authenticate, with the load generator's CPU over it as a share of its one core (near 100%, the generator, not the broker, set the pace). Gateway memory per device is what the connected devices added to the gateway's resident set and to its JavaScript heap, each measured after a full garbage collection (asked through the gateway's inspector) before they connected and, with them still connected, after the presses (so that the collection does not weigh on them); in brackets, the resident set two seconds after the connections without a collection, which still holds the garbage of the burst. Gateway CPU is its share of one core with the devices connected and silent, heartbeating, and heartbeating while the probes press; CPU per press is the CPU time of a press and its cancel (with the alert, stream event and webhook they cause), the heartbeats' share taken out.\n",
