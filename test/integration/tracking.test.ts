@@ -153,8 +153,8 @@ describe("locator tags", () => {
     const detail = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body;
     expect(detail.events[0].data).toMatchObject({ geofenceId: "school", geofence: zone.name });
     expect(detail.events[0].data.recentFixes).toHaveLength(5);
-    await waitFor(() => hooks.received.some((h) => h.path === "/pema"));
-    expect(hooks.received.some((h) => h.path === "/lhakpa")).toBe(true);
+    // Family and staff are told at once, each by a request of its own: neither waits for the other.
+    await waitFor(() => ["/pema", "/lhakpa"].every((path) => hooks.received.some((h) => h.path === path)));
 
     await clock.advance(30_000);
     await at(100);
