@@ -45,6 +45,13 @@ export class BrokerRedis {
     this.connections = [pub, sub, db];
     // aedes' own emitter matches `#` on the parent level too (MQTT-4.7.1-3); the shared one must as well.
     this.mq = MQEmitterRedis({ pubConn: pub, subConn: sub, matchEmptyLevels: true }) as BrokerRedis["mq"];
+    // The emitter quits these two when aedes closes and drops the promise. A gateway stopping
+    // while Redis is down has cut them already (see `close`), and that quit's "Connection is
+    // closed" would be thrown out of the process.
+    for (const connection of [pub, sub]) {
+      const quit = connection.quit.bind(connection);
+      connection.quit = (() => quit().catch(() => "OK")) as Redis["quit"];
+    }
     // Without a TTL a device away for a month would hear a month of old commands at its return.
     this.persistence = redisPersistence({ conn: db, packetTTL: () => options.queuedTtlSec });
     this.presence = new DevicePresence(db);
