@@ -146,10 +146,18 @@ export class Tracker {
   }
 
   async reloadGeofences(): Promise<void> {
+    const fences = await this.deps.store.geofences.list();
     this.fencesByDevice.clear();
-    for (const fence of await this.deps.store.geofences.list()) {
+    for (const fence of fences) {
       for (const id of fence.deviceIds)
         this.fencesByDevice.set(id, [...(this.fencesByDevice.get(id) ?? []), fence]);
+    }
+    // A removed geofence's tracks go with it: a new one of the same id starts afresh.
+    const ids = new Set(fences.map((f) => f.id));
+    for (const key of this.zoneTracks.keys()) {
+      if (ids.has(key.slice(key.indexOf("|") + 1))) continue;
+      this.zoneTracks.delete(key);
+      this.dirtyTracks.delete(key);
     }
   }
 

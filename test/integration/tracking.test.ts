@@ -169,6 +169,31 @@ describe("locator tags", () => {
     });
   });
 
+  it("starts a geofence made again with a removed one's id afresh, not from the removed one's count", async () => {
+    expect((await call(gw, "POST", "/api/geofences", zone)).status).toBe(201);
+    await at(0);
+    for (const m of [300, 320]) {
+      await clock.advance(30_000);
+      await at(m); // two fixes surely outside: one short of an exit
+    }
+    await waitFor(async () => (await state()).position.lat.toFixed(6) === north(320).lat.toFixed(6));
+    expect((await call(gw, "DELETE", "/api/geofences/school")).status).toBe(204);
+    expect((await call(gw, "POST", "/api/geofences", zone)).status).toBe(201);
+    let third = 0;
+    for (const m of [340, 360, 380]) {
+      await clock.advance(30_000);
+      third = clock.now();
+      await at(m);
+    }
+    const [exit] = await waitFor(async () => {
+      const a = await alerts();
+      return a.length > 0 && a;
+    });
+    // Raised at the third fix outside the new zone, not at its first (the removed zone's third).
+    const detail = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body;
+    expect(detail.events[0].data).toMatchObject({ geofenceId: "school", fixAt: third });
+  });
+
   it("alarms for a tag out of its own zone though it stands in another tag's, naming zone, distance and fix", async () => {
     await registerDevice(gw, "tag-sibling", "dondrub", "locator-tag");
     const home = { ...zone, id: "home", name: "家 Home", deviceIds: ["tag-sibling"] };
