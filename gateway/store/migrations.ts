@@ -106,18 +106,6 @@ migrations.push({
   version: 2,
   name: "locator tags: device state, zone tracks, geofences, embedded telemetry and its spool",
   sql: `
-CREATE TABLE device_state (
-  device_id TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
-  state TEXT NOT NULL
-);
-CREATE TABLE zone_tracks (
-  device_id TEXT NOT NULL,
-  geofence_id TEXT NOT NULL,
-  status TEXT NOT NULL,
-  streak INTEGER NOT NULL,
-  last_ts INTEGER NOT NULL,
-  PRIMARY KEY (device_id, geofence_id)
-);
 CREATE TABLE geofences (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL,
@@ -125,8 +113,9 @@ CREATE TABLE geofences (
   schedule TEXT,
   device_ids TEXT NOT NULL
 );
--- The embedded telemetry and its spool were created here too; they now live in telemetry.db
--- (createTelemetrySchema), and a database that had them here has them moved there at start.
+-- The embedded telemetry and its spool, device state and zone tracks were created here too; they
+-- now live in telemetry.db (createTelemetrySchema), and a database that had them here has them
+-- moved there at start.
 `,
 });
 

@@ -5,8 +5,10 @@ import type { TelemetryPoint, TelemetrySpool, TelemetryStore } from "./telemetry
 import type { DeviceState, GeofenceRepository, TrackingRepository } from "./types.ts";
 
 /**
- * The schema of `telemetry.db`, the embedded telemetry's own database: its batches never hold the
- * lock a press needs, and a press's flush never carries them.
+ * The schema of `telemetry.db`: what the heartbeats tell (the embedded telemetry and its spool,
+ * each device's state, its zone tracks), written in batches that never hold the lock a press
+ * needs, and never carried by a press's flush. A district's state (10,000 devices every 10 s)
+ * written into gateway.db's log made the next press's flush write megabytes.
  */
 export function createTelemetrySchema(db: Database.Database): void {
   db.exec(`
@@ -24,28 +26,49 @@ CREATE TABLE IF NOT EXISTS telemetry (
 CREATE INDEX IF NOT EXISTS telemetry_device_ts ON telemetry(device_id, ts);
 CREATE INDEX IF NOT EXISTS telemetry_received ON telemetry(received_at);
 CREATE TABLE IF NOT EXISTS telemetry_spool (id INTEGER PRIMARY KEY AUTOINCREMENT, point TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS device_state (device_id TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS zone_tracks (
+  device_id TEXT NOT NULL,
+  geofence_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  streak INTEGER NOT NULL,
+  last_ts INTEGER NOT NULL,
+  PRIMARY KEY (device_id, geofence_id)
+);
 `);
 }
 
+/** What an older version kept in `gateway.db`, with the columns both databases have. */
+const MOVED_TABLES: Record<string, string> = {
+  telemetry: "rowid, device_id, ts, received_at, battery, lat, lon, accuracy, source, fix",
+  telemetry_spool: "id, point",
+  device_state: "device_id, state",
+  zone_tracks: "device_id, geofence_id, status, streak, last_ts",
+};
+
 /**
- * Telemetry used to live in `gateway.db`: moves it to `telemetry.db` and drops it there. Rows keep
- * their ids, so a move cut short by a crash is simply done again at the next start.
+ * Moves to `telemetry.db` what an older version kept in `gateway.db` (telemetry, then device
+ * state and zone tracks), and drops it there. The copy is on disk before the drop: SQLite commits
+ * each file of a transaction over WAL databases on its own, so one transaction could drop the rows
+ * and lose their copy. Rows keep their keys, so a move cut short is simply done again at the next
+ * start, and a row already copied is kept as telemetry.db has it.
  */
-export function moveTelemetry(db: Database.Database, telemetryFile: string): void {
-  const stillHere = db
-    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'telemetry'")
-    .get();
-  if (!stillHere) return;
+export function moveToTelemetryDb(db: Database.Database, telemetryFile: string): void {
+  const here = (
+    db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all() as string[]
+  ).filter((name) => name in MOVED_TABLES);
+  if (here.length === 0) return;
   db.prepare("ATTACH DATABASE ? AS moved").run(telemetryFile);
   try {
+    db.pragma("moved.synchronous = FULL");
     db.transaction(() => {
-      db.exec(`
-INSERT OR IGNORE INTO moved.telemetry (rowid, device_id, ts, received_at, battery, lat, lon, accuracy, source, fix)
-  SELECT rowid, device_id, ts, received_at, battery, lat, lon, accuracy, source, fix FROM main.telemetry;
-INSERT OR IGNORE INTO moved.telemetry_spool (id, point) SELECT id, point FROM main.telemetry_spool;
-DROP TABLE main.telemetry;
-DROP TABLE main.telemetry_spool;
-`);
+      for (const table of here) {
+        const columns = MOVED_TABLES[table];
+        db.exec(`INSERT OR IGNORE INTO moved.${table} (${columns}) SELECT ${columns} FROM main.${table}`);
+      }
+    })();
+    db.transaction(() => {
+      for (const table of here) db.exec(`DROP TABLE main.${table}`);
     })();
   } finally {
     db.exec("DETACH DATABASE moved");
@@ -60,9 +83,24 @@ const yieldToPresses = () => new Promise((resolve) => setImmediate(resolve));
  * Batch writes on the telemetry connection: each batch is one transaction (all or nothing, so a
  * retried batch is never half stored twice), written a chunk at a time with the event loop free
  * in between, so a batch of thousands never holds up a press. Batches on one connection (the
- * telemetry's and the spool's) run one after another.
+ * telemetry's, the spool's, the device states' and zone tracks') run one after another.
  */
 const lastBatch = new WeakMap<Database.Database, Promise<void>>();
+/**
+ * Runs `write` on the connection once its batches before are done: a write made while one is open
+ * would join its transaction, and be rolled back with it. Every write on the connection goes here.
+ */
+function afterBatches<T>(db: Database.Database, write: () => Promise<T>): Promise<T> {
+  const done = (lastBatch.get(db) ?? Promise.resolve()).then(write);
+  lastBatch.set(
+    db,
+    done.then(
+      () => {},
+      () => {},
+    ),
+  );
+  return done;
+}
 function chunkedWriter<T>(db: Database.Database, writeOne: (point: T) => void) {
   const writeAll = async (points: T[]) => {
     db.exec("BEGIN IMMEDIATE");
@@ -77,14 +115,7 @@ function chunkedWriter<T>(db: Database.Database, writeOne: (point: T) => void) {
       throw err;
     }
   };
-  return (points: T[]): Promise<void> => {
-    const done = (lastBatch.get(db) ?? Promise.resolve()).then(() => writeAll(points));
-    lastBatch.set(
-      db,
-      done.catch(() => {}),
-    );
-    return done;
-  };
+  return (points: T[]): Promise<void> => afterBatches(db, () => writeAll(points));
 }
 
 /** Embedded telemetry: one row per heartbeat, trimmed to the retention period. */
@@ -117,7 +148,11 @@ export function sqliteTelemetry(
           .prepare("SELECT * FROM telemetry WHERE device_id = ? AND ts >= ? AND ts <= ? ORDER BY ts LIMIT ?")
           .all(deviceId, from, to, limit) as Row[]
       ).map(toTelemetryPoint),
-    prune: async (before) => db.prepare("DELETE FROM telemetry WHERE received_at < ?").run(before).changes,
+    prune: (before) =>
+      afterBatches(
+        db,
+        async () => db.prepare("DELETE FROM telemetry WHERE received_at < ?").run(before).changes,
+      ),
   };
 }
 
@@ -134,13 +169,15 @@ export function sqliteSpool(db: Database.Database): TelemetrySpool {
         points: rows.map((r) => JSON.parse(r.point as string)),
       };
     },
-    remove: async (upTo) => {
-      db.prepare("DELETE FROM telemetry_spool WHERE id <= ?").run(upTo);
-    },
+    remove: (upTo) =>
+      afterBatches(db, async () => {
+        db.prepare("DELETE FROM telemetry_spool WHERE id <= ?").run(upTo);
+      }),
     count: async () => (db.prepare("SELECT COUNT(*) AS n FROM telemetry_spool").get() as Row).n as number,
   };
 }
 
+/** Device states and zone tracks, on the telemetry connection (see createTelemetrySchema). */
 export function sqliteTracking(db: Database.Database): TrackingRepository {
   const saveState = db.prepare(
     "INSERT INTO device_state (device_id, state) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET state = excluded.state",
@@ -149,14 +186,9 @@ export function sqliteTracking(db: Database.Database): TrackingRepository {
     `INSERT INTO zone_tracks (device_id, geofence_id, status, streak, last_ts) VALUES (?, ?, ?, ?, ?)
      ON CONFLICT (device_id, geofence_id) DO UPDATE SET status = excluded.status, streak = excluded.streak, last_ts = excluded.last_ts`,
   );
-  const saveStates = db.transaction((states: DeviceState[]) => {
-    for (const s of states) saveState.run(s.deviceId, JSON.stringify(s));
-  });
-  const saveTracks = db.transaction(
-    (tracks: { deviceId: string; geofenceId: string; track: ZoneTrack }[]) => {
-      for (const t of tracks)
-        saveTrack.run(t.deviceId, t.geofenceId, t.track.status, t.track.streak, t.track.lastTs);
-    },
+  const saveStates = chunkedWriter<DeviceState>(db, (s) => saveState.run(s.deviceId, JSON.stringify(s)));
+  const saveTracks = chunkedWriter<{ deviceId: string; geofenceId: string; track: ZoneTrack }>(db, (t) =>
+    saveTrack.run(t.deviceId, t.geofenceId, t.track.status, t.track.streak, t.track.lastTs),
   );
   return {
     loadStates: async () =>
@@ -171,19 +203,15 @@ export function sqliteTracking(db: Database.Database): TrackingRepository {
           lastTs: r.last_ts as number,
         },
       })),
-    // A district's states (10,000 and more) in one transaction held the event loop for tens of
-    // ms: they are a cache of the heartbeats, so each chunk is its own transaction, presses between.
+    // Both queued at once: a geofence's removal asked for meanwhile deletes its tracks after them.
     save: async (states, tracks) => {
-      for (let i = 0; i < states.length; i += CHUNK) {
-        if (i > 0) await yieldToPresses();
-        saveStates(states.slice(i, i + CHUNK));
-      }
-      saveTracks(tracks);
+      await Promise.all([states.length > 0 && saveStates(states), tracks.length > 0 && saveTracks(tracks)]);
     },
   };
 }
 
-export function sqliteGeofences(db: Database.Database): GeofenceRepository {
+/** Geofences in gateway.db; `heartbeatDb`, telemetry.db's connection, holds their zone tracks. */
+export function sqliteGeofences(db: Database.Database, heartbeatDb: Database.Database): GeofenceRepository {
   const toGeofence = (r: Row): Geofence => ({
     id: r.id as string,
     name: r.name as string,
@@ -216,11 +244,13 @@ export function sqliteGeofences(db: Database.Database): GeofenceRepository {
       );
       return g;
     },
+    // The geofence before any wait, so that the flush the store asks for covers it; its tracks
+    // then. Tracks of no geofence (a crash in between) are forgotten when the tracker loads them.
     remove: async (id) => {
-      db.transaction(() => {
-        db.prepare("DELETE FROM zone_tracks WHERE geofence_id = ?").run(id);
-        db.prepare("DELETE FROM geofences WHERE id = ?").run(id);
-      })();
+      db.prepare("DELETE FROM geofences WHERE id = ?").run(id);
+      await afterBatches(heartbeatDb, async () => {
+        heartbeatDb.prepare("DELETE FROM zone_tracks WHERE geofence_id = ?").run(id);
+      });
     },
   };
 }

@@ -23,7 +23,7 @@ import { sqliteAccounts, sqliteAudit, sqliteSessions, sqliteThrottles } from "./
 import { capSize, StorageHealth, type StorageHealthOptions } from "./sqlite-health.ts";
 import {
   createTelemetrySchema,
-  moveTelemetry,
+  moveToTelemetryDb,
   sqliteGeofences,
   sqliteSpool,
   sqliteTelemetry,
@@ -53,9 +53,9 @@ const STREAM_KEYS_PER_MS = 1024;
  * operating system (synchronous=NORMAL) and a write resolves once a flush of the WAL in the thread
  * pool has covered it (WalFlusher, group commit; under `committed`, its caller waits with
  * `durable` instead), so an acknowledged press survives a power cut;
- * checkpoints run in a worker thread. Telemetry is kept apart: its batches never hold the lock a
- * press needs, and it is not flushed per write (the last seconds of positions may be lost to a
- * power cut, never to a crash of the gateway).
+ * checkpoints run in a worker thread. What the heartbeats tell (telemetry, device state, zone
+ * tracks) is kept apart: its batches never hold the lock a press needs, and it is not flushed per
+ * write (the last seconds of positions may be lost to a power cut, never to a crash of the gateway).
  */
 export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): Store {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -69,7 +69,7 @@ export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): S
   const telemetryDb = openWal(telemetryFile, options);
   createTelemetrySchema(telemetryDb);
   keepPrivate(dataDir, [telemetryFile, `${telemetryFile}-wal`, `${telemetryFile}-shm`], options.log);
-  moveTelemetry(db, telemetryFile);
+  moveToTelemetryDb(db, telemetryFile);
   const flusher = new WalFlusher(`${file}-wal`, options.sync, options.onFlush);
   const checkpointer = new Checkpointer([file, telemetryFile], options.checkpointMs ?? 1000);
   const health = new StorageHealth(db, flusher, options);
@@ -78,8 +78,8 @@ export function openSqliteStore(dataDir: string, options: SqliteOptions = {}): S
     deviceEvents: deviceEvents(db),
     alerts: alerts(db),
     attempts: attempts(db),
-    tracking: sqliteTracking(db),
-    geofences: sqliteGeofences(db),
+    tracking: sqliteTracking(telemetryDb),
+    geofences: sqliteGeofences(db, telemetryDb),
     accounts: sqliteAccounts(db),
     sessions: sqliteSessions(db),
     throttles: sqliteThrottles(db),

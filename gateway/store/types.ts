@@ -426,7 +426,7 @@ export interface DeviceState {
 export interface TrackingRepository {
   loadStates(): Promise<DeviceState[]>;
   loadZoneTracks(): Promise<{ deviceId: string; geofenceId: string; track: ZoneTrack }[]>;
-  /** Saves changed device states (a chunk per transaction, the event loop free between) and zone tracks. */
+  /** Saves changed device states and zone tracks (in chunks, the event loop free between). */
   save(
     states: DeviceState[],
     tracks: { deviceId: string; geofenceId: string; track: ZoneTrack }[],

@@ -1,9 +1,10 @@
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, it } from "vitest";
 import { openSqliteStore, type SqliteOptions } from "../../gateway/store/sqlite.ts";
 import type { TelemetryPoint } from "../../gateway/store/telemetry.ts";
-import type { Store } from "../../gateway/store/types.ts";
+import type { DeviceState, Store } from "../../gateway/store/types.ts";
 import { tempDataDir } from "../support/gateway.ts";
 
 /**
@@ -127,34 +128,91 @@ describe("the store's write path", () => {
     expect(disk.flushes).toHaveLength(3);
   });
 
-  it("keeps telemetry in its own database, moving what an older version kept in gateway.db", async () => {
+  it("keeps what the heartbeats tell in its own database, moving what an older version kept in gateway.db", async () => {
     const dataDir = tempDataDir();
-    // An older gateway.db, with telemetry and spool rows in it.
+    // An older gateway.db, with telemetry, spool, device state and zone track rows in it.
     await openStore(dataDir).close();
     const old = new Database(join(dataDir, "gateway.db"));
     old.exec(`
       CREATE TABLE telemetry (device_id TEXT NOT NULL, ts INTEGER NOT NULL, received_at INTEGER NOT NULL,
         battery REAL NOT NULL, lat REAL, lon REAL, accuracy REAL, source TEXT, fix TEXT NOT NULL);
       CREATE TABLE telemetry_spool (id INTEGER PRIMARY KEY AUTOINCREMENT, point TEXT NOT NULL);
+      CREATE TABLE device_state (device_id TEXT PRIMARY KEY, state TEXT NOT NULL);
+      CREATE TABLE zone_tracks (device_id TEXT NOT NULL, geofence_id TEXT NOT NULL, status TEXT NOT NULL,
+        streak INTEGER NOT NULL, last_ts INTEGER NOT NULL, PRIMARY KEY (device_id, geofence_id));
       INSERT INTO telemetry VALUES ('tag-1', 1000, 1000, 80, 29.65, 91.13, 10, 'gps', 'ok');
       INSERT INTO telemetry VALUES ('tag-1', 2000, 2000, 79, NULL, NULL, NULL, NULL, 'no-fix');
       INSERT INTO telemetry_spool (point) VALUES ('{"deviceId":"tag-1","ts":3000}');
+      INSERT INTO device_state VALUES ('tag-1', '{"deviceId":"tag-1","lastSeenAt":2000,"battery":79}');
+      INSERT INTO zone_tracks VALUES ('tag-1', 'school', 'outside', 3, 2000);
     `);
     old.close();
     const store = openStore(dataDir);
     expect((await store.telemetry.track("tag-1", 0, 5000, 10)).map((p) => p.ts)).toEqual([1000, 2000]);
     expect(await store.spool.count()).toBe(1);
+    expect(await store.tracking.loadStates()).toEqual([{ deviceId: "tag-1", lastSeenAt: 2000, battery: 79 }]);
+    expect(await store.tracking.loadZoneTracks()).toEqual([
+      { deviceId: "tag-1", geofenceId: "school", track: { status: "outside", streak: 3, lastTs: 2000 } },
+    ]);
     const tables = (file: string) => {
       const db = new Database(join(dataDir, file), { readonly: true });
-      const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").pluck().all();
+      const names = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .pluck()
+        .all() as string[];
       db.close();
       return names;
     };
-    expect(tables("gateway.db")).not.toContain("telemetry");
-    expect(tables("telemetry.db")).toEqual(expect.arrayContaining(["telemetry", "telemetry_spool"]));
+    const moved = ["telemetry", "telemetry_spool", "device_state", "zone_tracks"];
+    expect(tables("gateway.db").filter((name) => moved.includes(name))).toEqual([]);
+    expect(tables("telemetry.db")).toEqual(expect.arrayContaining(moved));
     // Opened again, nothing is moved twice.
     await store.close();
-    expect((await openStore(dataDir).telemetry.track("tag-1", 0, 5000, 10)).length).toBe(2);
+    const again = openStore(dataDir);
+    expect((await again.telemetry.track("tag-1", 0, 5000, 10)).length).toBe(2);
+    expect(await again.tracking.loadStates()).toHaveLength(1);
+  });
+
+  it("finishes a move cut short after the copy, keeping the rows telemetry.db has since written", async () => {
+    const dataDir = tempDataDir();
+    const store = openStore(dataDir);
+    await store.tracking.save([{ deviceId: "tag-1", lastSeenAt: 9000 } as DeviceState], []);
+    await store.close();
+    // The copy made, then a crash before the drop: gateway.db still has the older row.
+    const old = new Database(join(dataDir, "gateway.db"));
+    old.exec(`
+      CREATE TABLE device_state (device_id TEXT PRIMARY KEY, state TEXT NOT NULL);
+      INSERT INTO device_state VALUES ('tag-1', '{"deviceId":"tag-1","lastSeenAt":2000}');
+      INSERT INTO device_state VALUES ('tag-2', '{"deviceId":"tag-2","lastSeenAt":2000}');
+    `);
+    old.close();
+    const again = openStore(dataDir);
+    expect(await again.tracking.loadStates()).toEqual([
+      { deviceId: "tag-1", lastSeenAt: 9000 },
+      { deviceId: "tag-2", lastSeenAt: 2000 },
+    ]);
+  });
+
+  it("saves a district's device states without a page in gateway.db's log, which every press flushes", async () => {
+    const dataDir = tempDataDir();
+    const store = openStore(dataDir);
+    const log = join(dataDir, "gateway.db-wal");
+    const before = statSync(log).size;
+    const states = Array.from({ length: 2000 }, (_, i) => ({
+      deviceId: `tag-${i}`,
+      lastSeenAt: 1000,
+      lastTs: 1000,
+      battery: 80,
+      batteryLow: false,
+      online: true,
+      position: { lat: 29.65, lon: 91.13, accuracy: 10, source: "gps", ts: 1000 },
+    }));
+    await store.tracking.save(states, [
+      { deviceId: "tag-1", geofenceId: "school", track: { status: "inside", streak: 2, lastTs: 1000 } },
+    ]);
+    expect(statSync(log).size).toBe(before);
+    expect(await store.tracking.loadStates()).toHaveLength(2000);
+    expect(await store.tracking.loadZoneTracks()).toHaveLength(1);
   });
 
   it("writes a large telemetry batch a chunk at a time with the event loop free in between, all or nothing", async () => {
