@@ -92,8 +92,11 @@ describe("durability across restarts", () => {
     gw = await gateway(dataDir, clock);
     await clock.advance(0); // timers due "at once" run on the next tick
     const detail = async (id: string) => (await call(gw, "GET", `/api/alerts/${id}`)).body;
-    await waitFor(async () => (await detail(overdue)).level === 2, 5000, "overdue escalation");
-    expect(hooks.received.filter((h) => h.json.alertId === overdue && h.json.level === 2)).toHaveLength(1);
+    // The level is stored before its page goes out: waiting for the page waits for both.
+    const levelTwo = () => hooks.received.filter((h) => h.json.alertId === overdue && h.json.level === 2);
+    await waitFor(() => levelTwo().length > 0, 5000, "overdue escalation paged");
+    expect((await detail(overdue)).level).toBe(2);
+    expect(levelTwo()).toHaveLength(1);
     expect((await detail(later)).level).toBe(1);
     await clock.advance(14_000);
     expect((await detail(later)).level).toBe(1);
