@@ -41,6 +41,12 @@ describe("locator tags", () => {
     beat({ ...north(m), accuracy: 10, source: "gps", ...extra });
   const alerts = async (query = "") =>
     (await call(gw, "GET", `/api/alerts${query}`)).body as Record<string, unknown>[];
+  /** The alerts, once there is one. */
+  const raised = (query = "") =>
+    waitFor(async () => {
+      const a = await alerts(query);
+      return a.length > 0 && a;
+    });
   const state = async () => (await call(gw, "GET", "/api/devices/tag-child")).body.state;
 
   beforeEach(async () => {
@@ -145,10 +151,7 @@ describe("locator tags", () => {
     expect(await alerts()).toEqual([]);
     await clock.advance(30_000);
     await at(360); // third consecutive fix surely outside
-    const [exit] = await waitFor(async () => {
-      const a = await alerts();
-      return a.length > 0 && a;
-    });
+    const [exit] = await raised();
     expect(exit).toMatchObject({ kind: "geofence-exit", state: "open", deviceId: "tag-child" });
     const detail = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body;
     expect(detail.events[0].data).toMatchObject({ geofenceId: "school", geofence: zone.name });
@@ -185,10 +188,7 @@ describe("locator tags", () => {
       third = clock.now();
       await at(m);
     }
-    const [exit] = await waitFor(async () => {
-      const a = await alerts();
-      return a.length > 0 && a;
-    });
+    const [exit] = await raised();
     // Raised at the third fix outside the new zone, not at its first (the removed zone's third).
     const detail = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body;
     expect(detail.events[0].data).toMatchObject({ geofenceId: "school", fixAt: third });
@@ -205,10 +205,7 @@ describe("locator tags", () => {
       await clock.advance(30_000);
       await at(600); // the middle of the sibling's zone: 400 m beyond the edge of its own
     }
-    const [exit] = await waitFor(async () => {
-      const a = await alerts();
-      return a.length > 0 && a;
-    });
+    const [exit] = await raised();
     const opened = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body.events[0].data;
     expect(opened).toMatchObject({ geofenceId: "school", fixAt: clock.now(), accuracyM: 10 });
     expect(opened.distanceM).toBeGreaterThan(395);
@@ -249,10 +246,7 @@ describe("locator tags", () => {
       await clock.advance(30_000);
       await at(0); // in the pond
     }
-    const [exit] = await waitFor(async () => {
-      const a = await alerts("?state=open");
-      return a.length > 0 && a;
-    });
+    const [exit] = await raised("?state=open");
     const opened = (await call(gw, "GET", `/api/alerts/${exit?.id}`)).body.events[0].data;
     expect(opened.distanceM).toBeCloseTo(100, -1);
     for (let i = 0; i < 2; i++) {
